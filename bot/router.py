@@ -1,0 +1,288 @@
+"""The router: from one normalised Message to the replies, by the group's policy.
+
+Order (see DESIGN.md): drop the bot's own and duplicate messages; record the message (before anything is
+acknowledged); decide whether the bot is addressed; continue an open conversation; classify; apply the
+group's policy (when to speak, quiet hours, rate limits, the same question asked again); dispatch to the first
+handler that takes it; queue the replies on the throttled sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.config import GroupPolicy
+from bot.message import Message, Reply
+from bot.ratelimit import SlidingWindow
+from bot.services import Services
+from bot.store.models import AnsweredQuestion, InboundMessage
+from handlers.base import Context, Handler
+from handlers.intent import Classification
+
+log = logging.getLogger(__name__)
+
+STORED_TEXT_LIMIT = 20_000  # longer texts are cut in the store; the policy limit refuses them anyway
+CONTENT_DEDUP_SECONDS = 30  # the same text from the same person within this is a resend, not a new message
+
+TEXT_TOO_LONG = "消息太长了（{n}字），我一次最多能看{limit}字。请把问题或要反映的情况精简一下再发，谢谢！"
+TOO_FAST = "您发得有点快，我先处理前面的消息，请稍等一分钟再问。"
+UNHANDLED = "抱歉，这个我暂时帮不上忙。可以问我社区政策和服务（如“助老食堂几点开饭”），或直接说要反映的问题（如“3号楼门口井盖松了”）。发“帮助”查看我能做什么。"
+HANDLER_FAILED = "抱歉，处理您的消息时出了点问题，已经记录下来，请稍后再试或联系网格员。"
+NOT_PERMITTED = "抱歉，这个操作只有社区工作人员可以使用。如需发布通知，请联系网格员。"
+REPEATED = "这个问题{ago}刚回答过{who}，请往上翻看那条回复；如果还有不清楚的地方，可以换个说法再问我。"
+
+_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def question_key(text: str) -> str:
+    """Two wordings that differ only in punctuation, spaces, width or particles share a key."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    t = _PUNCT.sub("", t)
+    t = re.sub(r"(请问|问一下|问下|吗|呢|呀|啊|吧|哈)", "", t)
+    return hashlib.sha1(t.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Outcome:
+    """What the router did with a message, for tests, the demo and the logs."""
+
+    status: str  # handled | ignored | failed
+    reason: str = ""
+    handler: str = ""
+    replies: tuple[Reply, ...] = ()
+    classification: Classification | None = None
+
+
+class Router:
+    def __init__(self, services: Services, handlers: list[Handler]) -> None:
+        self.services = services
+        self.handlers = handlers
+        self._by_name = {h.name: h for h in handlers}
+        self._user_window: dict[int, SlidingWindow] = {}
+        self._group_window: dict[int, SlidingWindow] = {}
+        self._warned_fast: dict[tuple[str, str], datetime] = {}
+        self._recent_texts: dict[tuple[str, str, str], datetime] = {}
+        self.tz = ZoneInfo(services.config.main.timezone)
+        self.accounts: set[str] = {services.config.main.bot.account}
+
+    # --- the pipeline -----------------------------------------------------------------------------
+
+    async def on_message(self, msg: Message) -> Outcome:
+        try:
+            outcome = await self._route(msg)
+        except Exception:
+            log.exception("routing message %s from %s in %s failed", msg.id, msg.channel, msg.group)
+            outcome = Outcome("failed", "router error")
+        for r in outcome.replies:
+            self.services.sender.submit(r if r.channel else r.with_channel(msg.channel))
+        return outcome
+
+    async def _route(self, msg: Message) -> Outcome:
+        svc = self.services
+        now = svc.clock.now()
+        if msg.from_bot or msg.sender in self.accounts:
+            return Outcome("ignored", "own message")
+        if self._is_resend(msg, now):
+            return Outcome("ignored", "duplicate")
+        if not self._record(msg, now):
+            return Outcome("ignored", "duplicate")
+        if not msg.private:
+            svc.group_channels[msg.group] = msg.channel
+
+        policy = svc.config.policy_for(msg.group)
+        addressed, text = self._addressed(msg, policy)
+
+        if len(msg.text) > policy.max_text_chars:
+            self._mark(msg, "ignored", "text too long")
+            if not addressed:
+                return Outcome("ignored", "text too long")
+            reply = self._reply(msg, TEXT_TOO_LONG.format(n=len(msg.text), limit=policy.max_text_chars), "error")
+            return Outcome("ignored", "text too long", replies=(reply,))
+
+        ctx = Context(
+            message=msg,
+            text=text,
+            classification=Classification(intent="chitchat"),
+            policy=policy,
+            group=svc.config.group(msg.group),
+            staff=svc.config.staff_member(msg.sender),
+            services=svc,
+            addressed=addressed,
+        )
+
+        conv = svc.conversations.get(msg.group, msg.sender, now)
+        if conv is not None:
+            ctx.classification = svc.classifier.classify(text)
+            handler = self._by_name.get(conv.handler)
+            replies = await handler.followup(ctx, conv.state) if handler else None
+            if replies is not None:
+                self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
+                return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
+
+        ctx.classification = svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
+        if ctx.text.startswith(("/", "／")) and ctx.intent != "command":
+            ctx.classification = Classification(intent="command")
+
+        speak, why = self._should_speak(ctx, policy, now)
+        if not speak:
+            self._mark(msg, "ignored", why, ctx.intent)
+            return Outcome("ignored", why, classification=ctx.classification)
+
+        limited = self._rate_limited(msg, policy, now)
+        if limited is not None:
+            self._mark(msg, "ignored", "rate limited", ctx.intent)
+            return Outcome("ignored", "rate limited", replies=limited, classification=ctx.classification)
+
+        if ctx.intent == "question" and not msg.private:
+            pointer = self._repeated(ctx, policy, now)
+            if pointer is not None:
+                self._mark(msg, "handled", "repeated question", ctx.intent)
+                return Outcome("handled", "repeated question", "router", (pointer,), ctx.classification)
+
+        return await self._dispatch(ctx, now)
+
+    async def _dispatch(self, ctx: Context, now: datetime) -> Outcome:
+        msg = ctx.message
+        for h in self.handlers:
+            if not h.check(ctx):
+                continue
+            if not h.permitted(ctx):
+                log.warning("refused %s for sender %s in %s: no staff role", h.name, msg.sender, msg.group)
+                self._mark(msg, "handled", f"refused:{h.name}", ctx.intent)
+                return Outcome("handled", "not permitted", h.name, (self._reply(msg, NOT_PERMITTED, "refusal"),),
+                               ctx.classification)
+            try:
+                replies = await h.handle(ctx)
+            except Exception:
+                log.exception("handler %s failed on message %s", h.name, msg.id)
+                self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
+                return Outcome("failed", "handler error", h.name, (self._reply(msg, HANDLER_FAILED, "error"),),
+                               ctx.classification)
+            self._mark(msg, "handled", h.name, ctx.intent)
+            if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
+                self._remember_answer(ctx, now)
+            return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
+        self._mark(msg, "handled", "unhandled", ctx.intent)
+        if not ctx.addressed:
+            return Outcome("ignored", "no handler", classification=ctx.classification)
+        return Outcome("handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification)
+
+    # --- policies ----------------------------------------------------------------------------------
+
+    def _addressed(self, msg: Message, policy: GroupPolicy) -> tuple[bool, str]:
+        text = msg.text.strip()
+        names = [self.services.config.main.bot.name, *self.services.config.main.bot.aliases]
+        for n in names:  # a typed "@家门口助手" counts as a mention even if the channel did not mark it
+            if text.startswith("@" + n):
+                return True, text[len(n) + 1 :].strip(" ,，:：")
+        if msg.mentions_bot or msg.private:
+            return True, text
+        if policy.respond in ("trigger", "auto"):
+            for t in sorted(policy.triggers, key=len, reverse=True):
+                if text.startswith(t):
+                    rest = text[len(t) :].strip(" ,，:：")
+                    # 请问/报修/投诉 carry meaning: keep them in the text the classifier sees
+                    return True, rest if t in names else text
+        return False, text
+
+    def _should_speak(self, ctx: Context, policy: GroupPolicy, now: datetime) -> tuple[bool, str]:
+        msg, c = ctx.message, ctx.classification
+        urgent = c.urgency == "urgent"
+        direct = msg.mentions_bot or msg.private
+        if policy.quiet_hours and policy.quiet_hours.contains(now.astimezone(self.tz).time()) and not (direct or urgent):
+            return False, "quiet hours"
+        if ctx.addressed:
+            return True, ""
+        if ctx.intent == "command" and ctx.text.startswith(("/", "／")):
+            return True, ""
+        if policy.respond == "auto" and c.intent in ("question", "complaint", "hazard") and c.confidence >= 0.6:
+            return True, ""
+        if urgent:
+            return True, ""
+        return False, "not addressed"
+
+    def _window(self, cache: dict[int, SlidingWindow], limit: int) -> SlidingWindow:
+        if limit not in cache:
+            cache[limit] = SlidingWindow(limit, timedelta(minutes=1))
+        return cache[limit]
+
+    def _rate_limited(self, msg: Message, policy: GroupPolicy, now: datetime) -> tuple[Reply, ...] | None:
+        users = self._window(self._user_window, policy.user_per_minute)
+        groups = self._window(self._group_window, policy.group_per_minute)
+        key = (msg.group, msg.sender)
+        if not groups.allowed(msg.group, now) or not users.allowed(key, now):
+            last = self._warned_fast.get(key)
+            if last is None or now - last > timedelta(minutes=1):  # say it once a minute, not every time
+                self._warned_fast[key] = now
+                return (self._reply(msg, TOO_FAST, "refusal"),)
+            return ()
+        users.hit(key, now)
+        groups.hit(msg.group, now)
+        return None
+
+    def _repeated(self, ctx: Context, policy: GroupPolicy, now: datetime) -> Reply | None:
+        if policy.repeat_window_minutes <= 0:
+            return None
+        key = question_key(ctx.text)
+        since = now - timedelta(minutes=policy.repeat_window_minutes)
+        with self.services.store.session() as s:
+            prev = s.scalars(
+                select(AnsweredQuestion)
+                .where(AnsweredQuestion.group_id == ctx.message.group, AnsweredQuestion.question_key == key,
+                       AnsweredQuestion.answered_at >= since)
+                .order_by(AnsweredQuestion.answered_at.desc())
+            ).first()
+        if prev is None:
+            return None
+        minutes = int((now - prev.answered_at).total_seconds() // 60)
+        ago = "刚才" if minutes < 1 else f"{minutes}分钟前"
+        who = f"（回复给{prev.asker_name}）" if prev.asker_name else ""
+        return self._reply(ctx.message, REPEATED.format(ago=ago, who=who), "pointer")
+
+    def _remember_answer(self, ctx: Context, now: datetime) -> None:
+        with self.services.store.session() as s:
+            s.add(AnsweredQuestion(group_id=ctx.message.group, question_key=question_key(ctx.text),
+                                   question=ctx.text[:500], asker_name=ctx.message.display_sender, answered_at=now))
+
+    # --- records -----------------------------------------------------------------------------------
+
+    def _is_resend(self, msg: Message, now: datetime) -> bool:
+        if not msg.text:
+            return False
+        key = (msg.group, msg.sender, msg.text)
+        last = self._recent_texts.get(key)
+        self._recent_texts[key] = now
+        if len(self._recent_texts) > 10_000:  # keep memory bounded
+            cutoff = now - timedelta(seconds=CONTENT_DEDUP_SECONDS)
+            self._recent_texts = {k: v for k, v in self._recent_texts.items() if v >= cutoff}
+        return last is not None and (now - last).total_seconds() < CONTENT_DEDUP_SECONDS
+
+    def _record(self, msg: Message, now: datetime) -> bool:
+        """Write the message before anything else happens; False if this id was seen already."""
+        try:
+            with self.services.store.session() as s:
+                s.add(InboundMessage(channel=msg.channel, message_id=msg.id[:128], group_id=msg.group[:128],
+                                     sender=msg.sender[:128], sender_name=msg.sender_name[:128],
+                                     text=msg.text[:STORED_TEXT_LIMIT], received_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
+        with self.services.store.session() as s:
+            s.execute(update(InboundMessage)
+                      .where(InboundMessage.channel == msg.channel, InboundMessage.message_id == msg.id[:128])
+                      .values(status=status, reason=reason[:64], intent=intent))
+
+    @staticmethod
+    def _reply(msg: Message, text: str, kind: str) -> Reply:
+        return Reply(group=msg.group, text=text, mentions=() if msg.private else (msg.sender,),
+                     in_reply_to=msg.id, channel=msg.channel, kind=kind)

@@ -1,0 +1,1 @@
+"""One module per kind of message; the intent classifier and the extraction of service, place and urgency."""

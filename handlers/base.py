@@ -1,0 +1,153 @@
+"""Handlers: one class per kind of message, in the shape of python-telegram-bot's handlers and
+NoneBot's matchers. A handler declares what it takes with a composable `Rule` and who may use it with a
+`Permission`; the router asks `check` and calls `handle` on the first handler that takes the message.
+
+Add a handler by writing one module in handlers/ with a class decorated by `@register`;
+the registry finds it, the router does not change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from bot.config import GroupConfig, GroupPolicy, StaffMember
+from bot.message import Message, Reply
+from handlers.intent import Classification, Intent
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+@dataclass
+class Context:
+    """Everything a handler needs about one message."""
+
+    message: Message
+    text: str  # the message text with the @mention or trigger word removed
+    classification: Classification
+    policy: GroupPolicy
+    group: GroupConfig | None
+    staff: StaffMember | None
+    services: Services
+    addressed: bool  # @-mentioned, a trigger word, or a private chat
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def intent(self) -> Intent:
+        return self.classification.intent
+
+    def reply(self, text: str, *, kind: str = "answer", mention_sender: bool = True, image: bytes | None = None) -> Reply:
+        m = self.message
+        return Reply(
+            group=m.group,
+            text=text,
+            mentions=(m.sender,) if mention_sender and not m.private else (),
+            image=image,
+            in_reply_to=m.id,
+            channel=m.channel,
+            kind=kind,
+        )
+
+
+class Rule:
+    """A predicate over a Context; `&`, `|` and `~` compose rules."""
+
+    def __init__(self, fn: Callable[[Context], bool], name: str = "") -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "rule")
+
+    def __call__(self, ctx: Context) -> bool:
+        return bool(self.fn(ctx))
+
+    def __and__(self, other: Rule) -> Rule:
+        return Rule(lambda c: self(c) and other(c), f"({self.name} & {other.name})")
+
+    def __or__(self, other: Rule) -> Rule:
+        return Rule(lambda c: self(c) or other(c), f"({self.name} | {other.name})")
+
+    def __invert__(self) -> Rule:
+        return Rule(lambda c: not self(c), f"~{self.name}")
+
+
+def intent_is(*intents: Intent) -> Rule:
+    return Rule(lambda c: c.intent in intents, f"intent in {intents}")
+
+
+def command(*names: str) -> Rule:
+    """A slash command (`/通知 ...`) or its bare form (`通知 ...`) at the start of the text."""
+
+    def match(c: Context) -> bool:
+        t = c.text.lstrip("/／").strip()
+        return any(t == n or t.startswith(n + " ") or t.startswith(n) for n in names)
+
+    return Rule(match, f"command {names}")
+
+
+def text_matches(*needles: str) -> Rule:
+    return Rule(lambda c: any(n in c.text for n in needles), f"text has {needles}")
+
+
+always = Rule(lambda c: True, "always")
+
+
+class Permission:
+    """Who may use a handler. A handler without one is open to everybody."""
+
+    def __init__(self, *roles: str) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, ctx: Context) -> bool:
+        return ctx.staff is not None and bool(self.roles & set(ctx.staff.roles))
+
+
+class Handler(ABC):
+    name: str = "handler"
+    priority: int = 50  # lower runs first
+    rule: Rule = always
+    permission: Permission | None = None
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def check(self, ctx: Context) -> bool:
+        return self.rule(ctx)
+
+    def permitted(self, ctx: Context) -> bool:
+        return self.permission is None or self.permission(ctx)
+
+    @abstractmethod
+    async def handle(self, ctx: Context) -> list[Reply]: ...
+
+    async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
+        """The next message of a conversation this handler opened (see `Conversations`).
+        Return None to let the router treat the message as new."""
+        return None
+
+    async def expire(self, state: dict[str, object]) -> list[Reply]:
+        """A conversation this handler opened timed out."""
+        return []
+
+
+_REGISTRY: list[type[Handler]] = []
+
+
+H = TypeVar("H", bound=type[Handler])
+
+
+def register(cls: H) -> H:
+    _REGISTRY.append(cls)
+    return cls
+
+
+def handler_classes() -> list[type[Handler]]:
+    """Every handler in the handlers package, lowest priority first."""
+    import handlers
+
+    for mod in pkgutil.iter_modules(handlers.__path__):
+        importlib.import_module(f"handlers.{mod.name}")
+    return sorted(_REGISTRY, key=lambda c: c.priority)

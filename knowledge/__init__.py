@@ -1,0 +1,1 @@
+"""Ingestion, the hybrid index, the answerer, citations and the evaluator."""
