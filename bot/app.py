@@ -1,0 +1,152 @@
+"""The app: wires store, channels, sender, classifier, knowledge, tickets and handlers from the config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from bot.channels import Channel, channel_class
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.message import Message
+from bot.router import Outcome, Router
+from bot.sender import ThrottledSender
+from bot.services import Services
+from bot.store import Store
+from handlers.base import handler_classes
+from handlers.classifier import load_classifier
+
+log = logging.getLogger(__name__)
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    ch = config.main.channels
+    account = config.main.bot.account
+    names = [n for n, on in (("simulator", ch.simulator), ("console", ch.console)) if on]
+    if ch.wechaty_token:
+        names.append("wechaty")
+    channels: dict[str, Channel] = {}
+    for name in names:
+        cls = channel_class(name)
+        channels[name] = cls.from_config(config) if hasattr(cls, "from_config") else cls(account)
+    return channels
+
+
+class App:
+    """One bot process. Tests build it with their own clock and channels; `serve` with the defaults."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, channels: dict[str, Channel] | None = None,
+                 knowledge: Any = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = Store(config.database_url)
+        self.store.migrate()
+        self.channels = channels if channels is not None else build_channels(config)
+        self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
+        self.services = Services(
+            config=config,
+            store=self.store,
+            clock=self.clock,
+            classifier=load_classifier(config),
+            sender=self.sender,
+            knowledge=knowledge,
+        )
+        self.handlers = [cls(self.services) for cls in handler_classes()]
+        self.router = Router(self.services, self.handlers)
+        for ch in self.channels.values():
+            self.router.accounts.add(ch.account)
+        self._group_queues: dict[str, asyncio.Queue[Message]] = {}
+        self._group_workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.outcomes: list[Outcome] = []  # the most recent outcomes, for the demo and tests
+        self.started = False
+
+    # --- receiving: one ordered queue per group, so a slow handler in one group holds up no other
+
+    async def inbox(self, msg: Message) -> None:
+        q = self._group_queues.get(msg.group)
+        if q is None:
+            q = self._group_queues[msg.group] = asyncio.Queue()
+        q.put_nowait(msg)
+        worker = self._group_workers.get(msg.group)
+        if worker is None or worker.done():
+            self._group_workers[msg.group] = asyncio.create_task(self._group_worker(msg.group, q))
+
+    async def _group_worker(self, group: str, q: asyncio.Queue[Message]) -> None:
+        while not q.empty():
+            msg = q.get_nowait()
+            outcome = await self.router.on_message(msg)
+            self.outcomes.append(outcome)
+            del self.outcomes[:-200]
+            q.task_done()
+
+    async def handle(self, msg: Message) -> Outcome:
+        """Route one message at once (tests and the demo); replies are queued on the sender."""
+        outcome = await self.router.on_message(msg)
+        self.outcomes.append(outcome)
+        return outcome
+
+    async def settle(self) -> None:
+        """Wait until every received message is routed and every reply sent."""
+        while True:
+            await asyncio.gather(*(q.join() for q in self._group_queues.values()))
+            await self.sender.drain()
+            if all(q.empty() for q in self._group_queues.values()) and self.sender.pending() == 0:
+                return
+
+    # --- time-driven work
+
+    async def tick(self) -> None:
+        """Run what is due now: expired conversations. The background loop calls it every second."""
+        svc = self.services
+        for conv in svc.conversations.expired(self.clock.now()):
+            handler = self.router._by_name.get(conv.handler)
+            if handler is None:
+                continue
+            try:
+                for r in await handler.expire(conv.state):
+                    self.sender.submit(r)
+            except Exception:
+                log.exception("expiring a %s conversation failed", conv.handler)
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(1.0)
+
+    # --- lifecycle
+
+    async def start(self, *, background: bool = True) -> None:
+        for name, ch in self.channels.items():
+            await ch.start(self.inbox)
+            log.info("channel %s started", name)
+        if background:
+            self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
+        self.started = True
+
+    async def stop(self) -> None:
+        for t in [*self._tasks, *self._group_workers.values()]:
+            t.cancel()
+        for t in [*self._tasks, *self._group_workers.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.sender.stop()
+        for ch in self.channels.values():
+            with contextlib.suppress(Exception):
+                await ch.stop()
+        self.store.close()
+        self.started = False
+
+    def health(self) -> dict[str, Any]:
+        store_ok = self.store.ping()
+        parts: dict[str, Any] = {
+            "store": {"status": "up" if store_ok else "down", "url": self.store.engine.url.render_as_string()},
+            "index": {"status": "up" if self.services.knowledge is not None else "not loaded"},
+            "ticket_backend": {"status": "not configured"},
+            "channels": {name: ch.health() for name, ch in self.channels.items()},
+            "sender": {"pending": self.sender.pending(), "sent": self.sender.sent_count},
+        }
+        healthy = store_ok and all(c.get("status") == "up" for c in parts["channels"].values())
+        return {"status": "ok" if healthy else "degraded", "parts": parts}

@@ -1,0 +1,1 @@
+"""One module per `doorstep` sub-command, each with `run(args: argparse.Namespace) -> int`."""
