@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k", type=int, default=5)
     ev.add_argument("--json", action="store_true")
 
+    sub.add_parser("check", help="validate the configuration files and print a summary")
+
     sub.add_parser("serve", help="the bot, its channels, the admin API and the built-in ticket backend")
 
     be = sub.add_parser("backend", help="the built-in Open311 ticket backend alone")

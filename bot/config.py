@@ -296,7 +296,8 @@ class Config(BaseModel):
         g = self.group(group_id)
         if g is None:
             return self.main.policy
-        overrides = g.policy.model_dump(exclude_none=True)
+        # attributes, not model_dump(): nested models (quiet hours) must stay models
+        overrides = {k: getattr(g.policy, k) for k in type(g.policy).model_fields if getattr(g.policy, k) is not None}
         return self.main.policy.model_copy(update=overrides)
 
     def staff_member(self, sender: str) -> StaffMember | None:

@@ -1,0 +1,54 @@
+"""The FastAPI app of `serve`: the simulator channel, /health, and the parts other modules mount."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from bot.app import App
+from bot.channels.simulator import SimulatorChannel
+from bot.web.simulator import simulator_router
+
+log = logging.getLogger(__name__)
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    log.info("rejected request: %s", "; ".join(problems))
+    return JSONResponse(status_code=422, content={"error": "; ".join(problems), "message": "请求格式不对，请检查后重试。"})
+
+
+def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await app.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await app.stop()
+
+    web = FastAPI(title="Doorstep (家门口)", version="0.1.0", lifespan=lifespan)
+    web.add_exception_handler(RequestValidationError, _validation_error)
+    web.state.app = app
+
+    sim = app.channels.get("simulator")
+    if isinstance(sim, SimulatorChannel):
+        web.include_router(simulator_router(sim, app.config))
+
+    @web.get("/health", tags=["health"])
+    async def health() -> dict[str, Any]:
+        return app.health()
+
+    return web
