@@ -155,3 +155,43 @@ async def test_every_message_is_recorded_before_reply(app: App, say: Say) -> Non
     with app.store.session() as s:
         n = s.scalar(select(func.count()).select_from(InboundMessage))
     assert n == 2  # the bot's own message is dropped before recording
+
+
+class EchoAnswer:
+    """A question handler for the router's own tests: answers every question and says it did."""
+
+    name = "test-answer"
+    priority = 40
+    permission = None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check(self, ctx) -> bool:
+        return ctx.intent == "question"
+
+    def permitted(self, ctx) -> bool:
+        return True
+
+    async def handle(self, ctx):
+        self.calls += 1
+        ctx.extra["answered"] = True
+        return [ctx.reply(f"答复：{ctx.text}")]
+
+
+async def test_same_question_within_minutes_gets_a_pointer(app: App, channel: RecordingChannel,
+                                                           clock: ManualClock, say: Say) -> None:
+    echo = EchoAnswer()
+    app.router.handlers.insert(0, echo)  # type: ignore[arg-type]
+    await run(app, say("小门 助老食堂几点开饭？", sender="u_liu", sender_name="刘阿姨"))
+    clock.advance(120)
+    [o] = await run(app, say("小门 助老食堂几点开饭", sender="u_chen", sender_name="小陈"))
+    assert o.reason == "repeated question" and echo.calls == 1
+    assert "2分钟前刚回答过（回复给刘阿姨）" in channel.sent[-1].text
+    # another group gets its own answer
+    await run(app, say("小门 助老食堂几点开饭", group="幸福里5号楼"))
+    assert echo.calls == 2
+    # after the window the question is answered again
+    clock.advance(6 * 60)
+    await run(app, say("小门 助老食堂几点开饭呢", sender="u_ma"))
+    assert echo.calls == 3

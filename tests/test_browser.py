@@ -1,0 +1,84 @@
+"""The simulator page in a real headless browser (Debian's chromium driven by Playwright):
+post a message as a resident, see the bot's reply appear."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from bot.app import App
+from bot.channels.simulator import SimulatorChannel
+from bot.config import Config
+from bot.web.app import create_web_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.browser
+
+if CHROMIUM is None and os.environ.get("DOORSTEP_REQUIRE_BROWSER"):
+    raise RuntimeError("DOORSTEP_REQUIRE_BROWSER is set but Debian's chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(config: Config) -> Iterator[str]:
+    """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own."""
+    port = free_port()
+    app = App(config, channels={"simulator": SimulatorChannel.from_config(config)})
+    server = uvicorn.Server(uvicorn.Config(create_web_app(app), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    import time
+
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for a real server to bind, not pacing the test
+    assert server.started, "the web server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_post_in_the_page_and_see_the_reply(server: str, tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            group = page.locator("section.group", has=page.locator("h2", has_text="幸福里3号楼"))
+            expect(group).to_be_visible()
+            page.select_option("#persona", "u_liu")
+            group.locator("textarea").fill("@家门口助手 帮助")
+            group.locator("button[type=submit]").click()
+            reply = group.locator(".msg.bot .bubble")
+            expect(reply.first).to_contain_text("我是家门口助手", timeout=15_000)
+            expect(group.locator(".msg:not(.bot) .who").first).to_have_text("刘阿姨")
+            page.screenshot(path=str(tmp_path / "simulator.png"), full_page=True)
+
+            # a non-image file chosen as the photo gets a clear Chinese error under the form
+            bad = tmp_path / "not-an-image.jpg"
+            bad.write_bytes(b"this is a text file, not a photo")
+            group.locator("textarea").fill("看看这张照片")
+            group.locator("input[type=file]").set_input_files(str(bad))
+            group.locator("button[type=submit]").click()
+            expect(group.locator(".err")).to_have_text("这个文件不是图片，请发送照片。", timeout=10_000)
+        finally:
+            browser.close()
