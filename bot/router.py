@@ -118,6 +118,12 @@ class Router:
             addressed=addressed,
         )
 
+        for h in self.handlers:
+            try:
+                await h.observe(ctx)
+            except Exception:
+                log.exception("handler %s failed observing message %s", h.name, msg.id)
+
         conv = svc.conversations.get(msg.group, msg.sender, now)
         if conv is not None:
             ctx.classification = svc.classifier.classify(text)

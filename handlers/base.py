@@ -123,6 +123,10 @@ class Handler(ABC):
     @abstractmethod
     async def handle(self, ctx: Context) -> list[Reply]: ...
 
+    async def observe(self, ctx: Context) -> None:
+        """Sees every recorded message in a group, addressed or not, before the policy decides whether the
+        bot speaks: e.g. a photo or a location sent just before the words of a report."""
+
     async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
         """The next message of a conversation this handler opened (see `Conversations`).
         Return None to let the router treat the message as new."""
