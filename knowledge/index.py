@@ -1,0 +1,243 @@
+"""The hybrid index: dense vectors in Chroma (through LangChain's Chroma integration) fused with BM25 over
+jieba tokens (bm25s), queries expanded by the term lexicon, results limited to global knowledge plus the
+asking group's community.
+
+Chroma is embedded (PersistentClient in the index directory) unless a Chroma server URL is configured.
+Vectors always come from our embedding model: Chroma's default embedding function is never called.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import bm25s
+import numpy as np
+
+from knowledge.chunks import Chunk
+from knowledge.embeddings import CachedEmbeddings
+from knowledge.store import DocRecord, MetaStore
+from knowledge.text import Lexicon, add_words, tokenize
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.); a rank's weight is 1 / (RRF_K + rank)
+POOL = 40  # candidates taken from each retriever before fusion
+UPSERT_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk: Chunk
+    score: float  # fused (reciprocal-rank) score
+    dense: float  # cosine similarity to the question, 0 when outside the dense candidates
+    bm25: float  # BM25 score, 0 when no query term matched
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+
+
+def chroma_client(directory: Path, url: str = "") -> object:
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if url:
+        u = urlparse(url)
+        return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or (443 if u.scheme == "https" else 8000),
+                                   ssl=u.scheme == "https", settings=settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(directory), settings=settings)
+
+
+class HybridIndex:
+    def __init__(self, directory: Path, embeddings: CachedEmbeddings, lexicon: Lexicon | None = None, *,
+                 chroma_url: str = "", collection: str = "doorstep") -> None:
+        from langchain_chroma import Chroma
+
+        self.directory = directory
+        self.embeddings = embeddings
+        self.lexicon = lexicon or Lexicon()
+        self.meta = MetaStore(directory / "meta.sqlite")
+        self._client = chroma_client(directory / "chroma", chroma_url)
+        self.collection_name = f"{collection}-{embeddings.encoder.name}"  # a model change never mixes dimensions
+        self.vectors = Chroma(
+            client=self._client,  # type: ignore[arg-type]
+            collection_name=self.collection_name,
+            embedding_function=embeddings,
+            collection_configuration={"hnsw": {"space": "cosine"}},
+        )
+        self._lock = threading.RLock()
+        self._bm25: bm25s.BM25 | None = None
+        self._bm25_gen = -1
+        self._ids: list[str] = []
+        self._community_of: np.ndarray = np.zeros(0, dtype=np.int32)
+        self._community_codes: dict[str, int] = {}
+        add_words(self.meta.names())
+        self._retokenise_if_lexicon_changed()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def upsert(self, docs: Sequence[tuple[DocRecord, list[Chunk]]], progress: Callable[[int], None] | None = None) -> None:
+        """Replace each document's chunks (vectors, tokens, records). Embedding runs once for the whole
+        batch so the model works on full batches; unchanged chunk texts come from the embedding cache."""
+        chunks = [c for _, cs in docs for c in cs]
+        vectors = self.embeddings.passages([c.index_text for c in chunks], progress=progress)
+        with self._lock:
+            i = 0
+            for rec, cs in docs:
+                old = self.meta.chunk_ids(rec.key)
+                if old:
+                    self.vectors.delete(ids=old)
+                vecs = vectors[i : i + len(cs)]
+                i += len(cs)
+                self._add_vectors(cs, vecs)
+                self.meta.replace_doc(rec, cs, [tokenize(c.index_text) for c in cs])
+            self.meta.bump()
+
+    def _add_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        # Straight to the collection: the vectors are computed already (LangChain's add_texts would embed
+        # again), and batches stay under Chroma's maximum.
+        coll = self.vectors._collection
+        for s in range(0, len(chunks), UPSERT_BATCH):
+            part = chunks[s : s + UPSERT_BATCH]
+            coll.upsert(
+                ids=[c.id for c in part],
+                embeddings=vectors[s : s + UPSERT_BATCH],  # type: ignore[arg-type]
+                documents=[c.text for c in part],
+                metadatas=[{"source": c.source, "community": c.community, "locator": c.locator, "kind": c.kind}
+                           for c in part],
+            )
+
+    def remove(self, key: str) -> int:
+        with self._lock:
+            ids = self.meta.chunk_ids(key)
+            if ids:
+                self.vectors.delete(ids=ids)
+            self.meta.delete_doc(key)
+            self.meta.bump()
+            return len(ids)
+
+    def clear(self) -> None:
+        with self._lock:
+            for d in self.meta.docs():
+                self.remove(d.key)
+
+    # --- BM25 ------------------------------------------------------------------------------------
+
+    def _retokenise_if_lexicon_changed(self) -> None:
+        sig = self.lexicon.signature
+        if self.meta.get_meta("lexicon") == sig:
+            return
+        items = [(cid, tokenize(text)) for cid, text in self.meta.iter_texts()]
+        if items:
+            self.meta.set_tokens(items)
+            self.meta.bump()
+        self.meta.set_meta("lexicon", sig)
+
+    def _bm25_ready(self) -> bm25s.BM25 | None:
+        gen = self.meta.generation
+        if self._bm25_gen == gen:
+            return self._bm25
+        with self._lock:
+            if self._bm25_gen == gen:
+                return self._bm25
+            ids, comms, corpus = [], [], []
+            for cid, community, toks in self.meta.iter_tokens():
+                ids.append(cid)
+                comms.append(community)
+                corpus.append(toks or [""])
+            codes: dict[str, int] = {}
+            self._community_of = np.array([codes.setdefault(c, len(codes)) for c in comms], dtype=np.int32)
+            self._community_codes = codes
+            self._ids = ids
+            if corpus:
+                saved = self.directory / "bm25"
+                marker = saved / "generation.json"
+                retriever: bm25s.BM25 | None = None
+                if marker.exists() and json.loads(marker.read_text()).get("generation") == gen:
+                    try:
+                        retriever = bm25s.BM25.load(str(saved))
+                    except Exception:  # a half-written save: rebuild
+                        retriever = None
+                if retriever is None:
+                    retriever = bm25s.BM25()
+                    retriever.index(corpus, show_progress=False)
+                    try:
+                        shutil.rmtree(saved, ignore_errors=True)
+                        retriever.save(str(saved), show_progress=False)
+                        marker.write_text(json.dumps({"generation": gen}))
+                    except OSError as e:
+                        log.warning("could not save the BM25 index: %s", e)
+                self._bm25 = retriever
+            else:
+                self._bm25 = None
+            self._bm25_gen = gen
+            return self._bm25
+
+    def _mask(self, community: str | None) -> np.ndarray | None:
+        if not community:
+            return None
+        allowed = [self._community_codes[c] for c in ("", community) if c in self._community_codes]
+        return np.isin(self._community_of, allowed)
+
+    # --- searching -------------------------------------------------------------------------------
+
+    def query_tokens(self, question: str) -> list[str]:
+        return tokenize(self.lexicon.expand(question))
+
+    def search(self, question: str, community: str | None = None, k: int = 5, pool: int = POOL) -> list[Hit]:
+        expanded = self.lexicon.expand(question)
+        dense = self._dense(expanded, community, pool)
+        sparse = self._sparse(tokenize(expanded), community, pool)
+        fused: dict[str, float] = {}
+        for ranking in (dense, sparse):
+            for rank, (cid, _) in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        dense_of = {cid: (r, s) for r, (cid, s) in enumerate(dense)}
+        bm25_of = {cid: (r, s) for r, (cid, s) in enumerate(sparse)}
+        # ties (one list only) go to the better dense similarity
+        order = sorted(fused, key=lambda c: (fused[c], dense_of.get(c, (0, 0.0))[1]), reverse=True)[:k]
+        chunks = self.meta.chunks(order)
+        return [
+            Hit(chunk=chunks[c], score=fused[c], dense=dense_of.get(c, (0, 0.0))[1], bm25=bm25_of.get(c, (0, 0.0))[1],
+                dense_rank=dense_of[c][0] if c in dense_of else None, bm25_rank=bm25_of[c][0] if c in bm25_of else None)
+            for c in order if c in chunks
+        ]
+
+    def _dense(self, text: str, community: str | None, n: int) -> list[tuple[str, float]]:
+        vec = self.embeddings.query(text)
+        where = {"community": {"$in": ["", community]}} if community else None
+        found = self.vectors.similarity_search_by_vector_with_relevance_scores(
+            vec.tolist(), k=n, filter=where  # type: ignore[arg-type]
+        )
+        return [(doc.id, 1.0 - float(dist)) for doc, dist in found if doc.id]  # cosine distance -> similarity
+
+    def _sparse(self, tokens: list[str], community: str | None, n: int) -> list[tuple[str, float]]:
+        retriever = self._bm25_ready()
+        if retriever is None or not tokens:
+            return []
+        scores = retriever.get_scores(tokens)
+        mask = self._mask(community)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top])]
+        return [(self._ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    # --- facts -----------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.meta.count_chunks()
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        self.meta.close()

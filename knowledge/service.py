@@ -1,0 +1,191 @@
+"""The knowledge service: FAQ first, then the hybrid index; an extractive answer (or an LLM's, when one is
+configured) with its source, or an honest "not found". What the bot, the CLI and the evaluator use."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config
+from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
+from knowledge.extractive import extract_passage, source_line
+from knowledge.faq import FAQItem, FAQMatcher
+from knowledge.index import Hit, HybridIndex
+from knowledge.ingest import FileResult, IngestReport, ingest
+from knowledge.llm import LLMWriter
+from knowledge.text import Lexicon, tokenize
+from knowledge.types import Answer, Citation
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "抱歉，这个问题我在社区的政策和服务资料里没有找到答案。需要的话请回复“转人工”，我请网格员或社区工作人员来解答。"
+EMPTY_QUESTION = "请把您的问题说得具体一点，比如“助老食堂几点开饭”。"
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """When the best passage counts as an answer. Calibrated on the dev set's answerable and unanswerable
+    questions (see docs/knowledge.md): a passage both retrievers agree on needs less dense similarity than
+    one only the dense retriever found; the lexical part requires that the passage shares a content word
+    with the question (an unanswerable question usually shares only generic words)."""
+
+    dense_alone: float = 0.86  # accepted on dense similarity alone
+    dense_agreed: float = 0.80  # accepted when BM25 also ranks it in its top 3
+    min_overlap: float = 0.25  # share of the question's content-word weight found in the passage
+
+
+class KnowledgeService:
+    """Implements knowledge.types.Answerer."""
+
+    def __init__(self, index: HybridIndex, faq: FAQMatcher | None = None, *, llm: LLMWriter | None = None,
+                 threshold: Threshold | None = None, sample_paths: Sequence[Path] = (), store: Any = None) -> None:
+        self.index = index
+        self.faq = faq or FAQMatcher(encode=index.embeddings.query)
+        self.llm = llm
+        self.threshold = threshold or Threshold()
+        self.sample_paths = list(sample_paths)
+        self.store = store  # bot.store.Store for knowledge gaps, when the bot runs
+
+    # --- answering -------------------------------------------------------------------------------
+
+    def retrieve(self, question: str, community: str | None = None, k: int = 5) -> list[Hit]:
+        return self.index.search(question, community or None, k=k)
+
+    def answer(self, question: str, community: str | None = None) -> Answer:
+        t0 = time.perf_counter()
+        q = question.strip()
+        if not q:
+            return Answer(question=question, found=False, answer=EMPTY_QUESTION, via="none")
+        faq = self.faq.match(q, community or None)
+        if faq is not None:
+            it = faq.item
+            cite = Citation(source="faq.yaml", title=it.source, locator="常见问题", text=it.answer, score=round(faq.score, 4))
+            text = f"{it.answer}\n{cite.line()}"
+            return Answer(q, True, text, [cite], (time.perf_counter() - t0) * 1000, via="faq")
+        hits = self.retrieve(q, community, k=5)
+        citations = [Citation(source=h.chunk.source, title=h.chunk.title, locator=h.chunk.locator, text=h.chunk.text,
+                              score=round(h.dense, 4)) for h in hits]
+        if not hits or not self.answerable(q, hits):
+            return Answer(q, False, NOT_FOUND, citations, (time.perf_counter() - t0) * 1000, via="none")
+        text, via, used = self._compose(q, hits)
+        if used:  # the passages an LLM answer cites lead the list
+            citations = [citations[i] for i in used] + [c for i, c in enumerate(citations) if i not in used]
+        return Answer(q, True, text, citations, (time.perf_counter() - t0) * 1000, via=via)
+
+    def answerable(self, question: str, hits: Sequence[Hit]) -> bool:
+        top = hits[0]
+        th = self.threshold
+        if content_overlap(question, top.chunk.index_text, self.index.lexicon) < th.min_overlap:
+            return False
+        if top.dense >= th.dense_alone:
+            return True
+        return top.bm25_rank is not None and top.bm25_rank < 3 and top.dense >= th.dense_agreed
+
+    def _compose(self, question: str, hits: Sequence[Hit]) -> tuple[str, str, list[int]]:
+        if self.llm is not None:
+            written = self.llm.write(question, [h.chunk for h in hits[:3]])
+            if written is not None:
+                text, cited = written
+                lines = "\n".join(dict.fromkeys(source_line(hits[i].chunk) for i in cited))
+                return f"{text}\n{lines}", "llm", cited
+        best = hits[0].chunk
+        return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
+
+    # --- managing --------------------------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], *, community: str = "", replace: bool = False,
+               on_file: Callable[[FileResult], None] | None = None,
+               on_embed: Callable[[int, int], None] | None = None) -> IngestReport:
+        return ingest(self.index, paths, community=community, replace=replace, on_file=on_file, on_embed=on_embed)
+
+    def ingest_sample(self) -> IngestReport:
+        return self.ingest([p for p in self.sample_paths if p.exists()])
+
+    def remove(self, sources: Sequence[str]) -> list[str]:
+        """Remove documents by file name (or community/file name); the keys removed."""
+        removed: list[str] = []
+        for s in sources:
+            for d in self.index.meta.docs_by_source(Path(s).name if "/" not in s else s):
+                self.index.remove(d.key)
+                removed.append(d.key)
+        return removed
+
+    def is_empty(self) -> bool:
+        return self.index.count() == 0
+
+    def stats(self) -> dict[str, Any]:
+        docs = self.index.meta.docs()
+        return {
+            "documents": len(docs),
+            "chunks": self.index.count(),
+            "index_bytes": self.index.size_bytes(),
+            "index_dir": str(self.index.directory),
+            "embedding": self.index.embeddings.encoder.name,
+            "communities": self.index.meta.stats(),
+            "faq_entries": len(self.faq.items),
+            "files": [{"source": d.source, "community": d.community, "title": d.title, "kind": d.kind,
+                       "chunks": d.chunks, "ingested_at": d.ingested_at} for d in docs],
+        }
+
+    def gaps(self, *, community: str | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        from knowledge.gaps import list_gaps
+
+        return list_gaps(self.store, community=community, status=status, limit=limit)
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def content_overlap(question: str, passage: str, lexicon: Lexicon) -> float:
+    """Share of the question's content words (weighted by length, so 电动自行车 counts more than 车) that
+    appear in the passage, with the lexicon's standard terms standing in for colloquial ones."""
+    toks = set(tokenize(question))
+    std = lexicon.expansions(question)
+    toks |= set(std)
+    if not toks:
+        return 0.0
+    hit = 0.0
+    total = 0.0
+    for t in toks:
+        w = float(len(t))
+        total += w
+        if t in passage:
+            hit += w
+    for s in std:  # a colloquial word counts as found when its standard term is
+        for k, v in lexicon.terms.items():
+            if v == s and k in toks and s in passage and k not in passage:
+                hit += len(k)
+    return min(1.0, hit / total)
+
+
+def faq_items(config: Config) -> list[FAQItem]:
+    return [FAQItem(tuple(e.questions), e.answer, e.source, e.community) for e in config.faq.faq]
+
+
+def open_knowledge(config: Config, *, ingest_sample_if_empty: bool = True, index_dir: Path | None = None,
+                   encoder: Encoder | None = None, store: Any = None) -> KnowledgeService:
+    """The knowledge service for a config: the index in `index_dir` (default: the configured one), the
+    configured embedding model, lexicon and FAQ, and an LLM writer when one is configured. With an empty index,
+    the configured knowledge paths (the bundled sample by default) are ingested first."""
+    directory = index_dir or config.index_dir
+    enc = encoder or load_encoder(config.main.index.embedding)
+    embeddings = CachedEmbeddings(enc, EmbeddingCache(directory / "embeddings.sqlite"))
+    lexicon = Lexicon(config.lexicon.terms)
+    index = HybridIndex(directory, embeddings, lexicon, chroma_url=config.main.index.chroma_url,
+                        collection=config.main.index.collection)
+    llm_cfg = config.main.llm
+    llm = None
+    if llm_cfg.base_url and llm_cfg.model:
+        llm = LLMWriter(llm_cfg.base_url, llm_cfg.api_key, llm_cfg.model, llm_cfg.timeout_seconds)
+    service = KnowledgeService(index, FAQMatcher(faq_items(config), encode=embeddings.query), llm=llm,
+                               sample_paths=config.knowledge_paths, store=store)
+    if ingest_sample_if_empty and service.is_empty():
+        report = service.ingest_sample()
+        log.info("empty index: ingested the configured knowledge: %s", report.summary())
+    return service
