@@ -45,6 +45,9 @@ class App:
         self.store.migrate()
         self.channels = channels if channels is not None else build_channels(config)
         self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
+        for ch in self.channels.values():  # a channel that speaks on its own (the WeChat greeting) uses the throttle too
+            if hasattr(ch, "attach_sender"):
+                ch.attach_sender(self.sender)
         self.services = Services(
             config=config,
             store=self.store,
