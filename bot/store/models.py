@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,3 +81,91 @@ class Delivery(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --- groups and staff notices (issue 6) --------------------------------------------------------------
+
+
+class ChatGroup(Base):
+    """A group the bot has seen or was told about: its channel, and the binding staff gave it (`/绑定`).
+
+    Groups in config/groups.yaml are bound by the config; a group the bot is added to is unbound (`bound`
+    false) until staff binds it. A binding here overrides the config (see bot/groups.py)."""
+
+    __tablename__ = "chat_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(String(128), unique=True)
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    name: Mapped[str] = mapped_column(String(128), default="")
+    community: Mapped[str] = mapped_column(String(64), default="")
+    grid: Mapped[str] = mapped_column(String(64), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bound: Mapped[bool] = mapped_column(Boolean, default=False)
+    bound_by: Mapped[str] = mapped_column(String(128), default="")
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    greeted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Notice(Base):
+    """A staff notice: what to say, to which targets, when (now, once, or a cron repeat)."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    text: Mapped[str] = mapped_column(Text)
+    targets: Mapped[list[str]] = mapped_column(JSON, default=list)  # as the sender wrote them
+    group_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # the groups the preview showed
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_by_name: Mapped[str] = mapped_column(String(128), default="")
+    source: Mapped[str] = mapped_column(String(16), default="chat")  # chat | api
+    origin_channel: Mapped[str] = mapped_column(String(32), default="")
+    origin_group: Mapped[str] = mapped_column(String(128), default="")
+    ask_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    repeat: Mapped[str] = mapped_column(String(64), default="")  # a cron expression; empty: once
+    schedule_label: Mapped[str] = mapped_column(String(64), default="")  # 立即 | 11月24日 08:00 | 每天 08:00
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # null: nothing more
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled | sending | done | cancelled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (Index("ix_notices_due", "status", "next_run_at"),)
+
+
+class NoticeDelivery(Base):
+    """One notice to one group for one run: claimed before the send, marked after (see bot/notices.py)."""
+
+    __tablename__ = "notice_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    occurrence: Mapped[datetime] = mapped_column(UTCDateTime())  # the run's scheduled time
+    group_id: Mapped[str] = mapped_column(String(128))
+    group_name: Mapped[str] = mapped_column(String(128), default="")
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed|unknown|cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    __table_args__ = (
+        Index("ux_notice_delivery_run_group", "notice_id", "occurrence", "group_id", unique=True),
+        Index("ix_notice_deliveries_ready", "status", "next_attempt_at"),
+    )
+
+
+class KnowledgeGap(Base):
+    """A question the knowledge could not answer: for staff to answer and to add to the knowledge."""
+
+    __tablename__ = "knowledge_gaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(String(128), index=True)
+    community: Mapped[str] = mapped_column(String(64), default="")
+    sender: Mapped[str] = mapped_column(String(128), default="")
+    sender_name: Mapped[str] = mapped_column(String(128), default="")
+    question: Mapped[str] = mapped_column(Text)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | forwarded | answered
+    forwarded_to: Mapped[str] = mapped_column(String(256), default="")
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
