@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -169,3 +181,118 @@ class KnowledgeGap(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | forwarded | answered
     forwarded_to: Mapped[str] = mapped_column(String(256), default="")
     forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --- tickets (issue: tickets): reports, the local ticket mirror, the durable outbox, owed group messages ----
+
+
+class Ticket(Base):
+    """A ticket as residents know it: `id` is the number in "工单号 #123", assigned before the backend is
+    reached; `remote_id` is the backend's service_request_id once the outbox has delivered it."""
+
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_code: Mapped[str] = mapped_column(String(64))
+    service_name: Mapped[str] = mapped_column(String(64), default="")
+    title: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    place: Mapped[str] = mapped_column(String(255), default="")
+    place_key: Mapped[str] = mapped_column(String(255), default="")
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    community: Mapped[str] = mapped_column(String(64), default="")
+    grid: Mapped[str] = mapped_column(String(64), default="")
+    urgency: Mapped[str] = mapped_column(String(16), default="normal")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed, as the backend says
+    status_notes: Mapped[str] = mapped_column(Text, default="")
+    agency: Mapped[str] = mapped_column(String(128), default="")
+    status_version: Mapped[int] = mapped_column(Integer, default=0)  # bumped on every change told to groups
+    remote_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    remote_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sync: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | parked
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    __table_args__ = (
+        Index("ix_tickets_merge", "service_code", "status", "created_at"),
+        Index("ix_tickets_remote", "remote_id"),
+    )
+
+
+class TicketReport(Base):
+    """One resident's report: committed before the acknowledgement; linked to the ticket it filed or joined."""
+
+    __tablename__ = "ticket_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True, index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(128))
+    group_id: Mapped[str] = mapped_column(String(128), index=True)
+    sender: Mapped[str] = mapped_column(String(128), index=True)
+    sender_name: Mapped[str] = mapped_column(String(128), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    service_code: Mapped[str] = mapped_column(String(64), default="other")
+    intent: Mapped[str] = mapped_column(String(16), default="complaint")
+    place: Mapped[str] = mapped_column(String(255), default="")
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    urgency: Mapped[str] = mapped_column(String(16), default="normal")
+    state: Mapped[str] = mapped_column(String(16), default="draft")  # draft | filed | merged
+    place_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    __table_args__ = (
+        Index("ux_ticket_reports_message", "channel", "message_id", unique=True),
+        Index("ix_ticket_reports_state", "state", "place_deadline"),
+    )
+
+
+class TicketMedia(Base):
+    """A photo that joined a report; sent with the ticket and served by the backend as media_url."""
+
+    __tablename__ = "ticket_media"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("ticket_reports.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(128), default="")
+    name: Mapped[str] = mapped_column(String(128), default="photo.jpg")
+    mime: Mapped[str] = mapped_column(String(64), default="image/jpeg")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+
+
+class TicketOutbox(Base):
+    """The durable outbox: one row per ticket to create on the backend, with its idempotency key."""
+
+    __tablename__ = "ticket_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | parked
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    __table_args__ = (Index("ix_ticket_outbox_due", "state", "next_attempt_at"),)
+
+
+class TicketNotice(Base):
+    """A group message the desk owes (acknowledgement, merge, status change, staff alert): written in the same
+    transaction as the change it reports, sent through the throttled sender, marked when sent. `key` makes
+    each one unique, so a restart re-sends what was owed and never says anything twice."""
+
+    __tablename__ = "ticket_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ack | merge | status | alert
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    group_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    in_reply_to: Mapped[str] = mapped_column(String(128), default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (Index("ix_ticket_notices_state", "state"),)
