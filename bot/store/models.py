@@ -296,3 +296,18 @@ class TicketNotice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     __table_args__ = (Index("ix_ticket_notices_state", "state"),)
+
+
+# --- claims: work rows that several bot processes may pick up (issue 7; see bot/store/claims.py) ---------
+
+
+class Claimable:
+    """Mixin for work rows claimed through bot/store/claims.py (outbox entries, notice deliveries, pushes).
+
+    `claimed_by` is the worker that holds (or last held) the row; `claim_expires_at` is the end of its lease:
+    the row is free when it is null or in the past. Give the table an index that starts with the columns of
+    your claim condition, e.g. `Index("ix_outbox_due", "state", "next_attempt_at")`; the lease columns need none.
+    """
+
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)
