@@ -1,25 +1,31 @@
-"""Storage: migrations bring an old database up to date without losing what it holds."""
+"""Storage: migrations bring an old database up to date without losing what it holds, on SQLite and PostgreSQL
+(the `db_url` and `store` fixtures of tests/conftest.py run each test on both back ends)."""
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from bot.store import Store
 from bot.store.db import alembic_config
 from bot.store.models import InboundMessage
 
 
-def test_upgrade_from_first_revision_keeps_data(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:
+    url = db_url
     command.upgrade(alembic_config(url), "0001")
     store = Store(url)
     with store.engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO inbound_messages (channel, message_id, group_id, sender, sender_name, text, intent, status,"
-            " reason, received_at) VALUES ('wechaty', 'm1', 'g', 'u', '张', '井盖松了', 'hazard', 'handled', '',"
-            " '2026-01-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO inbound_messages (channel, message_id, group_id, sender, sender_name, text, intent, status,"
+                " reason, received_at) VALUES ('wechaty', 'm1', 'g', 'u', '张', '井盖松了', 'hazard', 'handled', '',"
+                " '2026-01-01 00:00:00')"
+            )
+        )
     store.migrate()
     with store.session() as s:
         row = s.scalars(select(InboundMessage)).one()
@@ -41,9 +47,21 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:
     store.close()
 
 
-def test_migrate_twice_is_harmless(tmp_path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'twice.db'}")
+def test_migrate_twice_is_harmless(db_url: str) -> None:
+    store = Store(db_url)
     store.migrate()
     store.migrate()
     assert store.ping()
     store.close()
+
+
+def test_a_message_is_recorded_once_across_processes(store: Store) -> None:
+    """The router's guard against two processes handling one message: the unique (channel, message_id)."""
+    fields = {"channel": "wechaty", "message_id": "m1", "group_id": "g", "sender": "u", "text": "井盖松了"}
+    with store.session() as s:
+        s.add(InboundMessage(**fields))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(InboundMessage(**fields))
+    with store.session() as s:
+        rows = s.scalars(select(InboundMessage)).all()
+    assert len(rows) == 1 and rows[0].received_at.tzinfo is not None
