@@ -10,7 +10,9 @@ from typing import Any
 from bot.channels import Channel, channel_class
 from bot.clock import Clock, SystemClock
 from bot.config import Config
+from bot.groups import GroupDirectory
 from bot.message import Message
+from bot.notices import NoticeService
 from bot.router import Outcome, Router
 from bot.sender import ThrottledSender
 from bot.services import Services
@@ -56,6 +58,8 @@ class App:
             sender=self.sender,
             knowledge=knowledge,
         )
+        self.groups = GroupDirectory(self.services)  # issue 6: groups the bot is added to, greeted once
+        self.services.notices = NoticeService(self.services)  # issue 6: staff notices, delivered durably
         self.handlers = [cls(self.services) for cls in handler_classes()]
         self.router = Router(self.services, self.handlers)
         for ch in self.channels.values():
@@ -102,8 +106,11 @@ class App:
     # --- time-driven work
 
     async def tick(self) -> None:
-        """Run what is due now: expired conversations. The background loop calls it every second."""
+        """Run what is due now: expired conversations, new groups, due notices. The background loop calls it
+        every second."""
         svc = self.services
+        await self.groups.tick()
+        await svc.notices.tick()
         for conv in svc.conversations.expired(self.clock.now()):
             handler = self.router._by_name.get(conv.handler)
             if handler is None:
@@ -135,6 +142,7 @@ class App:
         for t in [*self._tasks, *self._group_workers.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.services.notices.stop()
         await self.sender.stop()
         for ch in self.channels.values():
             with contextlib.suppress(Exception):

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ALL_WORDS = ("全部群", "所有群", "全部", "所有", "全体")
 _SEPARATORS = " \t\r\n\u3000、,，+;；"
+NO_TARGET = "请先写发给哪些群，再写通知内容，例如：/通知 网格3 明天9点到12点停水，请提前储水。"
 
 GREETING = (
     "大家好，我是{bot}，社区的小助手。可以@我问社区政策和服务（如“助老食堂几点开饭”），"
@@ -136,7 +137,9 @@ class Scope:
         if staff is None or "管理员" in staff.roles or not staff.community:
             return cls()
         grid_only = set(staff.roles) == {"网格员"} and bool(staff.grids)
-        return cls(everything=False, community=staff.community, grids=frozenset(staff.grids if grid_only else ()))
+        return cls(
+            everything=False, community=staff.community, grids=frozenset(staff.grids if grid_only else ())
+        )
 
     def allows(self, community: str, grid: str = "") -> bool:
         if self.everything:
@@ -255,7 +258,14 @@ def _names(services: Services, groups: list[GroupInfo], scope: Scope) -> dict[st
                 add(joined, members)
         mine = [c for c in owners if not scope.everything and c == scope.community]
         if mine or len(owners) == 1:  # a bare grid name is the sender's own community's, or unambiguous
-            add(grid, [g for g in bound if g.community == (mine[0] if mine else next(iter(owners))) and g.grid == grid])
+            add(
+                grid,
+                [
+                    g
+                    for g in bound
+                    if g.community == (mine[0] if mine else next(iter(owners))) and g.grid == grid
+                ],
+            )
         else:
             names.setdefault(grid, [])
             names[f"?{grid}"] = []  # marks an ambiguous grid name
@@ -280,12 +290,19 @@ def select_groups(services: Services, text: str, scope: Scope) -> Selection:
     groups = all_groups(services)
     names = _names(services, groups, scope)
     ordered = sorted((n for n in names if not n.startswith("?")), key=len, reverse=True)
-    pos, targets, picked = 0, [], []
+    pos = 0
+    targets: list[str] = []
+    picked: list[GroupInfo] = []
     while True:
         while pos < len(text) and text[pos] in _SEPARATORS:
             pos += 1
         hit = next(
-            (n for n in ordered if text.startswith(n, pos) and (pos + len(n) == len(text) or text[pos + len(n)] in _SEPARATORS)),
+            (
+                n
+                for n in ordered
+                if text.startswith(n, pos)
+                and (pos + len(n) == len(text) or text[pos + len(n)] in _SEPARATORS)
+            ),
             None,
         )
         if hit is None:
@@ -302,7 +319,7 @@ def select_groups(services: Services, text: str, scope: Scope) -> Selection:
             raise GroupError(f"“{hit}”下面还没有群，换一个发送对象试试。")
         picked.extend(g for g in members if g not in picked)
     if not targets:
-        raise GroupError("请先写发给哪些群，再写通知内容，例如：/通知 网格3 明天9点到12点停水，请提前储水。")
+        raise GroupError(NO_TARGET)
     return Selection(targets=targets, groups=picked, rest=text[pos:].strip(_SEPARATORS))
 
 
@@ -313,7 +330,12 @@ def select_targets(services: Services, targets: Iterable[str], scope: Scope) -> 
         raise GroupError("请至少给出一个发送对象（群名、网格、社区、标签或“全部”）。")
     picked: list[GroupInfo] = []
     for t in items:
-        sel = select_groups(services, t, scope)
+        try:
+            sel = select_groups(services, t, scope)
+        except GroupError as e:
+            if str(e) != NO_TARGET:
+                raise
+            sel = Selection(targets=[], groups=[], rest=t)
         if sel.rest:
             raise GroupError(f"没有找到发送对象“{t}”（可以是群名、网格、社区、标签或“全部”）。")
         picked.extend(g for g in sel.groups if g not in picked)
@@ -352,15 +374,23 @@ class GroupDirectory:
                 row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group_id)).first()
                 if row is None:
                     greet = cfg is None
-                    s.add(ChatGroup(group_id=group_id, channel=channel, name=name or (cfg.name if cfg else group_id),
-                                    first_seen_at=now, greeted_at=now if greet else None))
+                    s.add(
+                        ChatGroup(
+                            group_id=group_id,
+                            channel=channel,
+                            name=name or (cfg.name if cfg else group_id),
+                            first_seen_at=now,
+                            greeted_at=now if greet else None,
+                        )
+                    )
                 elif row.channel != channel:
                     row.channel = channel
         except IntegrityError:  # another process recorded it first, and greeted it
             greet = False
         self._known[group_id] = channel
         ch = svc.sender.channels.get(channel)
-        if greet and ch is not None and not hasattr(ch, "greeting"):  # a channel with a greeting greets on join
+        # a channel with its own greeting (WeChat) greets when the bot is invited; the rest are greeted here
+        if greet and ch is not None and not hasattr(ch, "greeting"):
             log.info("new group %s on %s: greeting, unbound until staff binds it", group_id, channel)
             svc.sender.submit(Reply(group=group_id, text=self.greeting(), channel=channel, kind="status"))
         return greet

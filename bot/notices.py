@@ -130,7 +130,11 @@ class Draft:
         ]
         if self.ask_ack:
             lines.append("回执：统计各群回复“1”的人数，发“/通知 状态”查看")
-        lines += ["内容：", self.rendered, f"请回复“确认”发送，回复“取消”放弃（{timeout_minutes}分钟内有效）。"]
+        lines += [
+            "内容：",
+            self.rendered,
+            f"请回复“确认”发送，回复“取消”放弃（{timeout_minutes}分钟内有效）。",
+        ]
         return "\n".join(lines)
 
 
@@ -204,7 +208,11 @@ class NoticeReport:
             when = f"，{_local(self.next_run_at, tz)}发送" if self.next_run_at else ""
             return head + f"\n还没有开始发送{when}，共{self.group_count}个群。"
         parts = [f"已送达{c['sent']}"]
-        parts += [f"{STATUS_NAMES[k]}{c[k]}" for k in ("queued", "sending", "failed", "unknown", "cancelled") if c[k]]
+        parts += [
+            f"{STATUS_NAMES[k]}{c[k]}"
+            for k in ("queued", "sending", "failed", "unknown", "cancelled")
+            if c[k]
+        ]
         run = self.latest_run()
         lines = [head, f"共{len(run)}个群：" + "，".join(parts) + "。"]
         for d in run:
@@ -280,8 +288,16 @@ class NoticeService:
             raise NoticeError(str(e)) from None
         return self._draft(sel.targets, sel.groups, schedule, body, asks_ack(body), staff.name)
 
-    def draft(self, targets: list[str], text: str, *, schedule: str = "", ask_ack: bool = False,
-              staff: StaffMember | None = None, signature: str = "") -> Draft:
+    def draft(
+        self,
+        targets: list[str],
+        text: str,
+        *,
+        schedule: str = "",
+        ask_ack: bool = False,
+        staff: StaffMember | None = None,
+        signature: str = "",
+    ) -> Draft:
         """The admin API's form. Raises NoticeError."""
         try:
             sel = select_targets(self.services, targets, Scope.of(staff))
@@ -291,18 +307,34 @@ class NoticeService:
         name = signature or (staff.name if staff else "")
         return self._draft(sel.targets, sel.groups, when, text, ask_ack or asks_ack(text), name)
 
-    def _draft(self, targets: list[str], groups: list[GroupInfo], schedule: Schedule, text: str, ask_ack: bool,
-               signature: str) -> Draft:
+    def _draft(
+        self,
+        targets: list[str],
+        groups: list[GroupInfo],
+        schedule: Schedule,
+        text: str,
+        ask_ack: bool,
+        signature: str,
+    ) -> Draft:
         body = text.strip()
         if not body:
             raise NoticeError("通知内容是空的，请在发送对象后面写上要通知的内容。")
         if len(body) > MAX_TEXT:
             raise NoticeError(f"通知太长了（{len(body)}字），请控制在{MAX_TEXT}字以内。")
-        return Draft(text=body, targets=targets, groups=groups, schedule=schedule, ask_ack=ask_ack,
-                     signature=signature)
+        return Draft(
+            text=body, targets=targets, groups=groups, schedule=schedule, ask_ack=ask_ack, signature=signature
+        )
 
-    def create(self, draft: Draft, *, created_by: str = "", created_by_name: str = "", source: str = "chat",
-               origin_channel: str = "", origin_group: str = "") -> int:
+    def create(
+        self,
+        draft: Draft,
+        *,
+        created_by: str = "",
+        created_by_name: str = "",
+        source: str = "chat",
+        origin_channel: str = "",
+        origin_group: str = "",
+    ) -> int:
         """Store a confirmed notice; it goes out when due (at once for an immediate one). Returns its number."""
         now = self.services.clock.now()
         with self.services.store.session() as s:
@@ -325,8 +357,14 @@ class NoticeService:
             s.add(n)
             s.flush()
             notice_id = n.id
-        log.info("notice #%d by %s to %s (%d groups), %s", notice_id, created_by or source, draft.targets,
-                 len(draft.groups), draft.schedule.label)
+        log.info(
+            "notice #%d by %s to %s (%d groups), %s",
+            notice_id,
+            created_by or source,
+            draft.targets,
+            len(draft.groups),
+            draft.schedule.label,
+        )
         return notice_id
 
     def cancel(self, notice_id: int) -> NoticeReport:
@@ -341,9 +379,11 @@ class NoticeService:
             if n.status == "done":
                 raise NoticeError(f"通知#{notice_id}已经全部发送完毕，无法取消。")
             n.status, n.next_run_at, n.cancelled_at = "cancelled", None, now
-            s.execute(update(NoticeDelivery)
-                      .where(NoticeDelivery.notice_id == notice_id, NoticeDelivery.status == "queued")
-                      .values(status="cancelled"))
+            s.execute(
+                update(NoticeDelivery)
+                .where(NoticeDelivery.notice_id == notice_id, NoticeDelivery.status == "queued")
+                .values(status="cancelled")
+            )
         log.info("notice #%d cancelled", notice_id)
         report = self.report(notice_id)
         assert report is not None
@@ -359,10 +399,13 @@ class NoticeService:
                 raise NoticeError(f"没有找到通知#{notice_id}。")
             if n.status == "cancelled":
                 raise NoticeError(f"通知#{notice_id}已经取消，不能重发。")
-            res = s.execute(update(NoticeDelivery)
-                            .where(NoticeDelivery.notice_id == notice_id,
-                                   NoticeDelivery.status.in_(("failed", "unknown")))
-                            .values(status="queued", attempts=0, next_attempt_at=now, error="", claimed_by=""))
+            res = s.execute(
+                update(NoticeDelivery)
+                .where(
+                    NoticeDelivery.notice_id == notice_id, NoticeDelivery.status.in_(("failed", "unknown"))
+                )
+                .values(status="queued", attempts=0, next_attempt_at=now, error="", claimed_by="")
+            )
             count = int(getattr(res, "rowcount", 0) or 0)
             if count and n.status == "done":
                 n.status = "sending"
@@ -376,8 +419,13 @@ class NoticeService:
             n = s.get(Notice, notice_id)
             if n is None:
                 return None
-            rows = list(s.scalars(select(NoticeDelivery).where(NoticeDelivery.notice_id == notice_id)
-                                  .order_by(NoticeDelivery.occurrence, NoticeDelivery.id)))
+            rows = list(
+                s.scalars(
+                    select(NoticeDelivery)
+                    .where(NoticeDelivery.notice_id == notice_id)
+                    .order_by(NoticeDelivery.occurrence, NoticeDelivery.id)
+                )
+            )
             acks = self._acks(rows) if n.ask_ack else {}
             return self._report(n, rows, acks)
 
@@ -407,8 +455,16 @@ class NoticeService:
             source=n.source,
             created_at=n.created_at,
             deliveries=[
-                DeliveryLine(r.group_id, r.group_name or r.group_id, r.status, r.occurrence, r.attempts, r.sent_at,
-                             r.error, acks.get(r.id, 0) if n.ask_ack else None)
+                DeliveryLine(
+                    r.group_id,
+                    r.group_name or r.group_id,
+                    r.status,
+                    r.occurrence,
+                    r.attempts,
+                    r.sent_at,
+                    r.error,
+                    acks.get(r.id, 0) if n.ask_ack else None,
+                )
                 for r in rows
             ],
         )
@@ -424,13 +480,20 @@ class NoticeService:
                 later = s.scalar(
                     select(func.min(NoticeDelivery.sent_at))
                     .join(Notice, Notice.id == NoticeDelivery.notice_id)
-                    .where(Notice.ask_ack, NoticeDelivery.group_id == r.group_id, NoticeDelivery.sent_at > r.sent_at)
+                    .where(
+                        Notice.ask_ack,
+                        NoticeDelivery.group_id == r.group_id,
+                        NoticeDelivery.sent_at > r.sent_at,
+                    )
                 )
                 end = min(later, r.sent_at + ACK_WINDOW) if later else r.sent_at + ACK_WINDOW
                 msgs = s.execute(
                     select(InboundMessage.sender, InboundMessage.text)
-                    .where(InboundMessage.group_id == r.group_id, InboundMessage.received_at >= r.sent_at,
-                           InboundMessage.received_at < end)
+                    .where(
+                        InboundMessage.group_id == r.group_id,
+                        InboundMessage.received_at >= r.sent_at,
+                        InboundMessage.received_at < end,
+                    )
                     .limit(5000)
                 )
                 out[r.id] = len({sender for sender, text in msgs if is_ack(text)})
@@ -439,9 +502,14 @@ class NoticeService:
     def stats(self) -> dict[str, dict[str, int]]:
         """Counts by status, for health and metrics."""
         with self.services.store.session() as s:
-            notices = dict(s.execute(select(Notice.status, func.count()).group_by(Notice.status)).tuples().all())
-            deliveries = dict(s.execute(select(NoticeDelivery.status, func.count())
-                                        .group_by(NoticeDelivery.status)).tuples().all())
+            notices = dict(
+                s.execute(select(Notice.status, func.count()).group_by(Notice.status)).tuples().all()
+            )
+            deliveries = dict(
+                s.execute(select(NoticeDelivery.status, func.count()).group_by(NoticeDelivery.status))
+                .tuples()
+                .all()
+            )
         return {"notices": notices, "deliveries": deliveries}
 
     # --- time-driven work
@@ -481,20 +549,29 @@ class NoticeService:
         """Rows another process claimed and never marked: at most once, so `unknown`, not resent."""
         cutoff = self.services.clock.now() - timedelta(seconds=CLAIM_LEASE_SECONDS)
         with self.services.store.session() as s:
-            res = s.execute(update(NoticeDelivery)
-                            .where(NoticeDelivery.status == "sending", NoticeDelivery.claimed_by != self.instance,
-                                   NoticeDelivery.claimed_at < cutoff)
-                            .values(status="unknown", error=UNKNOWN_NOTE))
+            res = s.execute(
+                update(NoticeDelivery)
+                .where(
+                    NoticeDelivery.status == "sending",
+                    NoticeDelivery.claimed_by != self.instance,
+                    NoticeDelivery.claimed_at < cutoff,
+                )
+                .values(status="unknown", error=UNKNOWN_NOTE)
+            )
             count = int(getattr(res, "rowcount", 0) or 0)
         if count:
-            log.warning("%d notice deliveries were in flight in a process that stopped: marked unknown", count)
+            log.warning(
+                "%d notice deliveries were in flight in a process that stopped: marked unknown", count
+            )
         return count
 
     def fire_due(self) -> int:
         """Write the delivery rows of every run that is due; returns how many rows."""
         now = self.services.clock.now()
         with self.services.store.session() as s:
-            due = list(s.scalars(select(Notice).where(Notice.status == "scheduled", Notice.next_run_at <= now)))
+            due = list(
+                s.scalars(select(Notice).where(Notice.status == "scheduled", Notice.next_run_at <= now))
+            )
         written = 0
         for n in due:
             run_at = n.next_run_at
@@ -502,17 +579,34 @@ class NoticeService:
             nxt = next_cron(n.repeat, now, self.tz) if n.repeat else None  # missed runs are not made up
             groups = self._groups_for_run(n)
             with self.services.store.session() as s:
-                won = s.execute(update(Notice)
-                                .where(Notice.id == n.id, Notice.status == "scheduled", Notice.next_run_at == run_at)
-                                .values(next_run_at=nxt, status="scheduled" if nxt else "sending", runs=Notice.runs + 1))
+                won = s.execute(
+                    update(Notice)
+                    .where(Notice.id == n.id, Notice.status == "scheduled", Notice.next_run_at == run_at)
+                    .values(next_run_at=nxt, status="scheduled" if nxt else "sending", runs=Notice.runs + 1)
+                )
                 if getattr(won, "rowcount", 0) != 1:
                     continue  # another process fired this run
                 for g in groups:
-                    s.add(NoticeDelivery(notice_id=n.id, occurrence=run_at, group_id=g.id, group_name=g.name[:128],
-                                         channel=g.channel, status="queued", next_attempt_at=now, created_at=now))
+                    s.add(
+                        NoticeDelivery(
+                            notice_id=n.id,
+                            occurrence=run_at,
+                            group_id=g.id,
+                            group_name=g.name[:128],
+                            channel=g.channel,
+                            status="queued",
+                            next_attempt_at=now,
+                            created_at=now,
+                        )
+                    )
             written += len(groups)
             late = (now - run_at).total_seconds()
-            log.info("notice #%d fired for %d groups%s", n.id, len(groups), f" ({late:.0f}s late)" if late > 60 else "")
+            log.info(
+                "notice #%d fired for %d groups%s",
+                n.id,
+                len(groups),
+                f" ({late:.0f}s late)" if late > 60 else "",
+            )
         return written
 
     def _groups_for_run(self, n: Notice) -> list[GroupInfo]:
@@ -522,8 +616,12 @@ class NoticeService:
             try:
                 return select_targets(self.services, n.targets, Scope.of(staff)).groups
             except ValueError as e:
-                log.warning("notice #%d: targets %s no longer resolve (%s); using the previewed groups", n.id,
-                            n.targets, e)
+                log.warning(
+                    "notice #%d: targets %s no longer resolve (%s); using the previewed groups",
+                    n.id,
+                    n.targets,
+                    e,
+                )
         return [resolve_group(self.services, gid) for gid in dict.fromkeys(n.group_ids or [])]
 
     async def _pump(self) -> None:
@@ -543,16 +641,22 @@ class NoticeService:
             return s.scalars(
                 select(NoticeDelivery)
                 .join(Notice, Notice.id == NoticeDelivery.notice_id)
-                .where(NoticeDelivery.status == "queued", NoticeDelivery.next_attempt_at <= now,
-                       Notice.status != "cancelled")
+                .where(
+                    NoticeDelivery.status == "queued",
+                    NoticeDelivery.next_attempt_at <= now,
+                    Notice.status != "cancelled",
+                )
                 .order_by(NoticeDelivery.next_attempt_at, NoticeDelivery.id)
                 .limit(1)
             ).first()
 
     def _channel_for(self, row: NoticeDelivery) -> str:
         channels = self.services.sender.channels
-        for c in (row.channel, resolve_group(self.services, row.group_id).channel,
-                  self.services.group_channels.get(row.group_id, "")):
+        for c in (
+            row.channel,
+            resolve_group(self.services, row.group_id).channel,
+            self.services.group_channels.get(row.group_id, ""),
+        ):
             if c and c in channels:
                 return c
         return next((name for name, ch in channels.items() if ch.serves(row.group_id)), "")
@@ -581,10 +685,16 @@ class NoticeService:
     def _claim(self, row_id: int) -> bool:
         now = self.services.clock.now()
         with self.services.store.session() as s:
-            res = s.execute(update(NoticeDelivery)
-                            .where(NoticeDelivery.id == row_id, NoticeDelivery.status == "queued")
-                            .values(status="sending", claimed_by=self.instance, claimed_at=now,
-                                    attempts=NoticeDelivery.attempts + 1))
+            res = s.execute(
+                update(NoticeDelivery)
+                .where(NoticeDelivery.id == row_id, NoticeDelivery.status == "queued")
+                .values(
+                    status="sending",
+                    claimed_by=self.instance,
+                    claimed_at=now,
+                    attempts=NoticeDelivery.attempts + 1,
+                )
+            )
             return getattr(res, "rowcount", 0) == 1
 
     def _mark(self, row_id: int, ok: bool, error: str) -> None:
@@ -614,7 +724,13 @@ class NoticeService:
         await self._pace(channel, row.group_id)
         if not self._claim(row.id):
             return  # another process took it
-        reply = Reply(group=row.group_id, text=text, channel=channel, kind="notice", in_reply_to=f"notice-{row.notice_id}")
+        reply = Reply(
+            group=row.group_id,
+            text=text,
+            channel=channel,
+            kind="notice",
+            in_reply_to=f"notice-{row.notice_id}",
+        )
         try:
             ok = await self.services.sender.submit(reply)
         except ValueError as e:  # the channel went away
@@ -626,11 +742,13 @@ class NoticeService:
 
     def _fail_now(self, row_id: int, error: str) -> None:
         with self.services.store.session() as s:
-            s.execute(update(NoticeDelivery).where(NoticeDelivery.id == row_id)
-                      .values(status="failed", error=error))
+            s.execute(
+                update(NoticeDelivery).where(NoticeDelivery.id == row_id).values(status="failed", error=error)
+            )
 
     def _finish_notices(self) -> None:
-        open_rows = exists().where(and_(NoticeDelivery.notice_id == Notice.id,
-                                        NoticeDelivery.status.in_(("queued", "sending"))))
+        open_rows = exists().where(
+            and_(NoticeDelivery.notice_id == Notice.id, NoticeDelivery.status.in_(("queued", "sending")))
+        )
         with self.services.store.session() as s:
             s.execute(update(Notice).where(Notice.status == "sending", ~open_rows).values(status="done"))

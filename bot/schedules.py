@@ -18,9 +18,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 _DAYPART = r"(?P<part>凌晨|早上|早晨|上午|中午|下午|傍晚|晚上)?"
-_CLOCK = (
-    _DAYPART + r"\s*(?P<h>\d{1,2})\s*(?:[:：]\s*(?P<m>\d{2})|点(?:(?P<half>半)|(?P<pm>\d{1,2})分?)?|时)"
-)
+_CLOCK = _DAYPART + r"\s*(?P<h>\d{1,2})\s*(?:[:：]\s*(?P<m>\d{2})|点(?:(?P<half>半)|(?P<pm>\d{1,2})分?)?|时)"
 _RELATIVE_DAY = {"今天": 0, "今日": 0, "明天": 1, "明日": 1, "后天": 2}
 _WEEKDAYS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "日": 0, "天": 0, "末": -1}
 
@@ -37,7 +35,9 @@ _REPEAT = re.compile(
     r"|每月\s*(?P<md>\d{1,2})\s*[日号])"
     r"\s*" + _CLOCK.replace("?P<", "?P<r_")
 )
-_CRON = re.compile(r"cron\s*[:：]?\s*[\"'“”(（]?\s*(?P<expr>[0-9*/,\-]+(?:\s+[0-9A-Za-z*/,\-?]+){4})\s*[\"'“”)）]?", re.I)
+_CRON = re.compile(
+    r"cron\s*[:：]?\s*[\"'“”(（]?\s*(?P<expr>[0-9*/,\-]+(?:\s+[0-9A-Za-z*/,\-?]+){4})\s*[\"'“”)）]?", re.I
+)
 _LEAD = re.compile(r"\s*(?:定时|发送时间|时间)?\s*[:：]?\s*")
 _AFTER = re.compile(r"(?:\s+|\s*[,，;；。]\s*|$)")
 
@@ -112,7 +112,9 @@ def parse_schedule(text: str, now: datetime, tz: ZoneInfo) -> tuple[Schedule, in
                 day = date(year + 1, month, dom)  # "1月5日" said in December means next year
         at = datetime(day.year, day.month, day.day, h, minute, tzinfo=tz)
         if at <= local_now:
-            raise ScheduleError(f"定时“{m.group(0).strip()}”已经过去了，请换一个以后的时间，或去掉时间立即发送。")
+            raise ScheduleError(
+                f"定时“{m.group(0).strip()}”已经过去了，请换一个以后的时间，或去掉时间立即发送。"
+            )
         return Schedule(at=at.astimezone(UTC), label=_label(at, tz)), m.end()
     if m := _REPEAT.match(text):
         h, minute = _clock(m, "r_")
@@ -153,7 +155,7 @@ def split_schedule(text: str, now: datetime, tz: ZoneInfo) -> tuple[Schedule, st
     start = lead.end() if lead else 0
     found = parse_schedule(text[start:], now, tz)
     if found is None:
-        if explicit and text[: start].strip(" :：") in ("定时", "发送时间"):
+        if explicit and text[:start].strip(" :：") in ("定时", "发送时间"):
             raise ScheduleError("“定时”后面的时间看不懂，请写成如“定时 明天8:00”或“每天8:00”。")
         return Schedule(), text
     schedule, used = found
@@ -179,5 +181,7 @@ def parse_when(value: str, now: datetime, tz: ZoneInfo) -> Schedule:
         return Schedule(at=at.astimezone(UTC), label=_label(at, tz))
     found = parse_schedule(v, now, tz)
     if found is None or v[found[1] :].strip():
-        raise ScheduleError(f"时间“{value}”看不懂，请写成如“明天8:00”“2026-11-25 08:00”“每天8:00”或 cron “0 8 * * *”。")
+        raise ScheduleError(
+            f"时间“{value}”看不懂，请写成如“明天8:00”“2026-11-25 08:00”“每天8:00”或 cron “0 8 * * *”。"
+        )
     return found[0]
