@@ -299,8 +299,9 @@ async def _crash(app: App) -> None:
 
 
 async def test_restart_right_after_a_send_finishes_without_duplicates(
-    config: Config, clock: ManualClock
+    config: Config, db_url: str, clock: ManualClock
 ) -> None:
+    config.main.storage.url = db_url  # SQLite and PostgreSQL
     ch1 = CrashingChannel(clock, crash_after=2)
     app1 = App(config, clock=clock, channels={"rec": ch1})
     nid = await _notice_to_community(app1)
@@ -327,7 +328,10 @@ async def test_restart_right_after_a_send_finishes_without_duplicates(
         await app2.stop()
 
 
-async def test_restart_between_sends_finishes_every_group_once(config: Config, clock: ManualClock) -> None:
+async def test_restart_between_sends_finishes_every_group_once(
+    config: Config, db_url: str, clock: ManualClock
+) -> None:
+    config.main.storage.url = db_url  # SQLite and PostgreSQL
     ch1 = TimedChannel(clock)
     app1 = App(config, clock=clock, channels={"rec": ch1})
     svc1 = app1.services.notices
@@ -362,7 +366,10 @@ async def test_restart_between_sends_finishes_every_group_once(config: Config, c
         await app2.stop()
 
 
-async def test_scheduled_notice_survives_a_restart(config: Config, clock: ManualClock, say: Say) -> None:
+async def test_scheduled_notice_survives_a_restart(
+    config: Config, db_url: str, clock: ManualClock, say: Say
+) -> None:
+    config.main.storage.url = db_url  # SQLite and PostgreSQL
     ch1 = TimedChannel(clock)
     app1 = App(config, clock=clock, channels={"rec": ch1})
     await confirmed_notice(app1, say, "/通知 网格3 明天8:00 明天停水")
@@ -377,7 +384,8 @@ async def test_scheduled_notice_survives_a_restart(config: Config, clock: Manual
         await app2.stop()
 
 
-async def test_two_processes_fire_a_due_notice_once(config: Config, clock: ManualClock) -> None:
+async def test_two_processes_fire_a_due_notice_once(config: Config, db_url: str, clock: ManualClock) -> None:
+    config.main.storage.url = db_url  # SQLite and PostgreSQL
     app1 = App(config, clock=clock, channels={"rec": TimedChannel(clock)})
     app2 = App(config, clock=clock, channels={"rec": TimedChannel(clock)})
     try:
