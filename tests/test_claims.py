@@ -8,8 +8,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
 import pytest
@@ -222,8 +223,8 @@ def _claim_and_hang(url: str, worker: str, n: int, commit: bool, ready: Event) -
     signal.pause()  # killed here
 
 
-def _run(target: object, *args: object) -> mp.process.BaseProcess:
-    p = SPAWN.Process(target=target, args=args, daemon=True)  # type: ignore[attr-defined]
+def _run(target: Callable[..., object], *args: object) -> BaseProcess:
+    p = SPAWN.Process(target=target, args=args, daemon=True)
     p.start()
     return p
 
