@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
+import betterproto
+
 from bot.channels.base import Channel, ChannelError, Inbox
 from bot.message import Attachment, AttachmentKind, Location, Message, Reply, utcnow
 
@@ -118,29 +120,25 @@ def _prepare_sdk() -> None:
     _sdk_ready = True
 
 
-def _location_types() -> tuple[type[Any], type[Any]]:
-    """`MessageLocation` request and response: in the server's proto, missing from the 2022 stub."""
-    from dataclasses import dataclass as dc
+# `MessageLocation` is in the server's proto but missing from the 2022 stub: its two messages, field for field
+# (betterproto resolves the annotations by name in this module, so they live at module level).
+@dataclass(eq=False, repr=False)
+class _LocationPayload(betterproto.Message):  # type: ignore[misc]
+    accuracy: float = betterproto.float_field(1)
+    address: str = betterproto.string_field(2)
+    latitude: float = betterproto.double_field(3)
+    longitude: float = betterproto.double_field(4)
+    name: str = betterproto.string_field(5)
 
-    import betterproto
 
-    @dc(eq=False, repr=False)
-    class LocationPayload(betterproto.Message):  # type: ignore[misc]
-        accuracy: float = betterproto.float_field(1)
-        address: str = betterproto.string_field(2)
-        latitude: float = betterproto.double_field(3)
-        longitude: float = betterproto.double_field(4)
-        name: str = betterproto.string_field(5)
+@dataclass(eq=False, repr=False)
+class _MessageLocationRequest(betterproto.Message):  # type: ignore[misc]
+    id: str = betterproto.string_field(1)
 
-    @dc(eq=False, repr=False)
-    class MessageLocationRequest(betterproto.Message):  # type: ignore[misc]
-        id: str = betterproto.string_field(1)
 
-    @dc(eq=False, repr=False)
-    class MessageLocationResponse(betterproto.Message):  # type: ignore[misc]
-        location: LocationPayload = betterproto.message_field(1)
-
-    return MessageLocationRequest, MessageLocationResponse
+@dataclass(eq=False, repr=False)
+class _MessageLocationResponse(betterproto.Message):  # type: ignore[misc]
+    location: _LocationPayload = betterproto.message_field(1)
 
 
 class _PuppetType(IntEnum):
@@ -691,9 +689,9 @@ class WechatyChannel(Channel):
 
     async def _on_login(self, contact_id: str) -> None:
         self.self_id = contact_id
+        self.self_name = await self._contact_name(contact_id) or self.bot_name
         self.logged_in = True
         self.scan = None
-        self.self_name = await self._contact_name(contact_id) or self.bot_name
         log.info("wechaty: logged in as %s (%s)", self.self_name, contact_id)
         try:
             await self._load_rooms()
@@ -943,11 +941,12 @@ class WechatyChannel(Channel):
             return None
 
     async def _fetch_location(self, message_id: str, text: str) -> Location | None:
-        request_type, response_type = _location_types()
         try:
             resp = await asyncio.wait_for(
                 self._stub()._unary_unary(
-                    "/wechaty.Puppet/MessageLocation", request_type(id=message_id), response_type
+                    "/wechaty.Puppet/MessageLocation",
+                    _MessageLocationRequest(id=message_id),
+                    _MessageLocationResponse,
                 ),
                 self.rpc_timeout,
             )

@@ -119,7 +119,9 @@ class Peer:
                         raise AssertionError(
                             f"the peer exited while waiting for {what}; see {self.stderr_path}"
                         )
-                    await self._changed.wait()
+                    # woken by the peer's next event, or after a moment for conditions on the bot's side
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.05)
 
         try:
             return await asyncio.wait_for(check(), timeout)

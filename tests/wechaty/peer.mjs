@@ -202,8 +202,13 @@ async function run (cmd) {
       } else {
         box = FileBox.fromBase64(cmd.base64, cmd.name)
       }
-      contact(cmd.from).say(box).to(conversationOf(cmd))
-      return {}
+      if (cmd.op === 'image') {
+        contact(cmd.from).say(box).to(conversationOf(cmd))
+        return {}
+      }
+      // the mock types a sent FileBox by its media type and knows only a few; a file is an Attachment
+      const id = emitMessage(cmd, PUPPET.types.Message.Attachment, id => mocker.cacheFileBoxPayload.set(id, box.toJSON()))
+      return { messageId: id }
     }
     case 'location': {
       const id = emitMessage(cmd, PUPPET.types.Message.Location, id => puppet.locations.set(id, {
