@@ -17,6 +17,7 @@ from bot.router import Outcome, Router
 from bot.sender import ThrottledSender
 from bot.services import Services
 from bot.store import Store
+from bot.tickets import build_desk
 from handlers.base import handler_classes
 from handlers.classifier import load_classifier
 
@@ -60,6 +61,7 @@ class App:
         )
         self.groups = GroupDirectory(self.services)  # issue 6: groups the bot is added to, greeted once
         self.services.notices = NoticeService(self.services)  # issue 6: staff notices, delivered durably
+        self.services.tickets = build_desk(self.services)  # issue 4: reports -> tickets, durably
         self.handlers = [cls(self.services) for cls in handler_classes()]
         self.router = Router(self.services, self.handlers)
         for ch in self.channels.values():
@@ -111,6 +113,8 @@ class App:
         svc = self.services
         await self.groups.tick()
         await svc.notices.tick()
+        if svc.tickets is not None:  # issue 4: outbox, polling, owed messages, overdue drafts
+            await svc.tickets.tick()
         for conv in svc.conversations.expired(self.clock.now()):
             handler = self.router._by_name.get(conv.handler)
             if handler is None:
@@ -129,6 +133,8 @@ class App:
     # --- lifecycle
 
     async def start(self, *, background: bool = True) -> None:
+        if self.services.tickets is not None:  # issue 4: re-send what was owed before a restart
+            await self.services.tickets.start()
         for name, ch in self.channels.items():
             await ch.start(self.inbox)
             log.info("channel %s started", name)
@@ -143,6 +149,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.services.notices.stop()
+        if self.services.tickets is not None:  # issue 4
+            await self.services.tickets.stop()
         await self.sender.stop()
         for ch in self.channels.values():
             with contextlib.suppress(Exception):
@@ -155,7 +163,7 @@ class App:
         parts: dict[str, Any] = {
             "store": {"status": "up" if store_ok else "down", "url": self.store.engine.url.render_as_string()},
             "index": {"status": "up" if self.services.knowledge is not None else "not loaded"},
-            "ticket_backend": {"status": "not configured"},
+            "ticket_backend": self.services.tickets.health() if self.services.tickets else {"status": "not configured"},
             "channels": {name: ch.health() for name, ch in self.channels.items()},
             "sender": {"pending": self.sender.pending(), "sent": self.sender.sent_count},
         }

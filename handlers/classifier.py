@@ -141,7 +141,7 @@ class TrainedClassifier:
         if _COMMAND.search(t):
             return Classification(intent="command", location=None, confidence=1.0)
         scores = self.intent_scores(t)
-        intent: Intent = max(scores, key=lambda k: scores[k])  # type: ignore[assignment]
+        intent: Intent = str(max(scores, key=lambda k: scores[k]))  # type: ignore[assignment]
         confidence = scores[intent]
         urgency = urgency_of(t)
         report_p = sum(scores.get(i, 0.0) for i in REPORT_INTENTS)
@@ -153,13 +153,15 @@ class TrainedClassifier:
         if urgency == "urgent":
             intent = "hazard"
         service, _ = self.service_of(t)
+        keyword_hit = any(k in normalise(t).lower() for k in self.keywords.get(service or "", ()))
+        confidence = max(report_p, 0.6 if urgency == "urgent" else 0.0, 0.65 if keyword_hit and report_p >= 0.4 else 0.0)
         return Classification(
             intent=intent,
-            service_code=service or self.fallback_service,
+            service_code=str(service or self.fallback_service),
             location=location,
             urgency="urgent" if urgency == "urgent" else "normal",
             needs_ticket=True,
-            confidence=max(report_p, 0.6 if urgency == "urgent" else 0.0),
+            confidence=confidence,
             description=clean_description(t),
         )
 

@@ -150,7 +150,7 @@ _URGENT = re.compile(
     r"冒火花|打火花|火花|井盖(?:没了|丢了|不见了|被偷|掀开|翻了|翻过来|塌了|掉下去|被撬|开着|敞着|碎了)|没有井盖|没盖井盖|"
     r"井口敞|掉井里|掉进去|路面塌陷|地面塌陷|塌了个大坑|塌方|水淹|被淹|淹了|漫进|倒灌|水漫|积水.{0,6}(?:膝盖|腰|很深|半米)|"
     r"困在电梯|困电梯|电梯(?:困人|关人|里有人|里面有人)|关在电梯|有人受伤|受伤了|流血|摇摇欲坠|要掉下来|快掉下来|"
-    r"砸到人|砸伤|砸下来|坠落|掉下来.{0,4}(?:砸|人)|高空抛物|扔下来|救命|快来人|要倒了|晃得厉害|咬伤|被狗咬|咬人了"
+    r"砸到人|砸伤|砸下来|坠落|掉下来.{0,4}(?:砸|人)|高空抛物|扔下来|救命|快来人|要倒了|咬伤|被狗咬|咬人了"
 )
 
 
@@ -182,5 +182,10 @@ def clean_description(text: str, limit: int = 200) -> str:
 
 def short_title(description: str, limit: int = 20) -> str:
     """The ticket as named in group messages: '3号楼门口井盖松动'."""
-    t = re.split(r"[。！!？?\n]", description, maxsplit=1)[0].strip(" ，,")
+    parts = [p.strip() for p in re.split(r"[。！!？?\n，,；;]", description) if p.strip()]
+    t = parts[0] if parts else description.strip()
+    for p in parts[1:]:  # a very short first clause ("快来人") needs the next one
+        if len(t) >= 6:
+            break
+        t = f"{t}，{p}"
     return t if len(t) <= limit else t[: limit - 1] + "…"

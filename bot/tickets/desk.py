@@ -1,0 +1,457 @@
+"""The report desk: from a resident's report to a ticket, and from the ticket's progress back to the groups.
+
+- `open_report` commits the report (a draft) before anything is said; `file` turns it into a new ticket (with
+  its outbox row and the acknowledgement owed, in one transaction) or merges it into an open ticket about the
+  same problem at the same place (every reporter linked);
+- photos and WeChat locations from the same person in the same group within a minute join the report;
+- `apply_remote` records a status change from the backend (webhook or polling) and owes one message to every
+  group the reports came from, mentioning the reporters there;
+- `tick` files drafts whose wait for a place is over, recovers reports cut off by a crash, runs the outbox,
+  polls the backend and flushes owed messages. The app calls it every second; tests call it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.config import Config, Service
+from bot.message import Attachment, Location, Message
+from bot.services import Services
+from bot.store.models import InboundMessage, Ticket, TicketMedia, TicketOutbox, TicketReport
+from bot.tickets import texts
+from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
+from bot.tickets.notify import Notifier, owe
+from bot.tickets.outbox import Outbox
+from handlers.extract import clean_description, mask_pii, normalise, place_key, short_title
+from handlers.intent import Classification
+
+log = logging.getLogger(__name__)
+MEDIA_WINDOW_SECONDS = 60.0  # photos and locations within this join the report
+MAX_PHOTOS = 6
+TEXT_SIMILARITY = 0.5  # bigram overlap above which two reports without a place are the same problem
+NEARBY_METRES = 60.0
+
+
+@dataclass
+class Filed:
+    report_id: int
+    ticket_id: int
+    merged: bool
+
+
+def _bigrams(text: str) -> set[str]:
+    t = re.sub(r"[\W_\d]+", "", normalise(text))
+    return {t[i : i + 2] for i in range(len(t) - 1)} or ({t} if t else set())
+
+
+def similarity(a: str, b: str) -> float:
+    x, y = _bigrams(a), _bigrams(b)
+    return len(x & y) / len(x | y) if x and y else 0.0
+
+
+def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p = math.pi / 180
+    a = 0.5 - math.cos((lat2 - lat1) * p) / 2 + math.cos(lat1 * p) * math.cos(lat2 * p) * (1 - math.cos((lon2 - lon1) * p)) / 2
+    return 12_742_000 * math.asin(math.sqrt(max(0.0, a)))
+
+
+class ReportDesk:
+    def __init__(self, services: Services, client: GeoReportClient, *, poll_interval_seconds: float = 60.0,
+                 inflight_grace_seconds: float = 30.0, outbox: Outbox | None = None) -> None:
+        self.services = services
+        self.config: Config = services.config
+        self.store = services.store
+        self.clock = services.clock
+        self.client = client
+        self.notifier = Notifier(self.store, services.sender, self.clock, services.group_channels)
+        self.outbox = outbox or Outbox(self.store, client, self.clock, on_parked=self._alert_parked)
+        if self.outbox.on_parked is None:
+            self.outbox.on_parked = self._alert_parked
+        self.poll_interval_seconds = poll_interval_seconds
+        self.inflight_grace_seconds = inflight_grace_seconds
+        self._next_poll: datetime | None = None
+        self._buffer: dict[tuple[str, str], list[tuple[datetime, Message]]] = defaultdict(list)
+        self.last_poll_ok: bool | None = None
+        self.embedded_backend: Any = None  # backend.Backend when `serve` mounts the built-in one
+
+    async def start(self) -> None:
+        if self.embedded_backend is not None:
+            await self.embedded_backend.start()
+        self.notifier.flush()  # what was owed when the process stopped
+
+    # --- configuration helpers ---------------------------------------------------------------------
+
+    def service(self, code: str | None) -> Service:
+        svcs = {s.service_code: s for s in self.config.services.services}
+        return svcs.get(code or "") or svcs.get("other") or self.config.services.services[0]
+
+    def _group_info(self, group: str) -> tuple[str, str, str]:
+        g = self.config.group(group)
+        return (g.community, g.grid, g.name) if g else ("", "", group)
+
+    # --- photos and locations sent around a report ----------------------------------------------------
+
+    def observe(self, msg: Message) -> None:
+        """Keep a photo or location for a minute: the words of a report may follow."""
+        if msg.private or not (msg.images or msg.location):
+            return
+        now = self.clock.now()
+        key = (msg.group, msg.sender)
+        kept = [(t, m) for t, m in self._buffer[key] if (now - t).total_seconds() <= MEDIA_WINDOW_SECONDS]
+        kept.append((now, msg))
+        self._buffer[key] = kept[-MAX_PHOTOS:]
+
+    def take_buffered(self, group: str, sender: str, exclude: str = "") -> list[Message]:
+        now = self.clock.now()
+        items = self._buffer.pop((group, sender), [])
+        return [m for t, m in items if (now - t).total_seconds() <= MEDIA_WINDOW_SECONDS and m.id != exclude]
+
+    def forget_buffered(self, group: str, sender: str, message_id: str) -> None:
+        key = (group, sender)
+        self._buffer[key] = [(t, m) for t, m in self._buffer.get(key, []) if m.id != message_id]
+
+    # --- intake ----------------------------------------------------------------------------------------
+
+    def open_report(self, msg: Message, c: Classification, text: str, *, place_timeout: float) -> TicketReport | None:
+        """Commit the report before anything is said. None if this message was already taken as a report."""
+        now = self.clock.now()
+        extras = self.take_buffered(msg.group, msg.sender, exclude=msg.id)
+        location = msg.location or next((m.location for m in reversed(extras) if m.location), None)
+        place = c.location or ""
+        desc = c.description or clean_description(text)
+        report = TicketReport(
+            channel=msg.channel, message_id=msg.id[:128], group_id=msg.group[:128], sender=msg.sender[:128],
+            sender_name=msg.sender_name[:128], text=text[:4000], description=desc[:2000],
+            service_code=self.service(c.service_code).service_code, intent=c.intent, place=place[:255],
+            lat=location.lat if location else None, lon=location.lon if location else None,
+            urgency=c.urgency, state="draft", created_at=now,
+            place_deadline=now + timedelta(seconds=place_timeout),
+        )
+        if not report.place and location is not None and location.address:
+            report.place = location.address[:255]
+        try:
+            with self.store.session() as s:
+                s.add(report)
+                s.flush()
+                for m in [msg, *extras]:
+                    self._add_photos(s, report.id, m)
+        except IntegrityError:
+            return None
+        return report
+
+    @staticmethod
+    def _add_photos(s: Any, report_id: int, m: Message) -> None:
+        for a in m.images[:MAX_PHOTOS]:
+            if a.data:
+                s.add(TicketMedia(report_id=report_id, message_id=m.id[:128], name=a.name or "photo.jpg",
+                                  mime=a.mime or "image/jpeg", data=a.data, sha256=a.sha256))
+
+    def add_media(self, report_id: int, msg: Message) -> None:
+        """A photo or location that followed the report."""
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            self._add_photos(s, report_id, msg)
+            if msg.location is not None and r.lat is None:
+                r.lat, r.lon = msg.location.lat, msg.location.lon
+                if not r.place and msg.location.address:
+                    r.place = msg.location.address[:255]
+                if r.ticket_id is not None:
+                    t = s.get(Ticket, r.ticket_id)
+                    if t is not None and t.lat is None:
+                        t.lat, t.lon = r.lat, r.lon
+
+    def set_place(self, report_id: int, place: str, location: Location | None = None) -> None:
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            if place:
+                r.place = place[:255]
+            if location is not None:
+                r.lat, r.lon = location.lat, location.lon
+                if not r.place and location.address:
+                    r.place = location.address[:255]
+
+    def report(self, report_id: int) -> TicketReport | None:
+        with self.store.session() as s:
+            return s.get(TicketReport, report_id)
+
+    # --- filing and merging ----------------------------------------------------------------------------
+
+    def file(self, report_id: int) -> Filed | None:
+        """Draft -> a new ticket or a merge into an open one. Idempotent: a filed report is returned as is."""
+        now = self.clock.now()
+        window = timedelta(hours=self.config.main.tickets.merge_window_hours)
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return None
+            if r.state != "draft":
+                return Filed(r.id, r.ticket_id or 0, r.state == "merged")
+            # claim the draft: only one caller (followup, timeout, recovery) files it
+            claimed = s.execute(update(TicketReport).where(TicketReport.id == r.id, TicketReport.state == "draft")
+                                .values(state="filing")).rowcount
+            if not claimed:
+                return None
+            community, grid, group_name = self._group_info(r.group_id)
+            svc = self.service(r.service_code)
+            match = self._find_duplicate(s, r, community, now - window)
+            mention = [r.sender]
+            if match is not None:
+                r.ticket_id, r.state = match.id, "merged"
+                match.updated_at = now
+                s.flush()
+                n = s.scalar(select(func.count(func.distinct(TicketReport.sender)))
+                             .where(TicketReport.ticket_id == match.id)) or 1
+                owe(s, key=f"merge:{r.id}", kind="merge", group=r.group_id, channel=r.channel, ticket_id=match.id,
+                    text=texts.MERGED.format(id=match.id, n=n), mentions=mention, in_reply_to=r.message_id)
+                return Filed(r.id, match.id, True)
+            title = short_title(r.description or "居民反映的问题")
+            t = Ticket(service_code=svc.service_code, service_name=svc.service_name, title=title,
+                       description=mask_pii(r.description), place=r.place, place_key=place_key(r.place) if r.place else "",
+                       lat=r.lat, lon=r.lon, community=community, grid=grid, urgency=r.urgency, status="open",
+                       sync="pending", created_at=now, updated_at=now)
+            s.add(t)
+            s.flush()
+            r.ticket_id, r.state = t.id, "filed"
+            s.add(TicketOutbox(ticket_id=t.id, idempotency_key=f"doorstep-{uuid.uuid4().hex}", next_attempt_at=now,
+                               created_at=now, updated_at=now))
+            grid_text = f"（{community}{grid}负责跟进）" if grid else ""
+            place_text = f"\n地点：{mask_pii(r.place)}" if r.place else ""
+            ack = texts.ACK.format(id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title),
+                                   place=place_text)
+            if r.urgency == "urgent":
+                ack += texts.ACK_URGENT
+            owe(s, key=f"ack:{r.id}", kind="ack", group=r.group_id, channel=r.channel, ticket_id=t.id, text=ack,
+                mentions=mention, in_reply_to=r.message_id)
+            if r.urgency == "urgent":
+                for staff in self._staff_for(community, grid):
+                    owe(s, key=f"urgent:{t.id}:{staff}", kind="alert", group=staff, channel=r.channel, ticket_id=t.id,
+                        text=texts.ALERT_URGENT.format(id=t.id, group=group_name, title=mask_pii(title),
+                                                       who=r.sender_name or "居民",
+                                                       place=f"，地点：{mask_pii(r.place)}" if r.place else ""))
+            return Filed(r.id, t.id, False)
+
+    def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
+        candidates = s.scalars(
+            select(Ticket).where(Ticket.service_code == r.service_code, Ticket.status == "open",
+                                 Ticket.created_at >= since).order_by(Ticket.id.desc()).limit(200)
+        ).all()
+        key = place_key(r.place) if r.place else ""
+        for t in candidates:
+            if community and t.community and t.community != community:
+                continue
+            if r.lat is not None and r.lon is not None and t.lat is not None and t.lon is not None:
+                if metres(r.lat, r.lon, t.lat, t.lon) <= NEARBY_METRES:
+                    return t
+                continue
+            if key and t.place_key:
+                if key == t.place_key or (min(len(key), len(t.place_key)) >= 3 and (key in t.place_key or t.place_key in key)):
+                    return t
+                continue
+            # no place on one side: the same problem told in the same group
+            same_group = s.scalars(select(TicketReport.id).where(TicketReport.ticket_id == t.id,
+                                                                 TicketReport.group_id == r.group_id)).first()
+            if same_group is not None and similarity(r.description, t.description) >= TEXT_SIMILARITY:
+                return t
+        return None
+
+    def _staff_for(self, community: str, grid: str) -> list[str]:
+        staff = self.config.staff.staff
+        by_grid = [m.id for m in staff if grid and grid in m.grids and (not community or m.community == community)]
+        if by_grid:
+            return by_grid
+        return [m.id for m in staff if community and m.community == community and "社区工作者" in m.roles][:2]
+
+    def _alert_parked(self, ticket_id: int, error: str) -> None:
+        with self.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            first = s.scalars(select(TicketReport).where(TicketReport.ticket_id == ticket_id)
+                              .order_by(TicketReport.id)).first()
+            if t is None:
+                return
+            staff = self._staff_for(t.community, t.grid) or [m.id for m in self.config.staff.staff if "管理员" in m.roles]
+            for sid in staff:
+                owe(s, key=f"parked:{t.id}:{sid}", kind="alert", group=sid, channel=first.channel if first else "",
+                    ticket_id=t.id, text=texts.ALERT_PARKED.format(id=t.id, title=mask_pii(t.title), error=error[:200]))
+        log.error("ticket #%s parked after repeated failures: %s", ticket_id, error)
+
+    # --- status from the backend -----------------------------------------------------------------------
+
+    def apply_remote(self, remote: RemoteRequest) -> bool:
+        """Record the backend's view of a ticket; owe one message per group if its status changed."""
+        with self.store.session() as s:
+            t = s.scalars(select(Ticket).where(Ticket.remote_id == remote.service_request_id)).first()
+            if t is None:
+                return False
+            status = "closed" if remote.status == "closed" else "open"
+            changed = status != t.status
+            t.status_notes = remote.status_notes
+            if remote.agency_responsible:
+                t.agency = remote.agency_responsible
+            if not changed:
+                return False
+            t.status = status
+            t.status_version += 1
+            t.updated_at = self.clock.now()
+            reports = s.scalars(select(TicketReport).where(TicketReport.ticket_id == t.id)
+                                .order_by(TicketReport.id)).all()
+            by_group: dict[str, list[TicketReport]] = defaultdict(list)
+            for r in reports:
+                by_group[r.group_id].append(r)
+            notes = ""
+            if remote.status_notes:
+                notes = f"（{mask_pii(remote.status_notes)[:100]}"
+                notes += f"，{t.agency}）" if t.agency else "）"
+            template = texts.CLOSED if status == "closed" else texts.REOPENED
+            for group, rs in by_group.items():
+                owe(s, key=f"status:{t.id}:{t.status_version}:{group}", kind="status", group=group,
+                    channel=rs[0].channel, ticket_id=t.id,
+                    text=template.format(id=t.id, title=mask_pii(t.title), notes=notes),
+                    mentions=[r.sender for r in rs])
+            return True
+
+    async def poll_once(self) -> int:
+        """Ask the backend about every open ticket it knows; returns how many changed."""
+        with self.store.session() as s:
+            open_ids = [str(x) for x in s.scalars(select(Ticket.remote_id).where(
+                Ticket.status == "open", Ticket.remote_id.is_not(None))).all()]
+            tokens = s.execute(select(Ticket.id, Ticket.remote_token).where(
+                Ticket.remote_id.is_(None), Ticket.remote_token.is_not(None))).all()
+        changed = 0
+        try:
+            for tid, token in tokens:  # servers that answer POST with a token only
+                rid = await self.client.token(str(token))
+                if rid:
+                    with self.store.session() as s:
+                        s.execute(update(Ticket).where(Ticket.id == tid).values(remote_id=rid))
+                    open_ids.append(rid)
+            if open_ids:
+                for remote in await self.client.get_many(open_ids):
+                    changed += self.apply_remote(remote)
+            self.last_poll_ok = True
+        except GeoReportError as e:
+            self.last_poll_ok = False
+            log.warning("polling the ticket backend failed: %s", e)
+        return changed
+
+    # --- recovery --------------------------------------------------------------------------------------
+
+    def recover_inflight(self) -> int:
+        """Reports whose message was recorded but whose handling was cut off (a crash): take them now."""
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=self.inflight_grace_seconds)
+        since = now - timedelta(days=2)
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(InboundMessage).where(InboundMessage.status == "received", InboundMessage.received_at <= cutoff,
+                                             InboundMessage.received_at >= since).limit(200)
+            ).all()
+            taken = {(c, m) for c, m in s.execute(select(TicketReport.channel, TicketReport.message_id).where(
+                TicketReport.message_id.in_([r.message_id for r in rows]))).all()} if rows else set()
+        recovered = 0
+        for row in rows:
+            if (row.channel, row.message_id) in taken:
+                continue
+            c = self.services.classifier.classify(row.text)
+            if c.needs_ticket:
+                msg = Message(id=row.message_id, channel=row.channel, group=row.group_id, sender=row.sender,
+                              sender_name=row.sender_name, text=row.text, time=row.received_at)
+                report = self.open_report(msg, c, row.text, place_timeout=0)
+                if report is not None:
+                    self.file(report.id)
+                    recovered += 1
+            with self.store.session() as s:  # handled now, one way or the other
+                s.execute(update(InboundMessage).where(InboundMessage.id == row.id)
+                          .values(status="handled", reason="recovered" if c.needs_ticket else "recovered:skip",
+                                  intent=c.intent))
+        if recovered:
+            log.warning("recovered %d reports cut off by a restart", recovered)
+        return recovered
+
+    def file_overdue_drafts(self) -> int:
+        """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them."""
+        with self.store.session() as s:
+            ids = s.scalars(select(TicketReport.id).where(TicketReport.state == "draft",
+                                                          TicketReport.place_deadline <= self.clock.now())).all()
+        return sum(1 for i in ids if self.file(i) is not None)
+
+    # --- the heartbeat ---------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        try:
+            self.recover_inflight()
+            self.file_overdue_drafts()
+            self.notifier.flush()
+            await self.outbox.run_due()
+            now = self.clock.now()
+            if self.poll_interval_seconds > 0 and (self._next_poll is None or now >= self._next_poll):
+                self._next_poll = now + timedelta(seconds=self.poll_interval_seconds)
+                await self.poll_once()
+            self.notifier.flush()
+        except Exception:
+            log.exception("ticket desk tick failed")
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.embedded_backend is not None:
+            await self.embedded_backend.stop()
+
+    # --- questions about tickets -----------------------------------------------------------------------
+
+    def ticket(self, ticket_id: int) -> tuple[Ticket, int] | None:
+        with self.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            if t is None:
+                return None
+            n = s.scalar(select(func.count(func.distinct(TicketReport.sender))).where(TicketReport.ticket_id == t.id))
+            return t, int(n or 0)
+
+    def tickets_of(self, sender: str, limit: int = 5) -> list[Ticket]:
+        with self.store.session() as s:
+            return list(s.scalars(
+                select(Ticket).join(TicketReport, TicketReport.ticket_id == Ticket.id)
+                .where(TicketReport.sender == sender).group_by(Ticket.id).order_by(Ticket.id.desc()).limit(limit)
+            ).all())
+
+    async def refresh(self, tickets: list[Ticket]) -> bool:
+        """Ask the backend about these tickets now; False if it could not be reached."""
+        ids = [t.remote_id for t in tickets if t.remote_id]
+        if not ids:
+            return True
+        try:
+            for remote in await self.client.get_many(ids):
+                self.apply_remote(remote)
+        except GeoReportError as e:
+            log.info("refreshing tickets from the backend failed: %s", e)
+            return False
+        self.notifier.flush()
+        return True
+
+    def health(self) -> dict[str, Any]:
+        counts = self.outbox.counts()
+        ok = self.outbox.last_ok is not False and self.last_poll_ok is not False
+        return {
+            "status": "up" if ok else "down",
+            "url": self.client.base_url,
+            "outbox": {"pending": counts.get("pending", 0), "parked": counts.get("parked", 0),
+                       "sent": counts.get("done", 0)},
+            "last_error": self.outbox.last_error,
+            "owed_messages": self.notifier.pending(),
+        }
+
+
+def attachments_of(msgs: list[Message]) -> list[Attachment]:
+    return [a for m in msgs for a in m.images]

@@ -1,0 +1,147 @@
+"""The durable outbox: tickets go to the GeoReport v2 backend from here, never straight from a handler.
+
+Each ticket has one row with an idempotency key made when the ticket was committed, so a retry (after a
+timeout, a crash, a restart) never makes a second ticket on a backend that honours the key. Failures back off
+exponentially with jitter; after `max_attempts` the row is parked and staff are alerted, and a parked row is
+still retried every `parked_retry_seconds`: nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select
+
+from bot.clock import Clock
+from bot.store import Store
+from bot.store.models import Ticket, TicketMedia, TicketOutbox, TicketReport
+from bot.tickets.client import GeoReportClient, GeoReportError, Photo
+
+log = logging.getLogger(__name__)
+ParkedHook = Callable[[int, str], None]  # (ticket id, last error)
+
+
+class Outbox:
+    def __init__(self, store: Store, client: GeoReportClient, clock: Clock, *, base_delay: float = 2.0,
+                 max_delay: float = 300.0, max_attempts: int = 8, parked_retry_seconds: float = 1800.0,
+                 concurrency: int = 4, rng: random.Random | None = None, on_parked: ParkedHook | None = None) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts
+        self.parked_retry_seconds = parked_retry_seconds
+        self.concurrency = concurrency
+        self.rng = rng or random.Random()
+        self.on_parked = on_parked
+        self.last_error = ""
+        self.last_ok: bool | None = None
+        self._busy = False
+
+    def backoff(self, attempts: int) -> float:
+        nominal = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        return nominal * self.rng.uniform(0.5, 1.5)  # jitter: restarts and outages do not retry in lockstep
+
+    async def run_due(self) -> int:
+        """Send every row that is due; returns how many tickets reached the backend."""
+        if self._busy:  # one round at a time per process
+            return 0
+        self._busy = True
+        try:
+            now = self.clock.now()
+            with self.store.session() as s:
+                due = s.scalars(
+                    select(TicketOutbox.id)
+                    .where(or_(TicketOutbox.state == "pending", TicketOutbox.state == "parked"),
+                           TicketOutbox.next_attempt_at <= now)
+                    .order_by(TicketOutbox.next_attempt_at, TicketOutbox.id).limit(200)
+                ).all()
+            sem = asyncio.Semaphore(self.concurrency)
+
+            async def one(oid: int) -> bool:
+                async with sem:
+                    return await self._send(oid)
+
+            results = await asyncio.gather(*(one(o) for o in due))
+            return sum(results)
+        finally:
+            self._busy = False
+
+    async def _send(self, outbox_id: int) -> bool:
+        with self.store.session() as s:
+            row = s.get(TicketOutbox, outbox_id)
+            if row is None or row.state == "done":
+                return False
+            ticket = s.get(Ticket, row.ticket_id)
+            assert ticket is not None
+            first = s.scalars(select(TicketReport).where(TicketReport.ticket_id == ticket.id)
+                              .order_by(TicketReport.id)).first()
+            n_reporters = s.scalar(select(func.count(func.distinct(TicketReport.sender)))
+                                   .where(TicketReport.ticket_id == ticket.id)) or 1
+            media = s.scalars(select(TicketMedia).join(TicketReport, TicketMedia.report_id == TicketReport.id)
+                              .where(TicketReport.ticket_id == ticket.id).order_by(TicketMedia.id)).first()
+            key, code = row.idempotency_key, ticket.service_code
+            address = " ".join(x for x in (ticket.community, ticket.place or f"{ticket.grid}（{first.group_id if first else ''}）") if x)
+            payload = dict(
+                service_code=code, description=ticket.description, address=address, lat=ticket.lat, lon=ticket.lon,
+                attributes={"community": ticket.community, "grid": ticket.grid, "urgency": ticket.urgency,
+                            "reporters": str(n_reporters)},
+                photo=Photo(media.data, media.mime, media.name) if media else None,
+                idempotency_key=key, first_name=first.sender_name if first else "",
+                account_id=f"doorstep:{ticket.id}",
+            )
+        try:
+            created = await self.client.create(**payload)  # type: ignore[arg-type]
+        except GeoReportError as e:
+            self._failed(outbox_id, e)
+            return False
+        except Exception as e:  # a bug or an odd answer must not kill the loop
+            log.exception("sending ticket outbox row %s failed", outbox_id)
+            self._failed(outbox_id, GeoReportError(f"{type(e).__name__}: {e}"))
+            return False
+        with self.store.session() as s:
+            row = s.get(TicketOutbox, outbox_id)
+            assert row is not None
+            ticket = s.get(Ticket, row.ticket_id)
+            assert ticket is not None
+            row.state, row.attempts, row.last_error, row.updated_at = "done", row.attempts + 1, "", self.clock.now()
+            ticket.remote_id = created.service_request_id
+            ticket.remote_token = created.token
+            ticket.sync = "sent"
+            ticket.updated_at = self.clock.now()
+        self.last_ok, self.last_error = True, ""
+        log.info("ticket #%s sent: service_request_id=%s", row.ticket_id, created.service_request_id)
+        return True
+
+    def _failed(self, outbox_id: int, e: GeoReportError) -> None:
+        err = str(e)[:500]
+        self.last_ok, self.last_error = False, err
+        parked_now: tuple[int, str] | None = None
+        with self.store.session() as s:
+            row = s.get(TicketOutbox, outbox_id)
+            if row is None:
+                return
+            row.attempts += 1
+            row.last_error = err
+            row.updated_at = self.clock.now()
+            ticket = s.get(Ticket, row.ticket_id)
+            if (not e.transient or row.attempts >= self.max_attempts) and row.state != "parked":
+                row.state = "parked"
+                if ticket is not None:
+                    ticket.sync = "parked"
+                parked_now = (row.ticket_id, err)
+            delay = self.parked_retry_seconds if row.state == "parked" else self.backoff(row.attempts)
+            row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
+        log.warning("ticket outbox row %s failed (%s)%s", outbox_id, err, ": parked" if parked_now else "")
+        if parked_now and self.on_parked is not None:
+            self.on_parked(*parked_now)
+
+    def counts(self) -> dict[str, int]:
+        with self.store.session() as s:
+            rows = s.execute(select(TicketOutbox.state, func.count()).group_by(TicketOutbox.state)).all()
+        return {str(state): int(n) for state, n in rows}
