@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -65,3 +67,32 @@ def test_a_message_is_recorded_once_across_processes(store: Store) -> None:
     with store.session() as s:
         rows = s.scalars(select(InboundMessage)).all()
     assert len(rows) == 1 and rows[0].received_at.tzinfo is not None
+
+
+def _migrate(url: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        store = Store(url)
+        store.migrate()
+        store.close()
+        out.put("ok")
+    except Exception as e:  # reported to the test
+        out.put(repr(e))
+
+
+def test_processes_starting_together_migrate_once(db_url: str) -> None:
+    """Bot processes started at the same moment on an empty database: one migrates, the others wait and find
+    nothing to do (without the lock one of them failed with "table already exists")."""
+    spawn = mp.get_context("spawn")
+    out = spawn.Queue()
+    procs = [spawn.Process(target=_migrate, args=(db_url, out), daemon=True) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(120)
+    assert results == ["ok"] * 3
+    store = Store(db_url)
+    with store.engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert version == ScriptDirectory.from_config(alembic_config(db_url)).get_heads()
+    store.close()

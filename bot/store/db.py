@@ -10,11 +10,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x446F6F72  # "Door": the PostgreSQL advisory lock that serialises concurrent migrations
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -53,7 +54,16 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
+        """Bring the schema to the newest migration; a no-op when it is there.
+
+        Several processes may start at once on one database: they take turns (a transaction-scoped advisory lock
+        on PostgreSQL, SQLite's write lock taken up front), so the later ones find nothing to do."""
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            elif self.engine.dialect.name == "sqlite":
+                # pysqlite would run each CREATE outside a transaction; take the write lock for the whole upgrade
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             cfg = alembic_config(self.url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
