@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
+from bot.tickets.web import mount_tickets
 from bot.web.simulator import simulator_router
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     sim = app.channels.get("simulator")
     if isinstance(sim, SimulatorChannel):
         web.include_router(simulator_router(sim, app.config))
+
+    mount_tickets(web, app)  # issue 4: the webhook receiver, and the built-in Open311 backend at /open311/v2
 
     @web.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:

@@ -1,0 +1,29 @@
+"""`doorstep backend [--host H] [--port P] [--db URL]`: the built-in Open311 GeoReport v2 backend alone."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from backend import BackendSettings, create_backend_app
+from bot.cli import UserError
+from bot.config import load_config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config()
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    db = args.db or config.main.storage.url or None
+    if db is not None and "://" not in db:
+        raise UserError(f"--db must be a SQLAlchemy URL such as sqlite:///open311.db, got {db!r}")
+    settings = BackendSettings.from_config(config, db)
+    try:
+        app = create_backend_app(settings)
+    except Exception as e:  # an unreachable or unwritable database
+        raise UserError(f"cannot open the ticket database {settings.db_url}: {e}") from None
+    print(f"Open311 GeoReport v2 backend: http://{args.host}:{args.port}/services.json "
+          f"(jurisdiction_id={settings.jurisdiction_id}, database {settings.db_url})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
