@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -19,8 +20,11 @@ from schemathesis.checks import not_a_server_error
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
+from bot.store.models import Ticket, TicketReport
 from bot.web.admin import admin_router
 from bot.web.app import create_web_app
+from knowledge.gaps import record_gap
+from knowledge.service import KnowledgeService, open_knowledge
 from tests.support import RecordingChannel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +38,90 @@ def make_web(app: App) -> FastAPI:
     return web
 
 
+class HashEncoder:
+    """A stand-in embedding model: fast, deterministic, good enough to exercise the knowledge endpoints."""
+
+    name = "test-hash"
+    dim = 64
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t:
+                out[i, ord(ch) % self.dim] += 1.0
+            out[i] /= max(1e-6, float(np.linalg.norm(out[i])))
+        return out
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts)
+
+
+def knowledge_for(config: Config) -> KnowledgeService:
+    return open_knowledge(config, ingest_sample_if_empty=False, encoder=HashEncoder())
+
+
 @pytest.fixture
 def sync_app(config: Config, clock: ManualClock) -> Iterator[App]:
-    app = App(config, clock=clock, channels={"rec": RecordingChannel()})
+    app = App(config, clock=clock, channels={"rec": RecordingChannel()}, knowledge=knowledge_for(config))
+    app.services.knowledge.store = app.store  # type: ignore[union-attr]
+    seed_tickets(app)
     yield app
     asyncio.run(app.stop())
+    app.services.knowledge.close()  # type: ignore[union-attr]
+
+
+def seed_tickets(app: App) -> None:
+    now = app.clock.now()
+    with app.store.session() as s:
+        t = Ticket(
+            service_code="municipal_facility",
+            service_name="市政设施",
+            title="井盖松动",
+            place="3号楼门口",
+            community="示例社区",
+            grid="网格3",
+            status="open",
+            sync="sent",
+            remote_id="42",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(t)
+        s.flush()
+        for i, (sender, state) in enumerate([("u_a", "filed"), ("r_chen", "merged"), ("u_b", "merged")]):
+            s.add(
+                TicketReport(
+                    ticket_id=t.id,
+                    channel="rec",
+                    message_id=f"m{i}",
+                    group_id="幸福里3号楼",
+                    sender=sender,
+                    sender_name=sender,
+                    text="3号楼门口井盖松了",
+                    place="3号楼门口",
+                    state=state,
+                    created_at=now,
+                )
+            )
+        s.add(
+            TicketReport(
+                ticket_id=None,
+                channel="rec",
+                message_id="m9",
+                group_id="幸福里5号楼",
+                sender="u_c",
+                text="楼道灯不亮",
+                state="draft",
+                created_at=now,
+            )
+        )
+    for i, q in enumerate(
+        ["电动车能在楼道充电吗", "电动车可以在楼道里充电吗？", "电动车能不能楼道充电", "游泳馆几点开门"]
+    ):
+        record_gap(app.store, group="幸福里3号楼", question=q, sender=f"u_{i}", community="示例社区", now=now)
 
 
 @pytest.fixture
@@ -258,6 +341,65 @@ async def test_groups_staff_health_and_metrics(client: httpx.AsyncClient, app: A
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'doorstep_groups{bound="false"} 1.0' in r.text and "doorstep_store_up 1.0" in r.text
     assert 'doorstep_notice_deliveries{status="sent"}' in r.text
+
+
+# --- knowledge and tickets -------------------------------------------------------------------------------------
+
+
+async def test_knowledge_upload_list_remove_faq_and_gaps(web: FastAPI, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://admin") as c:
+        doc = "# 示例社区停车管理办法\n\n## 第一条\n\n小区内车辆应当停放在划定的车位内，不得占用消防通道。\n"
+        r = await c.post(
+            "/admin/knowledge/documents",
+            headers=AUTH,
+            data={"community": "示例社区"},
+            files={"file": ("停车管理办法.md", doc.encode(), "text/markdown")},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "added" and r.json()["chunks"] >= 1
+        files = (await c.get("/admin/knowledge/documents", headers=AUTH)).json()
+        assert [f["source"] for f in files] == ["停车管理办法.md"] and files[0]["community"] == "示例社区"
+        assert (await c.get("/admin/knowledge", headers=AUTH)).json()["documents"] == 1
+        r = await c.post(
+            "/admin/knowledge/documents",
+            headers=AUTH,
+            files={"file": ("坏文件.pdf", b"not a pdf", "application/pdf")},
+        )
+        assert r.status_code == 400 and "导入失败" in r.json()["detail"]
+        assert (await c.delete("/admin/knowledge/documents/停车管理办法.md", headers=AUTH)).status_code == 200
+        assert (await c.delete("/admin/knowledge/documents/停车管理办法.md", headers=AUTH)).status_code == 404
+        assert (await c.get("/admin/knowledge/documents", headers=AUTH)).json() == []
+
+        faq = (await c.get("/admin/knowledge/faq", headers=AUTH)).json()
+        assert faq and all(e["answer"] for e in faq)
+        gaps = (await c.get("/admin/knowledge/gaps", headers=AUTH)).json()
+        assert [g["count"] for g in gaps] == [3, 1]  # similar wordings together, most asked first
+        assert gaps[0]["question"].startswith("电动车") and gaps[1]["question"] == "游泳馆几点开门"
+
+
+async def test_tickets_seen_from_the_bot(web: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://admin") as c:
+        ts = (await c.get("/admin/tickets", headers=AUTH)).json()
+        assert (
+            len(ts) == 1
+            and ts[0]["title"] == "井盖松动"
+            and ts[0]["reports"] == 3
+            and ts[0]["reporters"] == 3
+        )
+        one = (await c.get(f"/admin/tickets/{ts[0]['id']}", headers=AUTH)).json()
+        assert [r["state"] for r in one["report_list"]] == ["filed", "merged", "merged"]
+        assert one["status"] == "open" and one["sync"] == "sent"
+        drafts = (await c.get("/admin/tickets/reports", params={"state": "draft"}, headers=AUTH)).json()
+        assert [d["text"] for d in drafts] == ["楼道灯不亮"]
+        assert (await c.get("/admin/tickets/999", headers=AUTH)).status_code == 404
+        assert (
+            await c.get("/admin/knowledge/gaps", params={"status": "answered"}, headers=AUTH)
+        ).json() == []
+
+
+async def test_knowledge_endpoints_say_when_the_index_is_not_loaded(client: httpx.AsyncClient) -> None:
+    r = await client.get("/admin/knowledge/documents", headers=AUTH)
+    assert r.status_code == 503 and r.json()["detail"] == "知识库没有加载"
 
 
 # --- fuzzing -------------------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Security
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Security, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -523,4 +524,356 @@ def admin_router(app: App) -> APIRouter:
         except NoticeError as e:
             raise HTTPException(409, str(e)) from None
 
+    _knowledge_routes(router, app)
+    _ticket_routes(router, app)
     return router
+
+
+# --- knowledge (knowledge/service.py KnowledgeService) -----------------------------------------------------------
+
+
+class KnowledgeFile(BaseModel):
+    source: str
+    community: str
+    title: str
+    kind: str
+    chunks: int
+    ingested_at: Any = None
+
+
+class IngestOut(BaseModel):
+    source: str
+    status: str = Field(description="added | updated | unchanged | removed | failed")
+    community: str
+    chunks: int
+    reason: str
+    summary: str
+
+
+class RemoveOut(BaseModel):
+    removed: list[str]
+
+
+class FAQOut(BaseModel):
+    questions: list[str]
+    answer: str
+    source: str
+    community: str
+
+
+class GapQuestion(BaseModel):
+    id: int
+    question: str
+    group: str
+    community: str
+    asked_at: str
+    status: str
+
+
+class GapGroupOut(BaseModel):
+    question: str = Field(description="the most asked wording")
+    count: int = Field(description="how many times a question of this group was asked")
+    askers: int
+    communities: list[str]
+    last_asked_at: str
+    questions: list[GapQuestion]
+
+
+MAX_UPLOAD = 20 * 1024 * 1024
+_GAP_SIMILARITY = 0.5
+
+
+def _bigrams(text: str) -> set[str]:
+    t = "".join(ch for ch in text if ch.isalnum())
+    return {t[i : i + 2] for i in range(len(t) - 1)} or {t}
+
+
+def group_gaps(gaps: list[dict[str, Any]], threshold: float = _GAP_SIMILARITY) -> list[dict[str, Any]]:
+    """Unanswered questions grouped by wording similarity (character bigrams, single link), most asked first.
+
+    TODO(knowledge): use the knowledge package's own grouping (by embedding) once KnowledgeService offers one;
+    `_knowledge_routes` already prefers `KnowledgeService.gap_groups()` when it exists."""
+    grams = [_bigrams(str(g.get("question", ""))) for g in gaps]
+    parent = list(range(len(gaps)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(gaps)):
+        for j in range(i + 1, len(gaps)):
+            a, b = grams[i], grams[j]
+            if 2 * len(a & b) / max(1, len(a) + len(b)) >= threshold:  # Dice
+                parent[root(j)] = root(i)
+    by_root: dict[int, list[dict[str, Any]]] = {}
+    for i, g in enumerate(gaps):
+        by_root.setdefault(root(i), []).append(g)
+    groups = list(by_root.values())
+    out: list[dict[str, Any]] = []
+    for members in groups:
+        wordings: dict[str, int] = {}
+        for m in members:
+            wordings[str(m.get("question", ""))] = wordings.get(str(m.get("question", "")), 0) + 1
+        out.append(
+            {
+                "question": max(wordings, key=lambda w: (wordings[w], -len(w))),
+                "count": len(members),
+                "askers": len({m.get("sender") or m.get("id") for m in members}),
+                "communities": sorted({str(m.get("community", "")) for m in members if m.get("community")}),
+                "last_asked_at": max(str(m.get("asked_at", "")) for m in members),
+                "questions": members,
+            }
+        )
+    out.sort(key=lambda g: g["last_asked_at"], reverse=True)
+    out.sort(key=lambda g: g["count"], reverse=True)  # most asked first, then most recent
+    return out
+
+
+def _knowledge_routes(router: APIRouter, app: App) -> None:
+    from knowledge.service import KnowledgeService
+
+    unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": Problem, "description": "the knowledge base is not loaded in this process"}
+    }
+
+    def knowledge() -> KnowledgeService:
+        k = app.services.knowledge
+        if not isinstance(k, KnowledgeService):
+            raise HTTPException(503, "知识库没有加载")
+        return k
+
+    @router.get(
+        "/knowledge", tags=["knowledge"], responses=unavailable, summary="Documents, chunks, index size"
+    )
+    def knowledge_stats() -> dict[str, Any]:
+        return knowledge().stats()
+
+    @router.get(
+        "/knowledge/documents",
+        response_model=list[KnowledgeFile],
+        tags=["knowledge"],
+        responses=unavailable,
+        summary="The ingested documents",
+    )
+    def documents() -> list[KnowledgeFile]:
+        return [KnowledgeFile.model_validate(f) for f in knowledge().stats().get("files", [])]
+
+    @router.post(
+        "/knowledge/documents",
+        response_model=IngestOut,
+        status_code=201,
+        tags=["knowledge"],
+        responses={**unavailable, 400: {"model": Problem, "description": "the file cannot be ingested"}},
+        summary="Upload a document (Markdown, TXT, DOCX, PDF, HTML, CSV, XLSX, JSON catalog): ingested at once",
+    )
+    def upload(
+        file: Annotated[UploadFile, File(description="the document")],
+        community: Annotated[str, Form(max_length=64, description="its community; empty: all")] = "",
+    ) -> IngestOut:
+        k = knowledge()
+        name = FilePath(file.filename or "").name.strip()
+        if not name or name.startswith("."):
+            raise HTTPException(400, "文件名不能为空")
+        data = file.file.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise HTTPException(400, f"文件太大（上限{MAX_UPLOAD // 1048576}MB）")
+        folder = app.config.data_dir / "uploads" / (community or "_all")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name[:200]
+        path.write_bytes(data)
+        report = k.ingest([path], community=community)
+        result = next((f for f in report.files if f.path.name == path.name), None)
+        if result is None or result.status == "failed":
+            reason = result.reason if result else "没有可以导入的内容"
+            raise HTTPException(400, f"“{name}”导入失败：{reason}")
+        log.info("admin API ingested %s (%s): %s", name, community or "all", result.status)
+        return IngestOut(
+            source=result.source,
+            status=result.status,
+            community=result.community,
+            chunks=result.chunks,
+            reason=result.reason,
+            summary=report.summary(),
+        )
+
+    @router.delete(
+        "/knowledge/documents/{source}",
+        response_model=RemoveOut,
+        tags=["knowledge"],
+        responses={**unavailable, 404: {"model": Problem, "description": "no such document"}},
+        summary="Remove a document by its file name",
+    )
+    def remove(source: Annotated[str, Path(min_length=1, max_length=255)]) -> RemoveOut:
+        removed = knowledge().remove([source])
+        if not removed:
+            raise HTTPException(404, f"没有找到文档“{source}”")
+        return RemoveOut(removed=removed)
+
+    @router.get(
+        "/knowledge/faq",
+        response_model=list[FAQOut],
+        tags=["knowledge"],
+        summary="The FAQ (config/faq.yaml), answered before the documents",
+    )
+    def faq() -> list[FAQOut]:
+        return [
+            FAQOut(questions=list(e.questions), answer=e.answer, source=e.source, community=e.community)
+            for e in app.config.faq.faq
+        ]
+
+    @router.get(
+        "/knowledge/gaps",
+        response_model=list[GapGroupOut],
+        tags=["knowledge"],
+        responses=unavailable,
+        summary="Questions the knowledge could not answer, grouped by similarity, most asked first",
+    )
+    def gaps(
+        community: Annotated[str, Query(max_length=64)] = "",
+        status: Annotated[str, Query(max_length=16, description="open | forwarded | answered")] = "",
+        limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    ) -> list[GapGroupOut]:
+        k = knowledge()
+        grouped = getattr(k, "gap_groups", None)
+        if callable(grouped):
+            rows = grouped(community=community or None, status=status or None, limit=limit)
+        else:
+            rows = group_gaps(k.gaps(community=community or None, status=status or None, limit=limit))
+        return [GapGroupOut.model_validate(r) for r in rows]
+
+
+# --- tickets seen from the bot (bot/store/models.py Ticket, TicketReport) ----------------------------------------
+
+
+class TicketReportOut(BaseModel):
+    id: int
+    group_id: str
+    sender_name: str
+    text: str
+    place: str
+    state: str = Field(description="draft | filed | merged (into a ticket someone reported first)")
+    created_at: datetime
+
+
+class TicketOut(BaseModel):
+    id: int
+    title: str
+    service_code: str
+    service_name: str
+    place: str
+    community: str
+    grid: str
+    urgency: str
+    status: str = Field(description="open | closed, as the ticket backend says")
+    status_notes: str
+    agency: str
+    sync: str = Field(description="pending | sent | parked: whether the backend has it")
+    remote_id: str | None
+    reports: int = Field(description="reports merged into this ticket, the first included")
+    reporters: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TicketDetail(TicketOut):
+    report_list: list[TicketReportOut]
+
+
+def _ticket_routes(router: APIRouter, app: App) -> None:
+    from bot.store.models import Ticket, TicketReport
+
+    def ticket_out(t: Ticket, reports: list[TicketReport]) -> dict[str, Any]:
+        return {
+            "id": t.id,
+            "title": t.title,
+            "service_code": t.service_code,
+            "service_name": t.service_name,
+            "place": t.place,
+            "community": t.community,
+            "grid": t.grid,
+            "urgency": t.urgency,
+            "status": t.status,
+            "status_notes": t.status_notes,
+            "agency": t.agency,
+            "sync": t.sync,
+            "remote_id": t.remote_id,
+            "reports": len(reports),
+            "reporters": len({r.sender for r in reports}),
+            "created_at": t.created_at,
+            "updated_at": t.updated_at,
+        }
+
+    def report_out(r: TicketReport) -> TicketReportOut:
+        return TicketReportOut(
+            id=r.id,
+            group_id=r.group_id,
+            sender_name=r.sender_name,
+            text=r.text,
+            place=r.place,
+            state=r.state,
+            created_at=r.created_at,
+        )
+
+    @router.get(
+        "/tickets",
+        response_model=list[TicketOut],
+        tags=["tickets"],
+        summary="Tickets from the groups, newest first, with how many reports were merged into each",
+    )
+    def tickets(
+        status: Annotated[str, Query(max_length=16, description="open | closed")] = "",
+        community: Annotated[str, Query(max_length=64)] = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[TicketOut]:
+        with app.store.session() as s:
+            q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+            if status:
+                q = q.where(Ticket.status == status)
+            if community:
+                q = q.where(Ticket.community == community)
+            found = list(s.scalars(q))
+            reports: dict[int, list[TicketReport]] = {t.id: [] for t in found}
+            if found:
+                for r in s.scalars(select(TicketReport).where(TicketReport.ticket_id.in_(list(reports)))):
+                    if r.ticket_id is not None:
+                        reports[r.ticket_id].append(r)
+            return [TicketOut.model_validate(ticket_out(t, reports[t.id])) for t in found]
+
+    @router.get(
+        "/tickets/reports",
+        response_model=list[TicketReportOut],
+        tags=["tickets"],
+        summary="Reports as residents sent them (drafts still waiting for a place included)",
+    )
+    def reports(
+        state: Annotated[str, Query(max_length=16, description="draft | filed | merged")] = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[TicketReportOut]:
+        with app.store.session() as s:
+            q = select(TicketReport).order_by(TicketReport.id.desc()).limit(limit)
+            if state:
+                q = q.where(TicketReport.state == state)
+            return [report_out(r) for r in s.scalars(q)]
+
+    @router.get(
+        "/tickets/{ticket_id}",
+        response_model=TicketDetail,
+        tags=["tickets"],
+        responses={404: {"model": Problem, "description": "no such ticket"}},
+        summary="One ticket, where it stands, and every report merged into it",
+    )
+    def ticket(ticket_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> TicketDetail:
+        with app.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            if t is None:
+                raise HTTPException(404, f"没有找到工单#{ticket_id}")
+            rs = list(
+                s.scalars(
+                    select(TicketReport).where(TicketReport.ticket_id == t.id).order_by(TicketReport.id)
+                )
+            )
+            return TicketDetail.model_validate(
+                {**ticket_out(t, rs), "report_list": [report_out(r) for r in rs]}
+            )
