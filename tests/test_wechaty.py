@@ -19,7 +19,7 @@ import io
 import os
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.channels.wechaty import WechatyChannel, WechatyStartError
 from bot.clock import ManualClock
-from bot.config import Config, load_config
+from bot.config import Config
 from bot.message import Message
 from bot.runtime import build_app
 from bot.store.models import InboundMessage
@@ -123,8 +123,9 @@ def has_module(name: str) -> bool:
 
 
 @pytest.fixture
-async def wx(config: Config, peer: Peer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-             ) -> AsyncIterator[App]:
+async def wx(
+    config: Config, peer: Peer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[App]:
     """A real Doorstep App whose only channel is WeChat through the peer, on a manual clock (10:00 in Shanghai:
     no quiet hours, and the sender's pauses between messages pass at once)."""
     if has_module("knowledge.service"):  # one index for the session: the sample is ingested once
@@ -178,15 +179,23 @@ async def channel_only(config: Config, peer: Peer) -> AsyncIterator[tuple[Wechat
 
 
 async def say(peer: Peer, who: str, room: str, text: str, *, at_bot: bool = False) -> None:
-    await peer.do("say", **{"from": who, "room": room, "text": (AT_BOT + text) if at_bot else text,
-                            "mentions": [BOT] if at_bot else []})
+    await peer.do(
+        "say",
+        **{
+            "from": who,
+            "room": room,
+            "text": (AT_BOT + text) if at_bot else text,
+            "mentions": [BOT] if at_bot else [],
+        },
+    )
 
 
 # --- receiving ------------------------------------------------------------------------------------------
 
 
-async def test_room_text_with_mention_sender_and_room(channel_only: tuple[WechatyChannel, Received], peer: Peer
-                                                      ) -> None:
+async def test_room_text_with_mention_sender_and_room(
+    channel_only: tuple[WechatyChannel, Received], peer: Peer
+) -> None:
     ch, inbox = channel_only
     await say(peer, "u_zhang", XF3, "电瓶车能推上楼充电吗", at_bot=True)
     m = await inbox.next()
@@ -203,7 +212,9 @@ async def test_room_text_with_mention_sender_and_room(channel_only: tuple[Wechat
     assert (m.group, m.text, m.mentions_bot) == ("示例社区居民群", "今天天气不错", False)
 
 
-async def test_quoted_reply_carries_the_quoted_text(channel_only: tuple[WechatyChannel, Received], peer: Peer) -> None:
+async def test_quoted_reply_carries_the_quoted_text(
+    channel_only: tuple[WechatyChannel, Received], peer: Peer
+) -> None:
     _, inbox = channel_only
     quoted = "「李书记：明天9点到12点停水，请提前储水」\n- - - - - - - - - - - - - - -\n这个几点开始？"
     await say(peer, "u_zhang", XF3, quoted)
@@ -212,7 +223,9 @@ async def test_quoted_reply_carries_the_quoted_text(channel_only: tuple[WechatyC
     assert m.quoted == "明天9点到12点停水，请提前储水"
 
 
-async def test_pictures_small_large_and_by_url(channel_only: tuple[WechatyChannel, Received], peer: Peer) -> None:
+async def test_pictures_small_large_and_by_url(
+    channel_only: tuple[WechatyChannel, Received], peer: Peer
+) -> None:
     _, inbox = channel_only
     small = png(40, 40, seed=1)  # a few KB: the server sends it inline
     large = png(300, 300, seed=2)  # ~270 KB: over the server's 20 KB threshold, it arrives as a stream
@@ -227,29 +240,49 @@ async def test_pictures_small_large_and_by_url(channel_only: tuple[WechatyChanne
     m = await inbox.next()
     assert m.images[0].data == large and m.images[0].name == "manhole.png"
 
-    await peer.do("image", **{"from": "r_chen", "room": RIDERS, "name": "cdn.png", "url": "/cdn.png",
-                              "base64": b64(by_url)})
+    await peer.do(
+        "image",
+        **{"from": "r_chen", "room": RIDERS, "name": "cdn.png", "url": "/cdn.png", "base64": b64(by_url)},
+    )
     m = await inbox.next()
     assert m.images[0].data == by_url and m.images[0].url.endswith("/cdn.png")
 
 
-async def test_file_location_link_and_private_chat(channel_only: tuple[WechatyChannel, Received], peer: Peer
-                                                    ) -> None:
+async def test_file_location_link_and_private_chat(
+    channel_only: tuple[WechatyChannel, Received], peer: Peer
+) -> None:
     _, inbox = channel_only
     pdf = b"%PDF-1.4\n" + random.Random(7).randbytes(30_000)
     await peer.do("file", **{"from": "s_li", "room": XF3, "name": "停水通知.pdf", "base64": b64(pdf)})
     m = await inbox.next()
     assert m.attachments[0].kind == "file" and m.attachments[0].data == pdf
 
-    await peer.do("location", **{"from": "r_chen", "room": RIDERS, "latitude": 39.1234, "longitude": 117.2001,
-                                 "address": "天津市南开区宜景菜市场", "name": "宜景菜市场门口"})
+    await peer.do(
+        "location",
+        **{
+            "from": "r_chen",
+            "room": RIDERS,
+            "latitude": 39.1234,
+            "longitude": 117.2001,
+            "address": "天津市南开区宜景菜市场",
+            "name": "宜景菜市场门口",
+        },
+    )
     m = await inbox.next()
     assert m.location is not None
     assert (round(m.location.lat, 4), round(m.location.lon, 4)) == (39.1234, 117.2001)
     assert "宜景菜市场" in m.location.address
 
-    await peer.do("link", **{"from": "u_wang", "room": HY, "title": "关于电动自行车停放的通知",
-                             "url": "https://example.org/notice/1", "description": "请勿在楼道停放"})
+    await peer.do(
+        "link",
+        **{
+            "from": "u_wang",
+            "room": HY,
+            "title": "关于电动自行车停放的通知",
+            "url": "https://example.org/notice/1",
+            "description": "请勿在楼道停放",
+        },
+    )
     m = await inbox.next()
     assert m.attachments[0].kind == "link" and m.attachments[0].url == "https://example.org/notice/1"
     assert "电动自行车" in m.text
@@ -273,8 +306,9 @@ async def test_topic_change_keeps_the_group_and_updates_its_name(
 # --- sending --------------------------------------------------------------------------------------------
 
 
-async def test_send_text_with_mentions_and_pictures(channel_only: tuple[WechatyChannel, Received], peer: Peer
-                                                     ) -> None:
+async def test_send_text_with_mentions_and_pictures(
+    channel_only: tuple[WechatyChannel, Received], peer: Peer
+) -> None:
     ch, _ = channel_only
     await ch.send_text("幸福里3号楼", "3号楼门口井盖已修好，谢谢反映！", ["u_zhang", "u_wang"])
     said = await peer.next_said(XF3)
@@ -363,6 +397,7 @@ async def test_added_to_a_new_group_greets_once(wx: App, peer: Peer) -> None:
     await peer.do("join", room=NEW, invitees=[BOT], by="s_li")
     greeting = await peer.next_said(NEW)
     assert "大家好" in greeting["text"] and "家门口助手" in greeting["text"]
+    assert "/绑定" in greeting["text"]  # a group not in groups.yaml: staff are told how to bind it
     await peer.do("join", room=NEW, invitees=["u_liu"], by="s_li")  # someone else joins: no second greeting
     await say(peer, "u_zhang", NEW, "帮助", at_bot=True)
     assert HELP_MARK in (await peer.next_said(NEW))["text"]
@@ -379,24 +414,67 @@ def ticket_no(text: str) -> str | None:
     return (m.group(1) or m.group(2)) if m else None
 
 
-@pytest.mark.skipif(not has_module("handlers.report"), reason="depends on handlers/report.py (the tickets issue)")
-async def test_hazard_report_with_photo_gets_a_ticket_and_a_second_report_is_merged(wx: App, peer: Peer) -> None:
-    photo = png(320, 240, seed=11)
+@pytest.fixture
+def open311(tmp_path: Path, config: Config) -> Iterator[Any]:
+    """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend."""
+    from backend import Backend, BackendSettings, create_backend_app
+    from backend.testing import running
+
+    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
+    with running(create_backend_app(be, manage_lifecycle=False)) as url:
+        config.main.tickets.open311_url = url
+        config.main.tickets.api_key = config.main.tickets.api_keys[0]
+        yield be
+    be.engine.dispose()
+
+
+@pytest.mark.skipif(
+    not has_module("handlers.report"), reason="depends on handlers/report.py (the tickets issue)"
+)
+async def test_hazard_report_with_photo_ticket_merge_and_closing(open311: Any, wx: App, peer: Peer) -> None:
+    from bot.store.models import Ticket
+
+    photo = png(320, 240, seed=11)  # ~230 KB: arrives through the file stream
     await peer.do("image", **{"from": "r_chen", "room": RIDERS, "name": "manhole.png", "base64": b64(photo)})
     await say(peer, "r_chen", RIDERS, "小门 3号楼门口井盖松了，差点摔了")
     first = await peer.next_said(RIDERS, timeout=60)
     number = ticket_no(first["text"])
     assert number, first["text"]
-    assert "r_chen" in first["mentions"]
+    assert first["mentions"] == ["r_chen"]
 
     await say(peer, "u_zhang", XF3, "小门 3号楼门口的井盖松动了，有危险")
     second = await peer.next_said(XF3, timeout=60)
-    assert ticket_no(second["text"]) == number, second["text"]  # the same ticket: merged, not a new one
+    assert ticket_no(second["text"]) == number and "合并" in second["text"], second["text"]
+
+    def remote_id() -> str | None:
+        with wx.store.session() as s:
+            t = s.scalars(select(Ticket)).first()
+            return t.remote_id if t is not None and t.sync == "sent" and t.remote_id else None
+
+    rid = await peer.wait_until(remote_id, 60, "the ticket to reach the backend")  # the App's ticker sends it
+    assert open311.get_request(rid).media_url  # the rider's WeChat photo went with the ticket
+
+    open311.update_status(int(rid), "closed", "已更换井盖", "街道城管科")
+    await wx.services.tickets.poll_once()
+    await peer.wait_until(
+        lambda: len(peer.said(RIDERS)) >= 2 and len(peer.said(XF3)) >= 2,
+        60,
+        "the rooms to be told the ticket is closed",
+    )
+    closed_riders, closed_xf3 = peer.said(RIDERS)[1], peer.said(XF3)[1]
+    for said, who in ((closed_riders, "r_chen"), (closed_xf3, "u_zhang")):
+        assert "处理完毕" in said["text"] and number in said["text"], said["text"]
+        assert said["mentions"] == [who]  # each room's reporters are @mentioned there
 
 
-@pytest.mark.skipif(not has_module("handlers.notice"), reason="depends on handlers/notice.py (the staff issue)")
+@pytest.mark.skipif(
+    not has_module("handlers.notice"), reason="depends on handlers/notice.py (the staff issue)"
+)
 async def test_staff_notice_reaches_exactly_the_targeted_rooms(wx: App, peer: Peer) -> None:
-    await peer.do("say", **{"from": "s_li", "to": BOT, "text": "/通知 幸福里3号楼 幸福里5号楼 明天9点到12点停水，请提前储水"})
+    await peer.do(
+        "say",
+        **{"from": "s_li", "to": BOT, "text": "/通知 幸福里3号楼 幸福里5号楼 明天9点到12点停水，请提前储水"},
+    )
     preview = await peer.next_said(to="s_li", timeout=60)
     assert "幸福里3号楼" in preview["text"] and "幸福里5号楼" in preview["text"]
     if "确认" in preview["text"]:  # the broadcaster asks the staff member to confirm first

@@ -51,11 +51,17 @@ def test_location_xml() -> None:
 
 
 def test_mentions_are_stripped_with_wechat_separator() -> None:
-    assert strip_mentions("@家门口助手\u2005电瓶车能推上楼充电吗", ["家门口助手"]) == ("电瓶车能推上楼充电吗", True)
+    assert strip_mentions("@家门口助手\u2005电瓶车能推上楼充电吗", ["家门口助手"]) == (
+        "电瓶车能推上楼充电吗",
+        True,
+    )
     assert strip_mentions("@小门 几点开饭", ["家门口助手", "小门"]) == ("几点开饭", True)
     assert strip_mentions("@张阿姨\u2005你好", ["家门口助手"]) == ("@张阿姨\u2005你好", False)
     # a longer name is not eaten by a shorter one that prefixes it
-    assert strip_mentions("@家门口\u2005@家门口助手\u2005问个事", ["家门口", "家门口助手"]) == ("问个事", True)
+    assert strip_mentions("@家门口\u2005@家门口助手\u2005问个事", ["家门口", "家门口助手"]) == (
+        "问个事",
+        True,
+    )
 
 
 def test_filebox_json_is_what_the_ts_file_box_reads() -> None:

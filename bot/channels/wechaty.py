@@ -337,6 +337,7 @@ class WechatyChannel(Channel):
         backoff_max: float = 30.0,
         send_wait_seconds: float = 30.0,
         greeting: str = GREETING,
+        unbound_greeting: str = "",
     ) -> None:
         super().__init__(account)
         self.endpoint = endpoint.strip()
@@ -350,7 +351,8 @@ class WechatyChannel(Channel):
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.send_wait_seconds = send_wait_seconds
-        self.greeting = greeting
+        self.greeting = greeting  # the bot is added to a configured group
+        self.unbound_greeting = unbound_greeting or greeting  # to a group staff still has to bind (/绑定)
         self.sender: ThrottledSender | None = None  # set by the app: greetings go through the throttle too
 
         self._inbox: Inbox | None = None
@@ -376,6 +378,15 @@ class WechatyChannel(Channel):
     @classmethod
     def from_config(cls, config: Config) -> WechatyChannel:
         main = config.main
+        unbound = ""
+        with contextlib.suppress(ImportError):  # the group directory's greeting, which explains /绑定
+            from bot.groups import GREETING as UNBOUND
+
+            example = "焕玉里社区 网格3"
+            if config.groups.communities:
+                c = config.groups.communities[0]
+                example = f"{c.name} {c.grids[0]}" if c.grids else c.name
+            unbound = UNBOUND.format(bot=main.bot.name, example=example)
         return cls(
             main.bot.account,
             endpoint=main.channels.wechaty_endpoint,
@@ -383,6 +394,7 @@ class WechatyChannel(Channel):
             bot_name=main.bot.name,
             aliases=main.bot.aliases,
             groups=config.groups.groups,
+            unbound_greeting=unbound,
         )
 
     def attach_sender(self, sender: ThrottledSender) -> None:
@@ -713,7 +725,8 @@ class WechatyChannel(Channel):
         room = await self._room(rid, refresh=True)
         if self.self_id and self.self_id in invited and rid not in self._greeted:
             self._greeted.add(rid)
-            text = self.greeting.format(name=self.bot_name)
+            configured = any(g.id == room.key for g in self.groups)
+            text = (self.greeting if configured else self.unbound_greeting).format(name=self.bot_name)
             if self.sender is not None:
                 self.sender.submit(Reply(group=room.key, text=text, channel=self.name, kind="notice"))
             else:
