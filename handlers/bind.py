@@ -14,9 +14,7 @@ from bot.groups import GroupError, GroupInfo, Scope, bind_group, resolve_group, 
 from bot.message import Reply
 from handlers.base import Context, Handler, Permission, Rule, register
 
-_COMMAND = re.compile(
-    r"^[/／]\s*(?P<cmd>绑定|解绑|绑定群|解除绑定)(?=\s|$|[:：])|^(?P<bare>绑定|解绑)(?=[\s:：])"
-)
+_COMMAND = re.compile(r"^[/／]\s*(?P<cmd>绑定群|解除绑定|绑定|解绑)|^(?P<bare>绑定|解绑)(?=[\s:：])")
 
 USAGE = "绑定的格式：/绑定 社区名 网格名，如“/绑定 {example}”。发“/解绑”解除绑定。"
 BOUND = "好的，本群已绑定到{place}{was}。之后本群反映的问题会交给{place}处理，{community}的通知也会发到本群。"

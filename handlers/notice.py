@@ -22,7 +22,7 @@ from handlers.base import Context, Handler, Permission, Rule, register
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_SECONDS = 300
-_COMMAND = re.compile(r"^[/／]\s*(?:通知|发通知|群通知)(?=\s|$|[:：])|^(?:通知|发通知)(?=[\s:：])")
+_COMMAND = re.compile(r"^[/／]\s*(?:发通知|群通知|通知)|^(?:通知|发通知)(?=[\s:：])")
 CONFIRM_WORDS = {"确认", "确定", "确认发送", "发送", "是", "对", "ok", "yes", "y"}
 CANCEL_WORDS = {"取消", "不发", "不发了", "算了", "放弃", "不", "否", "no", "n"}
 
