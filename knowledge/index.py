@@ -27,15 +27,16 @@ from knowledge.text import Lexicon, add_words, tokenize
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.); a rank's weight is 1 / (RRF_K + rank)
-POOL = 40  # candidates taken from each retriever before fusion
+DENSE_WEIGHT = 0.75  # fused = w * dense + (1 - w) * bm25, each min-max normalised over its candidates
+POOL = 60  # candidates taken from each retriever before fusion
+DENSE_FLOOR = 0.80  # e5 cosine between unrelated Chinese texts rarely falls below this: the 0 of the scale
 UPSERT_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
     chunk: Chunk
-    score: float  # fused (reciprocal-rank) score
+    score: float  # fused score, 0..1
     dense: float  # cosine similarity to the question, 0 when outside the dense candidates
     bm25: float  # BM25 score, 0 when no query term matched
     dense_rank: int | None = None
@@ -87,7 +88,7 @@ class HybridIndex:
         """Replace each document's chunks (vectors, tokens, records). Embedding runs once for the whole
         batch so the model works on full batches; unchanged chunk texts come from the embedding cache."""
         chunks = [c for _, cs in docs for c in cs]
-        vectors = self.embeddings.passages([c.index_text for c in chunks], progress=progress)
+        vectors = self.embeddings.passages([c.embed_text for c in chunks], progress=progress)
         with self._lock:
             i = 0
             for rec, cs in docs:
@@ -192,21 +193,35 @@ class HybridIndex:
         return tokenize(self.lexicon.expand(question))
 
     def search(self, question: str, community: str | None = None, k: int = 5, pool: int = POOL) -> list[Hit]:
-        expanded = self.lexicon.expand(question)
-        dense = self._dense(expanded, community, pool)
-        sparse = self._sparse(tokenize(expanded), community, pool)
+        """The k best chunks for a question. The dense side embeds the question as asked (e5 understands
+        colloquial words; appending lexicon terms measured worse), the BM25 side gets the lexicon's standard
+        terms added. Scores are fused linearly after min-max normalisation over each candidate pool, which
+        measured better than reciprocal-rank fusion on the dev set (see docs/knowledge.md)."""
+        dense = self._dense(question, community, pool)
+        sparse = self._sparse(self.query_tokens(question), community, pool)
         fused: dict[str, float] = {}
-        for ranking in (dense, sparse):
-            for rank, (cid, _) in enumerate(ranking):
-                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        for ranking, weight in ((dense, DENSE_WEIGHT), (sparse, 1.0 - DENSE_WEIGHT)):
+            if not ranking:
+                continue
+            hi = ranking[0][1]
+            lo = min(DENSE_FLOOR, ranking[-1][1]) if ranking is dense else 0.0
+            span = (hi - lo) or 1.0
+            for cid, s in ranking:
+                fused[cid] = fused.get(cid, 0.0) + weight * (s - lo) / span
         dense_of = {cid: (r, s) for r, (cid, s) in enumerate(dense)}
         bm25_of = {cid: (r, s) for r, (cid, s) in enumerate(sparse)}
-        # ties (one list only) go to the better dense similarity
-        order = sorted(fused, key=lambda c: (fused[c], dense_of.get(c, (0, 0.0))[1]), reverse=True)[:k]
+        order = sorted(fused, key=lambda c: fused[c], reverse=True)[:k]
         chunks = self.meta.chunks(order)
+        # a chunk only BM25 found still gets its true dense similarity: the found decision needs it
+        missing = [c for c in order if c not in dense_of]
+        if missing and dense:
+            qvec = self.embeddings.query(question)
+            got = self.vectors._collection.get(ids=missing, include=["embeddings"])
+            for cid, vec in zip(got["ids"], got["embeddings"] if got["embeddings"] is not None else [], strict=False):
+                dense_of[cid] = (len(dense), float(np.dot(np.asarray(vec, dtype=np.float32), qvec)))
         return [
             Hit(chunk=chunks[c], score=fused[c], dense=dense_of.get(c, (0, 0.0))[1], bm25=bm25_of.get(c, (0, 0.0))[1],
-                dense_rank=dense_of[c][0] if c in dense_of else None, bm25_rank=bm25_of[c][0] if c in bm25_of else None)
+                dense_rank=dense_of[c][0] if c in dense_of and dense_of[c][0] < len(dense) else None, bm25_rank=bm25_of[c][0] if c in bm25_of else None)
             for c in order if c in chunks
         ]
 
