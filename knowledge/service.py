@@ -94,6 +94,10 @@ class KnowledgeService:
         best = hits[0].chunk
         return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
 
+    def warm_up(self) -> None:
+        """Load what the first question would otherwise wait for (jieba, BM25, FAQ vectors, the model)."""
+        self.answer("社区服务")
+
     # --- managing --------------------------------------------------------------------------------
 
     def ingest(self, paths: Iterable[str | Path], *, community: str = "", replace: bool = False,
