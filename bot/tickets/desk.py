@@ -87,7 +87,8 @@ class ReportDesk:
     async def start(self) -> None:
         if self.embedded_backend is not None:
             await self.embedded_backend.start()
-        self.notifier.flush()  # what was owed when the process stopped
+        self.notifier.reconcile()  # what was in flight when the process stopped
+        self.notifier.flush()  # and what was owed
 
     # --- configuration helpers ---------------------------------------------------------------------
 
@@ -258,7 +259,9 @@ class ReportDesk:
                     return t
                 continue
             if key and t.place_key:
-                if key == t.place_key or (min(len(key), len(t.place_key)) >= 3 and (key in t.place_key or t.place_key in key)):
+                short, long = sorted((key, t.place_key), key=len)
+                # the same place, or a finer place within it ("3号楼" and "3号楼2单元"); never "1号楼" in "21号楼"
+                if key == t.place_key or (len(short) >= 3 and long.startswith(short)):
                     return t
                 continue
             # no place on one side: the same problem told in the same group
@@ -394,6 +397,7 @@ class ReportDesk:
         try:
             self.recover_inflight()
             self.file_overdue_drafts()
+            self.notifier.reconcile()
             self.notifier.flush()
             await self.outbox.run_due()
             now = self.clock.now()

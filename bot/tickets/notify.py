@@ -1,14 +1,24 @@
 """Messages the desk owes to groups and staff, kept in the store until sent (table `ticket_notices`).
 
-A notice is written in the same transaction as the change it reports; `flush` hands pending ones to the
-throttled sender and marks each sent when the sender says so. A restart re-sends what was still owed; the
-unique `key` means nothing is ever owed twice.
+A notice is written in the same transaction as the change it reports (the unique `key` means nothing is ever
+owed twice). Each row goes pending -> sending -> sent (or back to pending after a failed send, failed after
+MAX_ATTEMPTS):
+
+1. `flush` claims a pending row (`sending`, the claim time in `sent_at`) and hands it to the throttled sender;
+2. the sender's hook marks it `sent` right after the platform call, before the next send.
+
+A process killed between 1 and 2 leaves the row `sending`: in doubt. After `claim_lease_seconds` the next
+process *reconciles* it: when the channel keeps the group's history (`messages(group)`, as the simulator does)
+the row is marked sent if the text is there and owed again if it is not: exactly once. On a channel without
+history it is owed again: a second "已收到，工单号 #123" is better than a resident never learning the number.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,6 +31,7 @@ from bot.store.models import TicketNotice
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+CLAIM_LEASE_SECONDS = 120.0  # a row `sending` for longer than this was claimed by a process that stopped
 
 
 def owe(s: Session, *, key: str, kind: str, group: str, text: str, channel: str = "", ticket_id: int | None = None,
@@ -35,12 +46,17 @@ def owe(s: Session, *, key: str, kind: str, group: str, text: str, channel: str 
 
 class Notifier:
     def __init__(self, store: Store, sender: ThrottledSender, clock: Clock,
-                 group_channels: dict[str, str] | None = None) -> None:
+                 group_channels: dict[str, str] | None = None, *,
+                 claim_lease_seconds: float = CLAIM_LEASE_SECONDS) -> None:
         self.store = store
         self.sender = sender
         self.clock = clock
         self.group_channels = group_channels if group_channels is not None else {}
-        self._in_flight: set[int] = set()
+        self.claim_lease_seconds = claim_lease_seconds
+        self._mine: dict[int, tuple[Reply, int]] = {}  # id(reply) -> (reply, notice id), claimed by this process
+        sender.hooks.append(self._after_send)
+
+    # --- sending -------------------------------------------------------------------------------------
 
     def _channel_for(self, n: TicketNotice) -> str | None:
         for ch in (n.channel, self.group_channels.get(n.group_id, "")):
@@ -48,44 +64,97 @@ class Notifier:
                 return ch
         return next(iter(self.sender.channels), None) if len(self.sender.channels) == 1 else None
 
+    @staticmethod
+    def _reply(n: TicketNotice, channel: str) -> Reply:
+        kind = {"status": "status", "alert": "notice"}.get(n.kind, "ack")
+        return Reply(group=n.group_id, text=n.text, mentions=tuple(n.mentions or ()), in_reply_to=n.in_reply_to,
+                     channel=channel, kind=kind)
+
     def flush(self) -> int:
-        """Queue every pending notice on the sender; returns how many were queued."""
+        """Claim every pending notice and queue it on the sender; returns how many were queued."""
         with self.store.session() as s:
             pending = s.scalars(select(TicketNotice).where(TicketNotice.state == "pending")
                                 .order_by(TicketNotice.id).limit(500)).all()
         queued = 0
         for n in pending:
-            if n.id in self._in_flight:
-                continue
             channel = self._channel_for(n)
             if channel is None:
                 continue  # the group's channel is not running in this process: keep it owed
-            reply = Reply(group=n.group_id, text=n.text, mentions=tuple(n.mentions or ()), in_reply_to=n.in_reply_to,
-                          channel=channel, kind="status" if n.kind == "status" else "ack" if n.kind != "alert" else "notice")
-            self._in_flight.add(n.id)
+            with self.store.session() as s:
+                won = s.execute(update(TicketNotice).where(TicketNotice.id == n.id, TicketNotice.state == "pending")
+                                .values(state="sending", sent_at=self.clock.now()))
+                if getattr(won, "rowcount", 0) != 1:
+                    continue
+            reply = self._reply(n, channel)
+            self._mine[id(reply)] = (reply, n.id)
             fut = self.sender.submit(reply)
-            fut.add_done_callback(lambda f, nid=n.id: self._done(nid, f))
+            fut.add_done_callback(lambda f, r=reply: self._done(r, f))
             queued += 1
         return queued
 
-    def _done(self, notice_id: int, fut: asyncio.Future[bool]) -> None:
-        self._in_flight.discard(notice_id)
+    async def _after_send(self, reply: Reply, ok: bool, error: str) -> None:
+        """The sender's hook, right after each platform call: mark ours sent before the next send."""
+        entry = self._mine.get(id(reply))
+        if entry is None or entry[0] is not reply or not ok:
+            return
+        del self._mine[id(reply)]
+        with self.store.session() as s:
+            s.execute(update(TicketNotice).where(TicketNotice.id == entry[1])
+                      .values(state="sent", sent_at=self.clock.now(), attempts=TicketNotice.attempts + 1))
+
+    def _done(self, reply: Reply, fut: asyncio.Future[bool]) -> None:
+        entry = self._mine.pop(id(reply), None)
         ok = not fut.cancelled() and fut.exception() is None and bool(fut.result())
+        if ok or entry is None:
+            return  # marked sent by the hook already
         try:
             with self.store.session() as s:
-                if ok:
-                    s.execute(update(TicketNotice).where(TicketNotice.id == notice_id)
-                              .values(state="sent", sent_at=self.clock.now(), attempts=TicketNotice.attempts + 1))
-                else:
-                    n = s.get(TicketNotice, notice_id)
-                    if n is not None:
-                        n.attempts += 1
-                        if n.attempts >= MAX_ATTEMPTS:
-                            n.state = "failed"
-                            log.error("ticket notice %s to %s failed %d times; given up", n.key, n.group_id, n.attempts)
-        except Exception:  # the store closed under us (shutdown): the notice stays owed
-            log.warning("could not record the outcome of ticket notice %s", notice_id)
+                n = s.get(TicketNotice, entry[1])
+                if n is not None and n.state == "sending":
+                    n.attempts += 1
+                    n.state = "failed" if n.attempts >= MAX_ATTEMPTS else "pending"
+                    if n.state == "failed":
+                        log.error("ticket notice %s to %s failed %d times; given up", n.key, n.group_id, n.attempts)
+        except Exception:  # the store closed under us (shutdown): the row stays `sending`, reconciled later
+            log.warning("could not record the outcome of ticket notice %s", entry[1])
+
+    # --- after a crash -------------------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Rows left `sending` by a process that stopped: sent if the channel's history shows them, else owed."""
+        cutoff = self.clock.now() - timedelta(seconds=self.claim_lease_seconds)
+        mine = {nid for _, nid in self._mine.values()}
+        with self.store.session() as s:
+            stale = [n for n in s.scalars(select(TicketNotice).where(TicketNotice.state == "sending",
+                                                                    TicketNotice.sent_at <= cutoff)).all()
+                     if n.id not in mine]
+        settled = 0
+        for n in stale:
+            delivered = self._seen_on_platform(n)
+            with self.store.session() as s:
+                s.execute(update(TicketNotice).where(TicketNotice.id == n.id, TicketNotice.state == "sending")
+                          .values(state="sent" if delivered else "pending"))
+            settled += 1
+            log.warning("ticket notice %s was in flight when a process stopped: %s", n.key,
+                        "found in the group's history, not resent" if delivered else "owed again")
+        return settled
+
+    def _seen_on_platform(self, n: TicketNotice) -> bool:
+        channel = self.sender.channels.get(self._channel_for(n) or "")
+        history = getattr(channel, "messages", None)
+        if not callable(history):
+            return False
+        try:
+            entries: list[Any] = list(history(n.group_id))
+        except Exception:
+            return False
+        for e in entries:
+            text = e.get("text", "") if isinstance(e, dict) else str(e)
+            from_bot = e.get("from_bot", True) if isinstance(e, dict) else True
+            if from_bot and n.text in text:
+                return True
+        return False
 
     def pending(self) -> int:
         with self.store.session() as s:
-            return len(s.scalars(select(TicketNotice.id).where(TicketNotice.state == "pending")).all())
+            return len(s.scalars(select(TicketNotice.id).where(TicketNotice.state.in_(("pending", "sending")))).all())
