@@ -116,7 +116,7 @@ def clean_title(title: str) -> str:
 
 def _kind_of(text: str, suffix: str) -> DocKind:
     articles = sum(1 for line in text.splitlines() if ARTICLE_RE.match(line))
-    if articles >= 3:
+    if articles >= 2:
         return "regulation"
     if suffix in (".md", ".markdown") or re.search(r"^#{1,6}\s", text, re.M):
         return "markdown"
@@ -198,7 +198,7 @@ def load_html(path: Path) -> LoadedDocument:
             lines.append("#" * int(el.name[1:]) + " " + t)
         else:
             lines.append(t)
-    if title and (not lines or not lines[0].startswith("#")):
+    if title and (not lines or not lines[0].startswith("# ")):
         lines.insert(0, f"# {title}")
     return _text_document(path, "\n\n".join(lines))
 

@@ -43,13 +43,15 @@ class KnowledgeService:
     """Implements knowledge.types.Answerer."""
 
     def __init__(self, index: HybridIndex, faq: FAQMatcher | None = None, *, llm: LLMWriter | None = None,
-                 threshold: Threshold | None = None, sample_paths: Sequence[Path] = (), store: Any = None) -> None:
+                 threshold: Threshold | None = None, sample_paths: Sequence[Path] = (), store: Any = None,
+                 database_url: str = "") -> None:
         self.index = index
         self.faq = faq or FAQMatcher(encode=index.embeddings.query)
         self.llm = llm
         self.threshold = threshold or Threshold()
         self.sample_paths = list(sample_paths)
-        self.store = store  # bot.store.Store for knowledge gaps, when the bot runs
+        self.store = store  # bot.store.Store holding the knowledge gaps; opened from database_url when needed
+        self.database_url = database_url
 
     # --- answering -------------------------------------------------------------------------------
 
@@ -135,9 +137,15 @@ class KnowledgeService:
         }
 
     def gaps(self, *, community: str | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        if self.store is None:
-            return []
         from knowledge.gaps import list_gaps
+
+        if self.store is None:
+            if not self.database_url:
+                return []
+            from bot.store import Store
+
+            self.store = Store(self.database_url)
+            self.store.migrate()
 
         return list_gaps(self.store, community=community, status=status, limit=limit)
 
@@ -165,7 +173,7 @@ def open_knowledge(config: Config, *, ingest_sample_if_empty: bool = True, index
     if llm_cfg.base_url and llm_cfg.model:
         llm = LLMWriter(llm_cfg.base_url, llm_cfg.api_key, llm_cfg.model, llm_cfg.timeout_seconds)
     service = KnowledgeService(index, FAQMatcher(faq_items(config), encode=embeddings.query), llm=llm,
-                               sample_paths=config.knowledge_paths, store=store)
+                               sample_paths=config.knowledge_paths, store=store, database_url=config.database_url)
     if ingest_sample_if_empty and service.is_empty():
         report = service.ingest_sample()
         log.info("empty index: ingested the configured knowledge: %s", report.summary())
