@@ -51,6 +51,7 @@ class Example:
     text: str
     intent: Intent
     service_code: str | None = None
+    source: str = "train"  # train | dev (the labelled dev set, left out fold by fold when evaluating)
 
 
 def read_examples(path: Path) -> list[Example]:
@@ -63,7 +64,7 @@ def read_examples(path: Path) -> list[Example]:
             d = json.loads(line)
             if d.get("intent") not in INTENTS:
                 raise ValueError(f"{path}:{n}: unknown intent {d.get('intent')!r}")
-            out.append(Example(d["text"], d["intent"], d.get("service_code")))
+            out.append(Example(d["text"], d["intent"], d.get("service_code"), d.get("source", "train")))
     return out
 
 
@@ -227,3 +228,34 @@ def evaluate(model: TrainedClassifier, rows: Sequence[dict[str, Any]]) -> dict[s
         "urgency": ok_urgency / n,
         "location": ok_loc / n,
     }
+
+
+def held_out(config: Config, dev: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Trained without any dev-set message, evaluated on the whole dev set."""
+    texts = {r["text"] for r in dev}
+    base = [e for e in read_examples(TRAIN_FILE) if e.source != "dev" and e.text not in texts]
+    return evaluate(train(base, config), dev)
+
+
+def cross_validate(config: Config, dev: Sequence[dict[str, Any]], folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """k-fold over the dev set: each fold is evaluated by a model trained on the training set and the other
+    folds (never on itself); the figures are pooled over all dev messages."""
+    import random
+
+    idx = list(range(len(dev)))
+    random.Random(seed).shuffle(idx)
+    base = [e for e in read_examples(TRAIN_FILE) if e.source != "dev"]
+    totals: dict[str, float] = {}
+    n_reports = sum(1 for r in dev if r["needs_ticket"])
+    for k in range(folds):
+        test = [dev[i] for i in idx[k::folds]]
+        held = {r["text"] for r in test}
+        rest = [Example(dev[i]["text"], dev[i]["intent"], dev[i]["service_code"], "dev")
+                for j in range(folds) if j != k for i in idx[j::folds] if dev[i]["text"] not in held]
+        model = train([e for e in base if e.text not in held] + rest, config)
+        m = evaluate(model, test)
+        n_fold_reports = sum(1 for r in test if r["needs_ticket"])
+        for key, v in m.items():
+            weight = n_fold_reports if key == "service_code" else len(test)
+            totals[key] = totals.get(key, 0.0) + (v * weight if key != "n" else v)
+    return {k: (v if k == "n" else v / (n_reports if k == "service_code" else len(dev))) for k, v in totals.items()}

@@ -1,5 +1,9 @@
-"""Generates handlers/data/classify_train.jsonl: phrase lists x frames, plus hand-written lines."""
-import json, random
+"""Generates handlers/data/classify_train.jsonl: phrase lists x frames (service coverage), hand-written lines
+(questions, notices, chatter, varied reports), and the labelled dev set. Run: python handlers/data/make_train.py"""
+import json
+import random
+from pathlib import Path
+
 rng = random.Random(7)
 P = {  # service -> list of (intent, problem phrase)
  "municipal_facility": [("hazard","井盖松动"),("hazard","井盖翘起来了"),("complaint","路灯不亮"),("complaint","路灯坏了"),("hazard","路面塌陷"),("complaint","下水道堵塞"),("complaint","下水道返味还堵"),("complaint","雨水口被堵死"),("complaint","人行道的砖坏了"),("complaint","马路上好多坑"),("complaint","红绿灯不亮"),("hazard","窨井盖碎了一块"),("complaint","路灯白天还亮着"),("complaint","排水沟堵了")],
@@ -85,7 +89,126 @@ for t in QHAND:
 for r in rows:
     r["needs_ticket"] = r["intent"] in ("complaint", "hazard")
     r.setdefault("service_code", None)
-with open(__import__("pathlib").Path(__file__).with_name("classify_train.jsonl"), "w", encoding="utf-8") as f:
+MORE_Q = """小区几点关大门
+居委会在哪栋楼啊
+办理老年优待证要带什么
+孩子上学需要社区开什么证明
+党群服务中心周末开门吗
+社区食堂对外开放吗，年轻人能去吃吗
+快递驿站几点关门
+物业电话多少
+电动车充电一次多少钱
+新能源车能在小区装充电桩吗，要什么手续
+楼道灯是声控的还是感应的
+社区有没有法律咨询
+哪天收大件垃圾
+户口迁入社区要什么流程
+公租房怎么申请
+社区有老年大学吗
+有没有人知道核酸点撤了没
+在哪可以打印复印
+门禁卡丢了怎么补
+补办门禁卡多少钱
+宠物狗要打什么疫苗
+物业管理条例里面怎么规定的
+业主大会怎么召开
+独居老人可以申请紧急呼叫器吗
+我们这边属于哪个网格
+网格员是谁，怎么找
+燃气费在哪交
+水费电费能在社区缴吗
+小孩打疫苗去哪个卫生站
+社区有没有招聘信息
+退休认证在哪里做
+请问助老食堂可以送餐上门吗
+楼顶能晒被子吗
+二手房过户要社区盖章吗
+狗狗去哪里办证啊😂
+车辆进小区怎么登记
+访客车辆停多久收费
+咨询一下养老金的事
+装空调要物业同意吗
+小区能养鸡鸭吗
+周末有什么亲子活动吗
+暖气费怎么交，有没有补贴
+居民医保今年交多少
+垃圾袋在哪领
+外卖柜在哪个位置
+骑手休息的驿站在哪
+小区里能摆摊吗
+有没有上门理发的服务
+怎么加入志愿者队伍
+要开无犯罪证明去哪""".split("\n")
+MORE_N = """【停电通知】因线路改造，本周四9:00-17:00 5号楼停电
+各位邻居：今晚8点业委会在活动室开会，欢迎旁听
+物业提示：近期小区内发现老鼠，已投放鼠药，请看管好孩子和宠物
+接上级通知，明天起小区实行车辆登记出入
+社区通知：请60岁以上老人本周内到卫生站领取体检报告
+【重要】本周日上午小区停气维修，请关闭燃气阀门
+温馨提醒：冬季用电高峰，请勿私拉电线
+公告：东门夜间11点后关闭，请从南门出入
+社区活动预告：周六下午2点剪纸活动，地点老年活动室
+物业通知：下周二电梯维保，1号楼电梯暂停使用半天
+通知：明天上午10点消防检查，请各户配合入户
+各位家长，四点半课堂本周五暂停一次
+提醒大家：台风来临，请收好阳台物品，车辆不要停在树下
+社区将于下月开展人口普查登记，届时工作人员上门
+@所有人 疫苗接种车周三上午到小区东门
+今明两天小区绿化打药，请勿带孩子和宠物靠近草坪
+明天上午9点网格员入户走访，请家中留人
+关于开展楼道杂物清理的通知：请于本周日前清理完毕""".split("\n")
+MORE_C = """哈哈有意思
+谢谢小门
+好的谢谢
+大家晚上好
+早安🌞
+吃了吗
+今天菜市场的西红柿好便宜
+有人看昨天的球赛吗
+😂😂😂
+[捂脸]
+明天见
+我也是
+同意楼上
+谁有多余的纸箱子借我两个
+求推荐个靠谱的装修队
+我家孩子作业又写到十点
+这天儿说变就变
+大家注意保暖
+哪位捡到一串钥匙，上面有个小熊挂件
+有没有人要多肉，免费送
+恭喜发财红包拿来🧧
+厉害了
+点赞👍
+下雨了收衣服啊
+收到收到
+兄弟们冲啊，今天单量爆了
+刚送完一单累死了
+这个活动真好，下次还参加
+楼下那只橘猫又胖了
+我在群里潜水好久了
+哈哈哈哈哈哈
+已转发
+好的，知道了，谢谢通知
+今天老年合唱团排练得真好
+我家有多的月饼，谁要
+周末去爬山有人一起吗
+手机号换了，以后找我打新号码
+物业的小王人真好
+拜年啦各位
+我来晚了""".split("\n")
+for t in MORE_Q: rows.append({"text": t, "intent": "question", "needs_ticket": False, "service_code": None})
+for t in MORE_N: rows.append({"text": t, "intent": "notice", "needs_ticket": False, "service_code": None})
+for t in MORE_C: rows.append({"text": t, "intent": "chitchat", "needs_ticket": False, "service_code": None})
+for r in rows:
+    r["source"] = "train"
+# the labelled dev set (tests/data/classify_dev.jsonl) is trained on too; the evaluation leaves its folds out
+ROOT = Path(__file__).resolve().parents[2]
+for line in (ROOT / "tests" / "data" / "classify_dev.jsonl").read_text(encoding="utf-8").splitlines():
+    d = json.loads(line)
+    rows.append({"text": d["text"], "intent": d["intent"], "needs_ticket": d["needs_ticket"],
+                 "service_code": d["service_code"], "source": "dev"})
+with open(Path(__file__).with_name("classify_train.jsonl"), "w", encoding="utf-8") as f:
     for r in rows:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")
 print(len(rows))
