@@ -38,8 +38,12 @@ MAX_MEDIA_BYTES = 5 * 1024 * 1024
 MAX_RESULTS = 1000  # the spec's default cap on GET requests
 DEFAULT_WINDOW = timedelta(days=90)  # GET requests without dates: the last 90 days, as the spec suggests
 STATUSES = ("open", "closed")
-IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
-               b"GIF89a": "image/gif"}
+IMAGE_MAGIC = {
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
 
 
 Fmt = Annotated[Format, Path(description="json or xml")]
@@ -110,15 +114,22 @@ def _coord(name: str, value: str | None, limit: float) -> float | None:
 class Backend:
     """The backend's state: database, services, webhook sender. One per process (or per test)."""
 
-    def __init__(self, settings: BackendSettings, *, now: Callable[[], datetime] = utcnow,
-                 webhook_transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: BackendSettings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         self.now = now
         self.engine = make_engine(settings.db_url)
         ensure_schema(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.services = {s.service_code: s for s in settings.services}
-        self.webhooks = WebhookSender(self.sessions, settings.webhook_secret, now, transport=webhook_transport)
+        self.webhooks = WebhookSender(
+            self.sessions, settings.webhook_secret, now, transport=webhook_transport
+        )
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -174,8 +185,15 @@ class Backend:
 
     @staticmethod
     def service_doc(s: Service) -> dict[str, Any]:
-        return {"service_code": s.service_code, "service_name": s.service_name, "description": s.description,
-                "metadata": True, "type": "realtime", "keywords": ",".join(s.keywords), "group": s.group}
+        return {
+            "service_code": s.service_code,
+            "service_name": s.service_name,
+            "description": s.description,
+            "metadata": True,
+            "type": "realtime",
+            "keywords": ",".join(s.keywords),
+            "group": s.group,
+        }
 
     @staticmethod
     def definition_doc(s: Service) -> dict[str, Any]:
@@ -183,15 +201,43 @@ class Backend:
         return {
             "service_code": s.service_code,
             "attributes": [
-                {"variable": True, "code": "community", "datatype": "string", "required": False,
-                 "datatype_description": "社区名称", "order": 1, "description": "所属社区"},
-                {"variable": True, "code": "grid", "datatype": "string", "required": False,
-                 "datatype_description": "网格名称", "order": 2, "description": "负责网格"},
-                {"variable": True, "code": "urgency", "datatype": "singlevaluelist", "required": False,
-                 "datatype_description": "", "order": 3, "description": "紧急程度",
-                 "values": [{"key": "normal", "name": "一般"}, {"key": "urgent", "name": "紧急"}]},
-                {"variable": True, "code": "reporters", "datatype": "number", "required": False,
-                 "datatype_description": "反映人数", "order": 4, "description": "反映人数"},
+                {
+                    "variable": True,
+                    "code": "community",
+                    "datatype": "string",
+                    "required": False,
+                    "datatype_description": "社区名称",
+                    "order": 1,
+                    "description": "所属社区",
+                },
+                {
+                    "variable": True,
+                    "code": "grid",
+                    "datatype": "string",
+                    "required": False,
+                    "datatype_description": "网格名称",
+                    "order": 2,
+                    "description": "负责网格",
+                },
+                {
+                    "variable": True,
+                    "code": "urgency",
+                    "datatype": "singlevaluelist",
+                    "required": False,
+                    "datatype_description": "",
+                    "order": 3,
+                    "description": "紧急程度",
+                    "values": [{"key": "normal", "name": "一般"}, {"key": "urgent", "name": "紧急"}],
+                },
+                {
+                    "variable": True,
+                    "code": "reporters",
+                    "datatype": "number",
+                    "required": False,
+                    "datatype_description": "反映人数",
+                    "order": 4,
+                    "description": "反映人数",
+                },
             ],
         }
 
@@ -227,8 +273,14 @@ class Backend:
             if s.scalars(select(Subscriber).where(Subscriber.url == url)).first() is None:
                 s.add(Subscriber(url=url))
 
-    def update_status(self, request_id: int, status: str, notes: str = "", agency: str = "",
-                      expected: datetime | None = None) -> ServiceRequest:
+    def update_status(
+        self,
+        request_id: int,
+        status: str,
+        notes: str = "",
+        agency: str = "",
+        expected: datetime | None = None,
+    ) -> ServiceRequest:
         if status not in STATUSES:
             raise Open311Error(400, "status must be open or closed")
         now = self.now()
@@ -243,8 +295,15 @@ class Backend:
             if expected is not None:
                 r.expected_datetime = expected
             r.updated_datetime = now
-            s.add(StatusUpdate(request_id=r.id, status=status, status_notes=notes,
-                               agency_responsible=r.agency_responsible, at=now))
+            s.add(
+                StatusUpdate(
+                    request_id=r.id,
+                    status=status,
+                    status_notes=notes,
+                    agency_responsible=r.agency_responsible,
+                    at=now,
+                )
+            )
             enqueue(s, self.event(r, "request.updated"), self.settings.subscribers, now)
             return r
 
@@ -275,8 +334,12 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             if manage_lifecycle:
                 await be.stop()
 
-    app = FastAPI(title="Doorstep Open311 GeoReport v2", version="2.0", lifespan=lifespan,
-                  description="The built-in ticket backend: Open311 GeoReport v2, JSON and XML.")
+    app = FastAPI(
+        title="Doorstep Open311 GeoReport v2",
+        version="2.0",
+        lifespan=lifespan,
+        description="The built-in ticket backend: Open311 GeoReport v2, JSON and XML.",
+    )
     app.state.backend = be
 
     @app.exception_handler(Open311Error)
@@ -304,8 +367,9 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         return render(fmt, "services", [be.service_doc(s) for s in be.services.values()])
 
     @app.get("/services/{service_code}.{fmt}", tags=["services"], summary="GET Service Definition")
-    async def service_definition(service_code: Annotated[str, Path(max_length=64)], fmt: Fmt,
-                                 jurisdiction_id: Jurisdiction = None) -> Response:
+    async def service_definition(
+        service_code: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
+    ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "service_definition", be.definition_doc(be.service(service_code)))
 
@@ -328,7 +392,9 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         phone: Annotated[str | None, Form(max_length=64)] = None,
         description: Annotated[str | None, Form()] = None,
         media_url: Annotated[str | None, Form(max_length=2000)] = None,
-        media: Annotated[UploadFile | None, File(description="a photo (beyond the spec): stored, served as media_url")] = None,
+        media: Annotated[
+            UploadFile | None, File(description="a photo (beyond the spec): stored, served as media_url")
+        ] = None,
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ) -> Response:
         be.check_key(api_key)
@@ -347,14 +413,16 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         if media is not None and (media.filename or media.size):
             data = await media.read(be.settings.max_media_bytes + 1)
             if len(data) > be.settings.max_media_bytes:
-                raise Open311Error(413, f"media is larger than {be.settings.max_media_bytes // (1024 * 1024)} MB")
+                raise Open311Error(
+                    413, f"media is larger than {be.settings.max_media_bytes // (1024 * 1024)} MB"
+                )
             mime = _sniff_image(data)
             if mime is None:
                 raise Open311Error(400, "media must be a JPEG, PNG, GIF or WebP image")
             photo = (data, mime)
         form = await request.form()
         attributes = {
-            k[len("attribute["):-1]: str(v)[:500]
+            k[len("attribute[") : -1]: str(v)[:500]
             for k, v in form.multi_items()
             if k.startswith("attribute[") and k.endswith("]") and isinstance(v, str)
         }
@@ -367,13 +435,28 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         try:
             with be.sessions() as s, s.begin():
                 r = ServiceRequest(
-                    token=uuid.uuid4().hex, idempotency_key=key, jurisdiction_id=be.settings.jurisdiction_id,
-                    service_code=svc.service_code, service_name=svc.service_name, description=description or "",
-                    status="open", agency_responsible=svc.agency, lat=la, long=lo,
-                    address=(address_string or "").strip(), address_id=(address_id or "").strip(),
-                    media_url=media_url or "", email=email or "", device_id=device_id or "",
-                    account_id=account_id or "", first_name=first_name or "", last_name=last_name or "",
-                    phone=phone or "", attributes=attributes, requested_datetime=now, updated_datetime=now,
+                    token=uuid.uuid4().hex,
+                    idempotency_key=key,
+                    jurisdiction_id=be.settings.jurisdiction_id,
+                    service_code=svc.service_code,
+                    service_name=svc.service_name,
+                    description=description or "",
+                    status="open",
+                    agency_responsible=svc.agency,
+                    lat=la,
+                    long=lo,
+                    address=(address_string or "").strip(),
+                    address_id=(address_id or "").strip(),
+                    media_url=media_url or "",
+                    email=email or "",
+                    device_id=device_id or "",
+                    account_id=account_id or "",
+                    first_name=first_name or "",
+                    last_name=last_name or "",
+                    phone=phone or "",
+                    attributes=attributes,
+                    requested_datetime=now,
+                    updated_datetime=now,
                 )
                 s.add(r)
                 s.flush()
@@ -403,7 +486,9 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         be.check_jurisdiction(jurisdiction_id)
         q = select(ServiceRequest)
         if service_request_id:  # ids given: the other parameters are ignored (the spec)
-            ids = [int(i) for i in service_request_id.split(",") if i.strip().isdigit() and len(i.strip()) <= 18]
+            ids = [
+                int(i) for i in service_request_id.split(",") if i.strip().isdigit() and len(i.strip()) <= 18
+            ]
             q = q.where(ServiceRequest.id.in_(ids)).order_by(ServiceRequest.id)
         else:
             start, end = _parse_dt("start_date", start_date), _parse_dt("end_date", end_date)
@@ -426,14 +511,18 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         return render(fmt, "requests", [be.request_doc(r) for r in rows])
 
     @app.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
-    async def get_request(service_request_id: Annotated[str, Path(max_length=64)], fmt: Fmt,
-                          jurisdiction_id: Jurisdiction = None) -> Response:
+    async def get_request(
+        service_request_id: Annotated[str, Path(max_length=64)],
+        fmt: Fmt,
+        jurisdiction_id: Jurisdiction = None,
+    ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "requests", [be.request_doc(be.get_request(service_request_id))])
 
     @app.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
-    async def token(token: Annotated[str, Path(max_length=64)], fmt: Fmt,
-                    jurisdiction_id: Jurisdiction = None) -> Response:
+    async def token(
+        token: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
+    ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         with be.sessions() as s:
             r = s.scalars(select(ServiceRequest).where(ServiceRequest.token == token)).first()
@@ -441,8 +530,11 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             raise Open311Error(404, f"token {token!r} not found")
         return render(fmt, "requests", [{"service_request_id": str(r.id), "token": r.token}])
 
-    @app.post("/requests/{service_request_id}/status.{fmt}", tags=["staff"],
-              summary="Update a request's status with a note and the agency (beyond the spec)")
+    @app.post(
+        "/requests/{service_request_id}/status.{fmt}",
+        tags=["staff"],
+        summary="Update a request's status with a note and the agency (beyond the spec)",
+    )
     async def update_status(
         service_request_id: Annotated[str, Path(max_length=64)],
         fmt: Fmt,
@@ -458,11 +550,18 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         r = be.get_request(service_request_id)
         if status is None:
             raise Open311Error(400, "status was not provided")
-        r = be.update_status(r.id, status, status_notes or "", agency_responsible or "",
-                             _parse_dt("expected_datetime", expected_datetime))
+        r = be.update_status(
+            r.id,
+            status,
+            status_notes or "",
+            agency_responsible or "",
+            _parse_dt("expected_datetime", expected_datetime),
+        )
         return render(fmt, "requests", [be.request_doc(r)])
 
-    @app.post("/subscriptions.{fmt}", tags=["staff"], summary="Subscribe a URL to signed webhooks (beyond the spec)")
+    @app.post(
+        "/subscriptions.{fmt}", tags=["staff"], summary="Subscribe a URL to signed webhooks (beyond the spec)"
+    )
     async def subscribe(
         fmt: Fmt,
         api_key: Annotated[str | None, Form(max_length=256)] = None,
@@ -474,8 +573,13 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         be.subscribe(url)
         return render(fmt, "subscriptions", [{"url": url, "subscribed": True}])
 
-    @app.get("/media/{media_id}", name="media", tags=["media"], summary="A photo sent with a request",
-             responses={200: {"content": {"image/jpeg": {}}}})
+    @app.get(
+        "/media/{media_id}",
+        name="media",
+        tags=["media"],
+        summary="A photo sent with a request",
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
     async def media(media_id: Annotated[str, Path(max_length=18)]) -> Response:
         if not media_id.isdigit():
             raise Open311Error(404, "media not found")
@@ -494,5 +598,9 @@ def _by_key(sessions: sessionmaker[Session], key: str) -> ServiceRequest | None:
 
 
 def _created_doc(r: ServiceRequest) -> dict[str, Any]:
-    return {"service_request_id": str(r.id), "token": r.token, "service_notice": r.service_notice or None,
-            "account_id": r.account_id or None}
+    return {
+        "service_request_id": str(r.id),
+        "token": r.token,
+        "service_notice": r.service_notice or None,
+        "account_id": r.account_id or None,
+    }

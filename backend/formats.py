@@ -57,7 +57,9 @@ def to_xml(kind: str, items: Sequence[dict[str, Any]] | dict[str, Any]) -> bytes
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8")
 
 
-def render(fmt: str, kind: str, items: Sequence[dict[str, Any]] | dict[str, Any], status: int = 200) -> Response:
+def render(
+    fmt: str, kind: str, items: Sequence[dict[str, Any]] | dict[str, Any], status: int = 200
+) -> Response:
     if fmt == "xml":
         return Response(to_xml(kind, items), status_code=status, media_type="text/xml; charset=utf-8")
     return JSONResponse(items, status_code=status)

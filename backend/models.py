@@ -107,7 +107,9 @@ class StatusUpdate(BackendBase):
 class Media(BackendBase):
     __tablename__ = "open311_media"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[int | None] = mapped_column(ForeignKey("open311_requests.id"), nullable=True, index=True)
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("open311_requests.id"), nullable=True, index=True
+    )
     mime: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTC_DT(), default=utcnow)
@@ -143,4 +145,6 @@ def ensure_schema(engine: Engine) -> None:
         if row is None:
             s.add(SchemaVersion(id=1, version=SCHEMA_VERSION))
         elif row.version > SCHEMA_VERSION:
-            raise RuntimeError(f"the open311 tables are at schema {row.version}, newer than this code ({SCHEMA_VERSION})")
+            raise RuntimeError(
+                f"the open311 tables are at schema {row.version}, newer than this code ({SCHEMA_VERSION})"
+            )

@@ -34,7 +34,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify(secret: str, body: bytes, signature: str, timestamp: str, now: float, tolerance: float = 300) -> bool:
+def verify(
+    secret: str, body: bytes, signature: str, timestamp: str, now: float, tolerance: float = 300
+) -> bool:
     """Whether a webhook is authentic and fresh."""
     try:
         ts = int(timestamp)
@@ -50,14 +52,26 @@ def enqueue(s: Session, payload: dict[str, Any], extra_urls: list[str], now: dat
     urls = {*extra_urls, *s.scalars(select(Subscriber.url)).all()}
     event_id = uuid.uuid4().hex
     for url in sorted(urls):
-        s.add(WebhookDelivery(event_id=event_id, url=url, payload={**payload, "event_id": event_id},
-                              next_attempt_at=now))
+        s.add(
+            WebhookDelivery(
+                event_id=event_id, url=url, payload={**payload, "event_id": event_id}, next_attempt_at=now
+            )
+        )
 
 
 class WebhookSender:
-    def __init__(self, sessions: sessionmaker[Session], secret: str, now: Callable[[], datetime],
-                 *, max_attempts: int = 8, base_delay: float = 2.0, max_delay: float = 600.0,
-                 rng: random.Random | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        secret: str,
+        now: Callable[[], datetime],
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 2.0,
+        max_delay: float = 600.0,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.sessions = sessions
         self.secret = secret
         self.now = now
@@ -79,7 +93,8 @@ class WebhookSender:
             due = s.scalars(
                 select(WebhookDelivery)
                 .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.id).limit(limit)
+                .order_by(WebhookDelivery.id)
+                .limit(limit)
             ).all()
         delivered = 0
         for d in due:
@@ -95,7 +110,13 @@ class WebhookSender:
                 elif row.attempts >= self.max_attempts:
                     row.state = "failed"
                     row.last_error = err
-                    log.error("webhook %s to %s given up after %d attempts: %s", d.event_id, d.url, row.attempts, err)
+                    log.error(
+                        "webhook %s to %s given up after %d attempts: %s",
+                        d.event_id,
+                        d.url,
+                        row.attempts,
+                        err,
+                    )
                 else:
                     row.last_error = err
                     row.next_attempt_at = self.now() + timedelta(seconds=self.backoff(row.attempts))

@@ -82,17 +82,21 @@ class Featuriser:
 
 
 def _pipeline(c: float) -> Pipeline:
-    return Pipeline([
-        ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)),
-        # one-vs-rest liblinear: a fraction of a second on a few thousand messages, unlike multinomial lbfgs
-        ("lr", OneVsRestClassifier(LogisticRegression(C=c, class_weight="balanced", solver="liblinear"))),
-    ])
+    return Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)),
+            # one-vs-rest liblinear: a fraction of a second on a few thousand messages, unlike multinomial lbfgs
+            ("lr", OneVsRestClassifier(LogisticRegression(C=c, class_weight="balanced", solver="liblinear"))),
+        ]
+    )
 
 
 class TrainedClassifier:
     """Implements handlers.intent.IntentClassifier."""
 
-    def __init__(self, examples: Sequence[Example], lexicon: dict[str, str], services: Sequence[Service]) -> None:
+    def __init__(
+        self, examples: Sequence[Example], lexicon: dict[str, str], services: Sequence[Service]
+    ) -> None:
         self.featurise = Featuriser(lexicon)
         self.services = list(services)
         codes = {s.service_code for s in self.services}
@@ -110,8 +114,9 @@ class TrainedClassifier:
             for s in self.services
         ]
         self.service_model = _pipeline(c=20.0)
-        self.service_model.fit([self.featurise(e.text) for e in [*reports, *seeds]],
-                               [e.service_code for e in [*reports, *seeds]])
+        self.service_model.fit(
+            [self.featurise(e.text) for e in [*reports, *seeds]], [e.service_code for e in [*reports, *seeds]]
+        )
         self.service_classes: list[str] = list(self.service_model.classes_)
         self.fallback_service = "other" if "other" in codes else (self.service_classes[0] if codes else None)
 
@@ -149,13 +154,16 @@ class TrainedClassifier:
         if intent not in REPORT_INTENTS and urgency == "urgent" and report_p >= 0.25:
             intent = "hazard"  # danger to people now is a report even when phrased as a question
         if intent not in REPORT_INTENTS:
-            return Classification(intent=intent, location=location, confidence=confidence,
-                                  description=clean_description(t))
+            return Classification(
+                intent=intent, location=location, confidence=confidence, description=clean_description(t)
+            )
         if urgency == "urgent":
             intent = "hazard"
         service, _ = self.service_of(t)
         keyword_hit = any(k in normalise(t).lower() for k in self.keywords.get(service or "", ()))
-        confidence = max(report_p, 0.6 if urgency == "urgent" else 0.0, 0.65 if keyword_hit and report_p >= 0.4 else 0.0)
+        confidence = max(
+            report_p, 0.6 if urgency == "urgent" else 0.0, 0.65 if keyword_hit and report_p >= 0.4 else 0.0
+        )
         return Classification(
             intent=intent,
             service_code=str(service or self.fallback_service),
@@ -182,7 +190,11 @@ _CACHE: dict[str, TrainedClassifier] = {}
 def _config_key(config: Config, extra: Sequence[Path]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(config.lexicon.terms, sort_keys=True, ensure_ascii=False).encode())
-    h.update(json.dumps([s.model_dump() for s in config.services.services], sort_keys=True, ensure_ascii=False).encode())
+    h.update(
+        json.dumps(
+            [s.model_dump() for s in config.services.services], sort_keys=True, ensure_ascii=False
+        ).encode()
+    )
     for p in (TRAIN_FILE, *extra):
         h.update(str(p).encode())
         if p.exists():
@@ -237,7 +249,9 @@ def held_out(config: Config, dev: Sequence[dict[str, Any]]) -> dict[str, float]:
     return evaluate(train(base, config), dev)
 
 
-def cross_validate(config: Config, dev: Sequence[dict[str, Any]], folds: int = 5, seed: int = 0) -> dict[str, float]:
+def cross_validate(
+    config: Config, dev: Sequence[dict[str, Any]], folds: int = 5, seed: int = 0
+) -> dict[str, float]:
     """k-fold over the dev set: each fold is evaluated by a model trained on the training set and the other
     folds (never on itself); the figures are pooled over all dev messages."""
     import random
@@ -250,12 +264,20 @@ def cross_validate(config: Config, dev: Sequence[dict[str, Any]], folds: int = 5
     for k in range(folds):
         test = [dev[i] for i in idx[k::folds]]
         held = {r["text"] for r in test}
-        rest = [Example(dev[i]["text"], dev[i]["intent"], dev[i]["service_code"], "dev")
-                for j in range(folds) if j != k for i in idx[j::folds] if dev[i]["text"] not in held]
+        rest = [
+            Example(dev[i]["text"], dev[i]["intent"], dev[i]["service_code"], "dev")
+            for j in range(folds)
+            if j != k
+            for i in idx[j::folds]
+            if dev[i]["text"] not in held
+        ]
         model = train([e for e in base if e.text not in held] + rest, config)
         m = evaluate(model, test)
         n_fold_reports = sum(1 for r in test if r["needs_ticket"])
         for key, v in m.items():
             weight = n_fold_reports if key == "service_code" else len(test)
             totals[key] = totals.get(key, 0.0) + (v * weight if key != "n" else v)
-    return {k: (v if k == "n" else v / (n_reports if k == "service_code" else len(dev))) for k, v in totals.items()}
+    return {
+        k: (v if k == "n" else v / (n_reports if k == "service_code" else len(dev)))
+        for k, v in totals.items()
+    }

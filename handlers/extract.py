@@ -32,7 +32,9 @@ _WECHAT_EMOTE = re.compile(r"\[[\u4e00-\u9fa5A-Za-z]{1,6}\]")  # [捂脸] [旺�
 _AT = re.compile(r"@\S+[\s\u2005]*")
 
 
-_HALF_WIDTH = {c: c - 0xFEE0 for c in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]}
+_HALF_WIDTH = {
+    c: c - 0xFEE0 for c in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]
+}
 _HALF_WIDTH[0x3000] = 0x20
 
 
@@ -44,7 +46,19 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", t).strip()
 
 
-_CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_DIGITS = {
+    "零": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 
 
 def cn_number(s: str) -> str:
@@ -87,13 +101,56 @@ _PLACE = re.compile(
     rf"|(?:(?P<spot3>{_SPOT})(?P<pos3>{_POS})?)"
 )
 # characters that end a preceding phrase and never start a place name
-_BOUNDARY = set("的在了到去从是有和跟把被给说看我你他她它们咱俺这那哪个啊呀吧呢吗嘛哦喂嗯上下，。！？、 ,.!?:：；;天晚早昨今明刚都也还就又")
+_BOUNDARY = set(
+    "的在了到去从是有和跟把被给说看我你他她它们咱俺这那哪个啊呀吧呢吗嘛哦喂嗯上下，。！？、 ,.!?:：；;天晚早昨今明刚都也还就又"
+)
 _NOT_PLACES = {
-    "这里", "那里", "哪里", "家里", "心里", "夜里", "屋里", "城里", "村里", "半夜里", "公里", "千里", "一路",
-    "走路", "马路上", "一个", "楼", "号", "区", "层", "门", "路", "里", "院", "园", "城", "村", "居", "一直在路",
-    "小区", "社区", "医院", "公园", "超市", "市场", "居然", "一层", "二楼", "一楼", "两栋", "几栋", "几号楼",
+    "这里",
+    "那里",
+    "哪里",
+    "家里",
+    "心里",
+    "夜里",
+    "屋里",
+    "城里",
+    "村里",
+    "半夜里",
+    "公里",
+    "千里",
+    "一路",
+    "走路",
+    "马路上",
+    "一个",
+    "楼",
+    "号",
+    "区",
+    "层",
+    "门",
+    "路",
+    "里",
+    "院",
+    "园",
+    "城",
+    "村",
+    "居",
+    "一直在路",
+    "小区",
+    "社区",
+    "医院",
+    "公园",
+    "超市",
+    "市场",
+    "居然",
+    "一层",
+    "二楼",
+    "一楼",
+    "两栋",
+    "几栋",
+    "几号楼",
 }
-_PRONOUN = re.compile(r"^(?:我们|咱们|你们|他们|我家|咱家|俺们|俺家|这个|那个|这边|那边|就是|就在|在|到|去|从|咱|俺|本)+")
+_PRONOUN = re.compile(
+    r"^(?:我们|咱们|你们|他们|我家|咱家|俺们|俺家|这个|那个|这边|那边|就是|就在|在|到|去|从|咱|俺|本)+"
+)
 
 
 def _trim_name(name: str) -> str:
@@ -118,13 +175,14 @@ def extract_place(text: str) -> str | None:
             name = trimmed
         if not raw or raw in _NOT_PLACES:
             continue
-        if m.group("units") is None and name is not None and m.group("spot2") is None and m.group("pos2") is None:
-            # a bare name: keep only if it looks like a proper place name (2+ characters before the suffix)
-            if len(name) < 3 or name in _NOT_PLACES:
-                continue
+        bare = m.group("units") is None and m.group("spot2") is None and m.group("pos2") is None
+        if bare and name is not None and (len(name) < 3 or name in _NOT_PLACES):
+            continue  # a bare name must look like a proper place name (2+ characters before the suffix)
         if m.group("units"):
             u = m.group("units")
-            if re.fullmatch(rf"{_NUM}(?:层|楼|号|区|期|门)", u) and not (name or m.group("spot1") or m.group("pos1")):
+            if re.fullmatch(rf"{_NUM}(?:层|楼|号|区|期|门)", u) and not (
+                name or m.group("spot1") or m.group("pos1")
+            ):
                 continue  # "3楼" / "5号" / "二期" alone is too vague to be a place (and often a time or floor)
         score = len(raw) + (4 if m.group("units") else 0)
         if best is None or score > best[0]:
@@ -135,7 +193,9 @@ def extract_place(text: str) -> str | None:
 def place_key(place: str) -> str:
     """A comparable form of a place: digits normalised, position words dropped ('三号楼门口' -> '3号楼')."""
     t = normalise(place).replace(" ", "")
-    t = re.sub(r"[一二三四五六七八九十两]{1,3}(?=号|栋|幢|单元|层|座|期|区)", lambda m: cn_number(m.group(0)), t)
+    t = re.sub(
+        r"[一二三四五六七八九十两]{1,3}(?=号|栋|幢|单元|层|座|期|区)", lambda m: cn_number(m.group(0)), t
+    )
     t = re.sub(rf"{_POS}$", "", t)
     t = t.replace("栋", "号楼").replace("幢", "号楼").replace("座", "号楼")
     t = re.sub(r"(\d+)楼(?=\d|$)", r"\1号楼", t)
@@ -167,7 +227,9 @@ _LEAD = re.compile(
     r"报修|投诉|反映一下|反映个事|反映个问题|反映)[\s,，:：。!！~～]+)|(?:那个|就是说|就是|嗯|呃|额|哎|唉|诶|喂|麻烦|"
     r"请问|我要报修|我要投诉|我要反映)[\s,，:：。!！~～]*)+"
 )
-_TRAIL = re.compile(r"(?:[\s,，。!！~～]*(?:谢谢|谢谢啦|多谢|辛苦了|辛苦|麻烦了|拜托了|求助|在线等|急急急|急)+)+[\s,，。!！~～]*$")
+_TRAIL = re.compile(
+    r"(?:[\s,，。!！~～]*(?:谢谢|谢谢啦|多谢|辛苦了|辛苦|麻烦了|拜托了|求助|在线等|急急急|急)+)+[\s,，。!！~～]*$"
+)
 
 
 def clean_description(text: str, limit: int = 200) -> str:

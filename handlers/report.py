@@ -48,8 +48,9 @@ class ReportHandler(Handler):
             return []
         now = self.services.clock.now()
         if not report.place and report.lat is None and not msg.private:
-            self.services.conversations.open(self.name, msg.group, msg.sender, now, timeout,
-                                             {"report_id": report.id, "mode": "place"})
+            self.services.conversations.open(
+                self.name, msg.group, msg.sender, now, timeout, {"report_id": report.id, "mode": "place"}
+            )
             return [ctx.reply(texts.ASK_PLACE, kind="ack")]
         self._file(desk, report.id, ctx)
         return []
@@ -59,8 +60,14 @@ class ReportHandler(Handler):
         desk.notifier.flush()
         msg = ctx.message
         if not msg.private:  # a photo or location in the next minute still joins the report
-            self.services.conversations.open(self.name, msg.group, msg.sender, self.services.clock.now(),
-                                             MEDIA_WINDOW_SECONDS, {"report_id": report_id, "mode": "media"})
+            self.services.conversations.open(
+                self.name,
+                msg.group,
+                msg.sender,
+                self.services.clock.now(),
+                MEDIA_WINDOW_SECONDS,
+                {"report_id": report_id, "mode": "media"},
+            )
 
     async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
         desk = self._desk()
@@ -90,7 +97,12 @@ class ReportHandler(Handler):
             desk.set_place(report_id, place, msg.location)
         elif place and (not c.needs_ticket or len(text) <= len(place) + 6):  # the answer, not a new report
             desk.set_place(report_id, place)
-        elif text and len(text) <= MAX_PLACE_ANSWER and not c.needs_ticket and c.intent not in ("question", "command"):
+        elif (
+            text
+            and len(text) <= MAX_PLACE_ANSWER
+            and not c.needs_ticket
+            and c.intent not in ("question", "command")
+        ):
             desk.set_place(report_id, text)
         else:  # not an answer to "where?": file what we have and treat this message as new
             convs.close(msg.group, msg.sender)

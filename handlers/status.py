@@ -49,12 +49,26 @@ class StatusHandler(Handler):
             return ctx.reply(texts.NOT_FOUND.format(id=ticket_id), kind="status")
         reached = await desk.refresh([found[0]])
         t, n = desk.ticket(ticket_id) or found
-        sync = texts.SYNC_PARKED if t.sync == "parked" else texts.SYNC_PENDING if t.sync == "pending" or not reached else ""
-        return ctx.reply(texts.LOOKUP.format(
-            id=t.id, title=t.title, status=_status_text(t), service=t.service_name, n=n, sync=sync,
-            agency=f"，负责单位：{t.agency}" if t.agency else "",
-            notes=f"，说明：{t.status_notes}" if t.status_notes else "",
-        ), kind="status")
+        sync = (
+            texts.SYNC_PARKED
+            if t.sync == "parked"
+            else texts.SYNC_PENDING
+            if t.sync == "pending" or not reached
+            else ""
+        )
+        return ctx.reply(
+            texts.LOOKUP.format(
+                id=t.id,
+                title=t.title,
+                status=_status_text(t),
+                service=t.service_name,
+                n=n,
+                sync=sync,
+                agency=f"，负责单位：{t.agency}" if t.agency else "",
+                notes=f"，说明：{t.status_notes}" if t.status_notes else "",
+            ),
+            kind="status",
+        )
 
     async def _mine(self, desk: ReportDesk, ctx: Context) -> Reply:
         tickets = desk.tickets_of(ctx.message.sender)

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
@@ -69,25 +70,46 @@ def client(backend: Backend) -> Iterator[TestClient]:
         yield c
 
 
-def post(c: TestClient, fmt: str = "json", files=None, headers=None, **form: str) -> httpx.Response:
-    data = {"api_key": KEY, "service_code": "municipal_facility", "address_string": "3号楼门口",
-            "description": "井盖松了", **form}
-    return c.post(f"/requests.{fmt}", data={k: v for k, v in data.items() if v is not None}, files=files,
-                  headers=headers)
+def post(c: TestClient, fmt: str = "json", files: Any = None, headers: Any = None, **form: str | None) -> Any:
+    data = {
+        "api_key": KEY,
+        "service_code": "municipal_facility",
+        "address_string": "3号楼门口",
+        "description": "井盖松了",
+        **form,
+    }
+    return c.post(
+        f"/requests.{fmt}",
+        data={k: v for k, v in data.items() if v is not None},
+        files=files,
+        headers=headers,
+    )
 
 
 def test_services_in_json_and_xml(client: TestClient) -> None:
     js = client.get("/services.json").json()
     codes = [s["service_code"] for s in js]
     assert codes[:3] == ["property_repair", "property_service", "municipal_facility"] and "other" in codes
-    assert set(js[0]) == {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
+    assert set(js[0]) == {
+        "service_code",
+        "service_name",
+        "description",
+        "metadata",
+        "type",
+        "keywords",
+        "group",
+    }
     root = ET.fromstring(client.get("/services.xml").content)
     assert root.tag == "services" and root[0].tag == "service"
     assert root[0].findtext("service_code") == "property_repair"
     d = ET.fromstring(client.get("/services/pets.xml").content)
     assert d.tag == "service_definition" and d.find("attributes/attribute/code") is not None
     assert [a["code"] for a in client.get("/services/pets.json").json()["attributes"]] == [
-        "community", "grid", "urgency", "reporters"]
+        "community",
+        "grid",
+        "urgency",
+        "reporters",
+    ]
 
 
 def test_create_get_list_and_token(client: TestClient) -> None:
@@ -113,22 +135,32 @@ def test_create_get_list_and_token(client: TestClient) -> None:
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 def test_the_specs_error_answers(client: TestClient, fmt: str) -> None:
-    def errors(r: httpx.Response) -> tuple[int, list[tuple[int, str]]]:
+    def errors(r: Any) -> tuple[int, list[tuple[int, str]]]:
         if fmt == "json":
             return r.status_code, [(e["code"], e["description"]) for e in r.json()]
         root = ET.fromstring(r.content)
         assert root.tag == "errors"
         return r.status_code, [(int(e.findtext("code") or 0), e.findtext("description") or "") for e in root]
 
-    assert errors(post(client, fmt, api_key="wrong")) == (403, [(403, "api_key was not provided or is invalid")])
+    assert errors(post(client, fmt, api_key="wrong")) == (
+        403,
+        [(403, "api_key was not provided or is invalid")],
+    )
     assert errors(post(client, fmt, api_key=None))[0] == 403
-    assert errors(post(client, fmt, service_code="teleport")) == (404, [(404, "service_code 'teleport' not found")])
+    assert errors(post(client, fmt, service_code="teleport")) == (
+        404,
+        [(404, "service_code 'teleport' not found")],
+    )
     assert errors(post(client, fmt, service_code=None)) == (400, [(400, "service_code was not provided")])
     assert errors(post(client, fmt, address_string=None)) == (
-        400, [(400, "lat/long, address_string, or address_id was not provided")])
+        400,
+        [(400, "lat/long, address_string, or address_id was not provided")],
+    )
     big = b"\xff\xd8\xff" + b"0" * (5 * 1024 * 1024 + 10)
     assert errors(post(client, fmt, files={"media": ("big.jpg", big, "image/jpeg")})) == (
-        413, [(413, "media is larger than 5 MB")])
+        413,
+        [(413, "media is larger than 5 MB")],
+    )
     assert errors(post(client, fmt, files={"media": ("x.jpg", b"not an image", "image/jpeg")}))[0] == 400
     assert errors(post(client, fmt, lat="91", long="0"))[0] == 400
     assert errors(post(client, fmt, lat="nan", long="0"))[0] == 400
@@ -156,17 +188,32 @@ def test_photo_is_stored_and_served_as_media_url(client: TestClient) -> None:
     assert client.get("/media/2").status_code == 404
 
 
-async def test_staff_update_is_pushed_signed_and_retried(backend: Backend, client: TestClient, clock: Clock,
-                                                          hooks: list[httpx.Request]) -> None:
+async def test_staff_update_is_pushed_signed_and_retried(
+    backend: Backend, client: TestClient, clock: Clock, hooks: list[httpx.Request]
+) -> None:
     [c] = post(client).json()
-    r = client.post(f"/requests/{c['service_request_id']}/status.json",
-                    data={"api_key": KEY, "status": "closed", "status_notes": "已更换井盖", "agency_responsible": "城管"})
+    r = client.post(
+        f"/requests/{c['service_request_id']}/status.json",
+        data={"api_key": KEY, "status": "closed", "status_notes": "已更换井盖", "agency_responsible": "城管"},
+    )
     [doc] = r.json()
-    assert doc["status"] == "closed" and doc["status_notes"] == "已更换井盖" and doc["agency_responsible"] == "城管"
-    assert client.post(f"/requests/{c['service_request_id']}/status.json",
-                       data={"api_key": "bad", "status": "closed"}).status_code == 403
-    assert client.post(f"/requests/{c['service_request_id']}/status.json",
-                       data={"api_key": KEY, "status": "done"}).status_code == 400
+    assert (
+        doc["status"] == "closed"
+        and doc["status_notes"] == "已更换井盖"
+        and doc["agency_responsible"] == "城管"
+    )
+    assert (
+        client.post(
+            f"/requests/{c['service_request_id']}/status.json", data={"api_key": "bad", "status": "closed"}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            f"/requests/{c['service_request_id']}/status.json", data={"api_key": KEY, "status": "done"}
+        ).status_code
+        == 400
+    )
     # two events (created, updated); the subscriber fails twice, so both are retried with backoff
     for _ in range(6):
         await backend.webhooks.deliver_due()
@@ -177,10 +224,20 @@ async def test_staff_update_is_pushed_signed_and_retried(backend: Backend, clien
     assert sum(a for *_, a in states) == 4
     last = hooks[-1]
     body = last.content
-    assert verify(backend.settings.webhook_secret, body, last.headers[SIGNATURE_HEADER], last.headers[TIMESTAMP_HEADER],
-                  float(last.headers[TIMESTAMP_HEADER]))
-    assert not verify("wrong-secret", body, last.headers[SIGNATURE_HEADER], last.headers[TIMESTAMP_HEADER],
-                      float(last.headers[TIMESTAMP_HEADER]))
+    assert verify(
+        backend.settings.webhook_secret,
+        body,
+        last.headers[SIGNATURE_HEADER],
+        last.headers[TIMESTAMP_HEADER],
+        float(last.headers[TIMESTAMP_HEADER]),
+    )
+    assert not verify(
+        "wrong-secret",
+        body,
+        last.headers[SIGNATURE_HEADER],
+        last.headers[TIMESTAMP_HEADER],
+        float(last.headers[TIMESTAMP_HEADER]),
+    )
     events = [json.loads(h.content) for h in hooks]
     assert {e["type"] for e in events} == {"request.created", "request.updated"}
     assert any(e["status"] == "closed" and e["status_notes"] == "已更换井盖" for e in events)
@@ -190,7 +247,8 @@ def test_subscriptions_need_a_key(client: TestClient) -> None:
     assert client.post("/subscriptions.json", data={"api_key": "bad", "url": "http://x"}).status_code == 403
     assert client.post("/subscriptions.json", data={"api_key": KEY, "url": "ftp://x"}).status_code == 400
     assert client.post("/subscriptions.json", data={"api_key": KEY, "url": "http://bot/h"}).json() == [
-        {"url": "http://bot/h", "subscribed": True}]
+        {"url": "http://bot/h", "subscribed": True}
+    ]
 
 
 def test_openapi_fuzz_has_no_server_errors(backend: Backend) -> None:

@@ -52,18 +52,21 @@ def test_held_out_accuracy_does_not_regress(dev: list[dict[str, Any]], config: C
     assert m["needs_ticket"] >= 0.92 and m["intent"] >= 0.85 and m["service_code"] >= 0.78
 
 
-@pytest.mark.parametrize(("text", "intent", "service"), [
-    ("3号楼门口井盖松了，差点摔了", "hazard", "municipal_facility"),
-    ("查询工单 #123", "command", None),
-    ("我的工单", "command", None),
-    ("/通知 明天停水", "command", None),
-    ("电瓶车能推上楼充电吗", "question", None),
-    ("【通知】明天9点到12点停水，请提前储水", "notice", None),
-    ("哈哈哈 笑死", "chitchat", None),
-    ("", "chitchat", None),
-    ("4单元楼道里一股很大的煤气味", "hazard", "public_safety"),
-    ("楼上装修天天电钻响，周末也不停", "complaint", "noise"),
-])
+@pytest.mark.parametrize(
+    ("text", "intent", "service"),
+    [
+        ("3号楼门口井盖松了，差点摔了", "hazard", "municipal_facility"),
+        ("查询工单 #123", "command", None),
+        ("我的工单", "command", None),
+        ("/通知 明天停水", "command", None),
+        ("电瓶车能推上楼充电吗", "question", None),
+        ("【通知】明天9点到12点停水，请提前储水", "notice", None),
+        ("哈哈哈 笑死", "chitchat", None),
+        ("", "chitchat", None),
+        ("4单元楼道里一股很大的煤气味", "hazard", "public_safety"),
+        ("楼上装修天天电钻响，周末也不停", "complaint", "noise"),
+    ],
+)
 def test_examples(config: Config, text: str, intent: str, service: str | None) -> None:
     c = load_classifier(config).classify(text)
     assert (c.intent, c.service_code) == (intent, service)
@@ -78,16 +81,19 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
     assert urgency_of("电线裸露还滋滋响") == "urgent" and urgency_of("路灯不亮") == "normal"
 
 
-@pytest.mark.parametrize(("text", "place"), [
-    ("3号楼门口井盖松了", "3号楼门口"),
-    ("焕玉里2号门的路灯不亮了", "焕玉里2号门"),
-    ("宜景菜市场门口一堆垃圾", "宜景菜市场门口"),
-    ("15号楼2单元楼道灯坏了", "15号楼2单元楼道"),
-    ("昨天晚上焕玉里2号门那里有人吵架", "焕玉里2号门"),
-    ("@家门口助手 东门路灯不亮", "东门"),
-    ("电梯坏了", None),
-    ("明天9点到12点停水", None),
-])
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("3号楼门口井盖松了", "3号楼门口"),
+        ("焕玉里2号门的路灯不亮了", "焕玉里2号门"),
+        ("宜景菜市场门口一堆垃圾", "宜景菜市场门口"),
+        ("15号楼2单元楼道灯坏了", "15号楼2单元楼道"),
+        ("昨天晚上焕玉里2号门那里有人吵架", "焕玉里2号门"),
+        ("@家门口助手 东门路灯不亮", "东门"),
+        ("电梯坏了", None),
+        ("明天9点到12点停水", None),
+    ],
+)
 def test_place_as_written(text: str, place: str | None) -> None:
     assert extract_place(text) == place
 
@@ -109,8 +115,14 @@ def test_clean_description_and_title() -> None:
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", *args],
-                          input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_classify_json_line_mode() -> None:
@@ -120,8 +132,13 @@ def test_classify_json_line_mode() -> None:
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert len(out) == len(lines)
     assert all(list(o) == ["intent", "service_code", "location", "urgency", "needs_ticket"] for o in out)
-    assert out[0] == {"intent": "hazard", "service_code": "municipal_facility", "location": "3号楼门口",
-                      "urgency": "normal", "needs_ticket": True}
+    assert out[0] == {
+        "intent": "hazard",
+        "service_code": "municipal_facility",
+        "location": "3号楼门口",
+        "urgency": "normal",
+        "needs_ticket": True,
+    }
     assert out[1]["intent"] == "question" and out[1]["service_code"] is None
     assert out[3]["urgency"] == "urgent" and out[3]["service_code"] == "public_safety"
 

@@ -40,8 +40,13 @@ def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
 
 
 @pytest.fixture
-async def tapp(data_dir: Path, backend: tuple[Backend, str], clock: ManualClock, channel: RecordingChannel,
-               monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
+async def tapp(
+    data_dir: Path,
+    backend: tuple[Backend, str],
+    clock: ManualClock,
+    channel: RecordingChannel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[App]:
     monkeypatch.setenv("DOORSTEP_OPEN311_URL", backend[1])
     monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", KEY)
     cfg = load_config(ROOT / "config" / "doorstep.yaml")
@@ -72,7 +77,9 @@ def requests_in(be: Backend) -> list[ServiceRequest]:
         return list(s.scalars(select(ServiceRequest).order_by(ServiceRequest.id)).all())
 
 
-async def test_report_is_acknowledged_then_filed(tapp: App, backend, channel: RecordingChannel, say: Say) -> None:
+async def test_report_is_acknowledged_then_filed(
+    tapp: App, backend, channel: RecordingChannel, say: Say
+) -> None:
     [o] = await say_all(tapp, say("3号楼门口井盖松了，差点摔了"))
     assert o.handler == "report"
     [ack] = channel.sent
@@ -98,8 +105,9 @@ async def test_missing_place_is_asked_once(tapp: App, channel: RecordingChannel,
     assert "工单号 #1" in channel.sent[1].text and "5号楼2单元" in channel.sent[1].text
 
 
-async def test_missing_place_files_anyway_after_timeout(tapp: App, channel: RecordingChannel, clock: ManualClock,
-                                                        say: Say, backend) -> None:
+async def test_missing_place_files_anyway_after_timeout(
+    tapp: App, channel: RecordingChannel, clock: ManualClock, say: Say, backend
+) -> None:
     await say_all(tapp, say("楼道灯不亮好几天了"))
     assert len(channel.sent) == 1
     clock.advance(tapp.config.main.tickets.place_timeout_seconds + 1)
@@ -109,8 +117,9 @@ async def test_missing_place_files_anyway_after_timeout(tapp: App, channel: Reco
     assert "示例社区" in req.address  # the group's community and grid stand in for the place
 
 
-async def test_photo_before_and_location_after_join_the_report(tapp: App, backend, channel: RecordingChannel,
-                                                               clock: ManualClock, say: Say) -> None:
+async def test_photo_before_and_location_after_join_the_report(
+    tapp: App, backend, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
     await say_all(tapp, say("", image=JPEG))
     clock.advance(20)
     await say_all(tapp, say("东门路灯不亮了"))
@@ -127,8 +136,9 @@ async def test_photo_before_and_location_after_join_the_report(tapp: App, backen
         assert (r.lat, r.lon) == (39.16, 117.21)
 
 
-async def test_photo_from_someone_else_or_too_late_does_not_join(tapp: App, backend, clock: ManualClock,
-                                                                 say: Say) -> None:
+async def test_photo_from_someone_else_or_too_late_does_not_join(
+    tapp: App, backend, clock: ManualClock, say: Say
+) -> None:
     await say_all(tapp, say("", image=JPEG, sender="u_other"))
     await say_all(tapp, say("", image=JPEG))
     clock.advance(61)
@@ -138,9 +148,13 @@ async def test_photo_from_someone_else_or_too_late_does_not_join(tapp: App, back
     assert not req.media_url
 
 
-async def test_duplicates_merge_and_everyone_is_told(tapp: App, backend, channel: RecordingChannel, say: Say) -> None:
+async def test_duplicates_merge_and_everyone_is_told(
+    tapp: App, backend, channel: RecordingChannel, say: Say
+) -> None:
     await say_all(tapp, say("3号楼门口井盖松了"))
-    await say_all(tapp, say("三号楼门口的井盖松动，晃得厉害", sender="u_li", sender_name="李阿姨", group="幸福里5号楼"))
+    await say_all(
+        tapp, say("三号楼门口的井盖松动，晃得厉害", sender="u_li", sender_name="李阿姨", group="幸福里5号楼")
+    )
     await say_all(tapp, say("3号楼门口那个井盖还没人修吗", sender="u_wang", sender_name="王大爷"))
     merged = [s for s in channel.sent if "已合并到工单 #1" in s.text]
     assert len(merged) == 2 and merged[0].text.startswith("已有居民反映，已合并到工单 #1，处理后会通知大家")
@@ -148,13 +162,18 @@ async def test_duplicates_merge_and_everyone_is_told(tapp: App, backend, channel
     assert len(requests_in(backend[0])) == 1
     with tapp.store.session() as s:
         assert {r.sender for r in s.scalars(select(TicketReport).where(TicketReport.ticket_id == 1))} == {
-            "u_zhang", "u_li", "u_wang"}
+            "u_zhang",
+            "u_li",
+            "u_wang",
+        }
     backend[0].update_status(1, "closed", "已更换井盖，联系电话13812345678", "街道城管科")
     await desk_of(tapp).poll_once()
     await settle(tapp)
     closed = [s for s in channel.sent if "已处理完毕" in s.text]
-    assert {(s.group, s.mentions) for s in closed} == {("幸福里3号楼", ("u_zhang", "u_wang")),
-                                                       ("幸福里5号楼", ("u_li",))}
+    assert {(s.group, s.mentions) for s in closed} == {
+        ("幸福里3号楼", ("u_zhang", "u_wang")),
+        ("幸福里5号楼", ("u_li",)),
+    }
     assert closed[0].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕")
     assert "138****5678" in closed[0].text and "13812345678" not in closed[0].text
     await desk_of(tapp).poll_once()  # polling again tells nobody twice
@@ -162,13 +181,21 @@ async def test_duplicates_merge_and_everyone_is_told(tapp: App, backend, channel
     assert len([s for s in channel.sent if "已处理完毕" in s.text]) == 2
 
 
-async def test_different_place_or_service_is_a_new_ticket(tapp: App, channel: RecordingChannel, say: Say) -> None:
-    await say_all(tapp, say("3号楼门口井盖松了"), say("8号楼门口井盖松了", sender="u_b"),
-                  say("3号楼门口垃圾堆成山了", sender="u_c"))
+async def test_different_place_or_service_is_a_new_ticket(
+    tapp: App, channel: RecordingChannel, say: Say
+) -> None:
+    await say_all(
+        tapp,
+        say("3号楼门口井盖松了"),
+        say("8号楼门口井盖松了", sender="u_b"),
+        say("3号楼门口垃圾堆成山了", sender="u_c"),
+    )
     assert [s.text.split("，")[1] for s in channel.sent] == ["工单号 #1", "工单号 #2", "工单号 #3"]
 
 
-async def test_phone_and_id_numbers_are_masked_in_the_group(tapp: App, channel: RecordingChannel, say: Say) -> None:
+async def test_phone_and_id_numbers_are_masked_in_the_group(
+    tapp: App, channel: RecordingChannel, say: Say
+) -> None:
     await say_all(tapp, say("3号楼门口井盖松了，我电话13812345678，身份证110101199003071234"))
     text = channel.sent[0].text
     assert "13812345678" not in text and "110101199003071234" not in text
@@ -177,7 +204,9 @@ async def test_phone_and_id_numbers_are_masked_in_the_group(tapp: App, channel: 
         assert t is not None and "138****5678" in t.description and "1101**********1234" in t.description
 
 
-async def test_signed_webhook_tells_the_group(tapp: App, channel: RecordingChannel, say: Say, clock: ManualClock) -> None:
+async def test_signed_webhook_tells_the_group(
+    tapp: App, channel: RecordingChannel, say: Say, clock: ManualClock
+) -> None:
     await say_all(tapp, say("3号楼门口井盖松了"))
     await settle(tapp)
     desk = desk_of(tapp)
@@ -187,14 +216,23 @@ async def test_signed_webhook_tells_the_group(tapp: App, channel: RecordingChann
     ts = int(clock.now().timestamp())
     secret = tapp.config.main.tickets.webhook_secret
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as c:
-        bad = await c.post("/tickets/webhook", content=body,
-                           headers={SIGNATURE_HEADER: "sha256=00", TIMESTAMP_HEADER: str(ts)})
+        bad = await c.post(
+            "/tickets/webhook",
+            content=body,
+            headers={SIGNATURE_HEADER: "sha256=00", TIMESTAMP_HEADER: str(ts)},
+        )
         assert bad.status_code == 401
-        stale = await c.post("/tickets/webhook", content=body, headers={
-            SIGNATURE_HEADER: sign(secret, ts - 3600, body), TIMESTAMP_HEADER: str(ts - 3600)})
+        stale = await c.post(
+            "/tickets/webhook",
+            content=body,
+            headers={SIGNATURE_HEADER: sign(secret, ts - 3600, body), TIMESTAMP_HEADER: str(ts - 3600)},
+        )
         assert stale.status_code == 401
-        ok = await c.post("/tickets/webhook", content=body, headers={
-            SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: str(ts)})
+        ok = await c.post(
+            "/tickets/webhook",
+            content=body,
+            headers={SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: str(ts)},
+        )
         assert ok.status_code == 200 and ok.json()["changed"] is True
     await tapp.sender.drain()
     assert channel.sent[-1].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕（已修好")
@@ -205,7 +243,10 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     await settle(tapp)
     backend[0].update_status(1, "open", "已派人查看", "街道城管科")
     await say_all(tapp, say("查询工单 #1", mention=True))
-    assert "工单 #1（3号楼门口井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看" in channel.sent[-1].text
+    assert (
+        "工单 #1（3号楼门口井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看"
+        in channel.sent[-1].text
+    )
     await say_all(tapp, say("查询工单 #99", mention=True))
     assert "没有找到工单 #99" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True))
@@ -214,9 +255,15 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     assert "您还没有反映过问题" in channel.sent[-1].text
 
 
-async def test_outbox_backs_off_parks_alerts_and_never_drops(data_dir: Path, tmp_path: Path, clock: ManualClock,
-                                                              channel: RecordingChannel, say: Say, config: Config,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_outbox_backs_off_parks_alerts_and_never_drops(
+    data_dir: Path,
+    tmp_path: Path,
+    clock: ManualClock,
+    channel: RecordingChannel,
+    say: Say,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from backend.testing import free_port
 
     port = free_port()
@@ -258,21 +305,47 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(data_dir: Path, tmp
 async def test_a_retry_with_the_same_key_never_makes_a_second_ticket(backend) -> None:
     client = GeoReportClient(backend[1], KEY)
     try:
-        a = await client.create(service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-1")
-        b = await client.create(service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-1")
-        c = await client.create(service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-2")
+        a = await client.create(
+            service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-1"
+        )
+        b = await client.create(
+            service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-1"
+        )
+        c = await client.create(
+            service_code="noise", description="装修太吵", address="3号楼", idempotency_key="k-2"
+        )
     finally:
         await client.aclose()
     assert a == b and c.service_request_id != a.service_request_id
     assert len(requests_in(backend[0])) == 2
 
 
-async def test_a_report_cut_off_by_a_crash_is_recovered(tapp: App, channel: RecordingChannel, clock: ManualClock) -> None:
+async def test_a_report_cut_off_by_a_crash_is_recovered(
+    tapp: App, channel: RecordingChannel, clock: ManualClock
+) -> None:
     with tapp.store.session() as s:  # the router recorded the message, then the process died
-        s.add(InboundMessage(channel="rec", message_id="lost-1", group_id="幸福里3号楼", sender="u_zhang",
-                             sender_name="张师傅", text="3号楼门口井盖松了", received_at=clock.now()))
-        s.add(InboundMessage(channel="rec", message_id="lost-2", group_id="幸福里3号楼", sender="u_zhang",
-                             sender_name="张师傅", text="哈哈哈", received_at=clock.now()))
+        s.add(
+            InboundMessage(
+                channel="rec",
+                message_id="lost-1",
+                group_id="幸福里3号楼",
+                sender="u_zhang",
+                sender_name="张师傅",
+                text="3号楼门口井盖松了",
+                received_at=clock.now(),
+            )
+        )
+        s.add(
+            InboundMessage(
+                channel="rec",
+                message_id="lost-2",
+                group_id="幸福里3号楼",
+                sender="u_zhang",
+                sender_name="张师傅",
+                text="哈哈哈",
+                received_at=clock.now(),
+            )
+        )
     clock.advance(60)
     await settle(tapp)
     assert [s.text[:11] for s in channel.sent] == ["已收到，工单号 #1，"]

@@ -24,8 +24,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = [f"故障测试群{g:02d}" for g in range(20)]
-PROBLEMS = ["井盖松了", "路灯不亮了", "垃圾好几天没人清运", "楼道灯坏了", "有人飞线充电", "下水道堵了",
-            "电梯坏了", "装修噪音太大", "狗屎没人清", "树枝挡住窗户了"]
+PROBLEMS = [
+    "井盖松了",
+    "路灯不亮了",
+    "垃圾好几天没人清运",
+    "楼道灯坏了",
+    "有人飞线充电",
+    "下水道堵了",
+    "电梯坏了",
+    "装修噪音太大",
+    "狗屎没人清",
+    "树枝挡住窗户了",
+]
 
 
 def reports() -> list[dict[str, Any]]:
@@ -33,8 +43,15 @@ def reports() -> list[dict[str, Any]]:
     for g, group in enumerate(GROUPS):
         for i in range(5):
             n = g * 5 + i
-            out.append({"id": f"fault-{n:03d}", "group": group, "sender": f"u_{n:03d}", "sender_name": f"居民{n}",
-                        "text": f"{n + 1}号楼{i + 1}单元门口{PROBLEMS[n % len(PROBLEMS)]}"})
+            out.append(
+                {
+                    "id": f"fault-{n:03d}",
+                    "group": group,
+                    "sender": f"u_{n:03d}",
+                    "sender_name": f"居民{n}",
+                    "text": f"{n + 1}号楼{i + 1}单元门口{PROBLEMS[n % len(PROBLEMS)]}",
+                }
+            )
     return out
 
 
@@ -67,8 +84,17 @@ def child(workdir: Path) -> None:
                 end = data.rfind(b"\n") + 1
                 for line in data[offset:end].splitlines():
                     d = json.loads(line)
-                    await inbox(Message(id=d["id"], channel="spool", group=d["group"], sender=d["sender"],
-                                        sender_name=d["sender_name"], text=d["text"], mentions_bot=True))
+                    await inbox(
+                        Message(
+                            id=d["id"],
+                            channel="spool",
+                            group=d["group"],
+                            sender=d["sender"],
+                            sender_name=d["sender_name"],
+                            text=d["text"],
+                            mentions_bot=True,
+                        )
+                    )
                 offset = end
                 await asyncio.sleep(0.05)
 
@@ -78,7 +104,10 @@ def child(workdir: Path) -> None:
 
         async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
             with self.sent_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"group": group, "text": text, "mentions": list(mentions)}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps({"group": group, "text": text, "mentions": list(mentions)}, ensure_ascii=False)
+                    + "\n"
+                )
                 f.flush()
                 os.fsync(f.fileno())
 
@@ -143,22 +172,36 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     workdir = tmp_path / "bot"
     workdir.mkdir()
     port = free_port()  # nothing listens here yet: the backend is down
-    env = {**os.environ, "DOORSTEP_DATA": str(tmp_path / "data"), "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}",
-           "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key", "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
-           "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0", "DOORSTEP_SEND_LIMITS__GROUP_PER_MINUTE": "1000",
-           "DOORSTEP_POLICY__USER_PER_MINUTE": "100", "DOORSTEP_POLICY__GROUP_PER_MINUTE": "1000",
-           "PYTHONPATH": str(ROOT), "DOORSTEP_LOG": "WARNING"}
+    env = {
+        **os.environ,
+        "DOORSTEP_DATA": str(tmp_path / "data"),
+        "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}",
+        "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
+        "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
+        "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0",
+        "DOORSTEP_SEND_LIMITS__GROUP_PER_MINUTE": "1000",
+        "DOORSTEP_POLICY__USER_PER_MINUTE": "100",
+        "DOORSTEP_POLICY__GROUP_PER_MINUTE": "1000",
+        "PYTHONPATH": str(ROOT),
+        "DOORSTEP_LOG": "WARNING",
+    }
     env.pop("DOORSTEP_CONFIG", None)
 
     def start_bot(n: int) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"bot{n}.log").open("wb")
-        return subprocess.Popen([sys.executable, __file__, "child", str(workdir)], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, __file__, "child", str(workdir)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     msgs = reports()
     inbox = workdir / "inbox.jsonl"
     bot = start_bot(1)
     try:
+
         def feed(batch: list[dict[str, Any]]) -> None:
             with inbox.open("a", encoding="utf-8") as f:
                 for m in batch:
@@ -173,8 +216,11 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
         feed(msgs[60:])  # the rest arrive while the restarted bot catches up
         _wait("every reporter acknowledged", lambda: len(_acked(workdir)) == 100)
 
-        be = Backend(BackendSettings.from_config(load_config(ROOT / "config" / "doorstep.yaml"),
-                                                 f"sqlite:///{tmp_path / 'open311.db'}"))
+        be = Backend(
+            BackendSettings.from_config(
+                load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{tmp_path / 'open311.db'}"
+            )
+        )
         with running(create_backend_app(be, manage_lifecycle=False), port=port):
 
             def requests() -> list[ServiceRequest]:

@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
         app = create_backend_app(settings)
     except Exception as e:  # an unreachable or unwritable database
         raise UserError(f"cannot open the ticket database {settings.db_url}: {e}") from None
-    print(f"Open311 GeoReport v2 backend: http://{args.host}:{args.port}/services.json "
-          f"(jurisdiction_id={settings.jurisdiction_id}, database {settings.db_url})", flush=True)
+    print(
+        f"Open311 GeoReport v2 backend: http://{args.host}:{args.port}/services.json "
+        f"(jurisdiction_id={settings.jurisdiction_id}, database {settings.db_url})",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

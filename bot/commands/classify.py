@@ -13,8 +13,14 @@ from bot.config import load_config
 from handlers.classifier import load_classifier
 from handlers.intent import Classification, IntentClassifier
 
-INTENT_NAMES = {"question": "提问", "complaint": "投诉", "hazard": "安全隐患", "notice": "通知", "chitchat": "闲聊",
-                "command": "指令"}
+INTENT_NAMES = {
+    "question": "提问",
+    "complaint": "投诉",
+    "hazard": "安全隐患",
+    "notice": "通知",
+    "chitchat": "闲聊",
+    "command": "指令",
+}
 
 
 def _human(c: Classification) -> str:

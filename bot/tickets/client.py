@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 class GeoReportError(Exception):
     """A request failed. `transient` errors (network, timeouts, 5xx, 429) are worth retrying."""
 
-    def __init__(self, message: str, *, status: int | None = None, errors: list[dict[str, Any]] | None = None,
-                 transient: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        transient: bool = True,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.errors = errors or []
@@ -65,8 +71,15 @@ class Photo:
 
 
 class GeoReportClient:
-    def __init__(self, base_url: str, api_key: str, jurisdiction_id: str = "", *, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        jurisdiction_id: str = "",
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.jurisdiction_id = jurisdiction_id
@@ -96,8 +109,12 @@ class GeoReportClient:
                 errors = [{"code": r.status_code, "description": r.text[:200]}]
             desc = "; ".join(str(e.get("description", "")) for e in errors if isinstance(e, dict))
             transient = r.status_code >= 500 or r.status_code in (408, 425, 429)
-            raise GeoReportError(f"{method} {path}: HTTP {r.status_code} {desc}", status=r.status_code,
-                                 errors=errors, transient=transient)
+            raise GeoReportError(
+                f"{method} {path}: HTTP {r.status_code} {desc}",
+                status=r.status_code,
+                errors=errors,
+                transient=transient,
+            )
         try:
             return r.json()
         except ValueError:
@@ -120,13 +137,29 @@ class GeoReportClient:
                 self._definitions[service_code] = set()
         return self._definitions[service_code]
 
-    async def create(self, *, service_code: str, description: str, address: str = "", lat: float | None = None,
-                     lon: float | None = None, attributes: dict[str, str] | None = None, photo: Photo | None = None,
-                     idempotency_key: str = "", first_name: str = "", account_id: str = "") -> Created:
+    async def create(
+        self,
+        *,
+        service_code: str,
+        description: str,
+        address: str = "",
+        lat: float | None = None,
+        lon: float | None = None,
+        attributes: dict[str, str] | None = None,
+        photo: Photo | None = None,
+        idempotency_key: str = "",
+        first_name: str = "",
+        account_id: str = "",
+    ) -> Created:
         accepted = await self.attribute_codes(service_code)
-        form: dict[str, Any] = self._params(api_key=self.api_key, service_code=service_code,
-                                            description=description[:4000], address_string=address,
-                                            first_name=first_name, account_id=account_id)
+        form: dict[str, Any] = self._params(
+            api_key=self.api_key,
+            service_code=service_code,
+            description=description[:4000],
+            address_string=address,
+            first_name=first_name,
+            account_id=account_id,
+        )
         if lat is not None and lon is not None:
             form["lat"], form["long"] = f"{lat:.6f}", f"{lon:.6f}"
         for k, v in (attributes or {}).items():
@@ -139,8 +172,9 @@ class GeoReportClient:
         rid = first.get("service_request_id")
         token = first.get("token")
         if rid is None and token is None:
-            raise GeoReportError("POST requests.json: neither service_request_id nor token in the answer",
-                                 transient=False)
+            raise GeoReportError(
+                "POST requests.json: neither service_request_id nor token in the answer", transient=False
+            )
         return Created(str(rid) if rid is not None else None, str(token) if token is not None else None)
 
     async def get(self, service_request_id: str) -> RemoteRequest | None:
@@ -155,8 +189,9 @@ class GeoReportClient:
     async def get_many(self, ids: list[str]) -> list[RemoteRequest]:
         out: list[RemoteRequest] = []
         for i in range(0, len(ids), 50):
-            body = await self._call("GET", "requests.json",
-                                    params=self._params(service_request_id=",".join(ids[i : i + 50])))
+            body = await self._call(
+                "GET", "requests.json", params=self._params(service_request_id=",".join(ids[i : i + 50]))
+            )
             out.extend(RemoteRequest.from_doc(d) for d in body)
         return out
 
@@ -172,11 +207,16 @@ class GeoReportClient:
 
     # --- beyond the spec (the built-in backend) ---------------------------------------------------------
 
-    async def update_status(self, service_request_id: str, status: str, notes: str = "",
-                            agency: str = "") -> RemoteRequest:
-        body = await self._call("POST", f"requests/{service_request_id}/status.json",
-                                data=self._params(api_key=self.api_key, status=status, status_notes=notes,
-                                                  agency_responsible=agency))
+    async def update_status(
+        self, service_request_id: str, status: str, notes: str = "", agency: str = ""
+    ) -> RemoteRequest:
+        body = await self._call(
+            "POST",
+            f"requests/{service_request_id}/status.json",
+            data=self._params(
+                api_key=self.api_key, status=status, status_notes=notes, agency_responsible=agency
+            ),
+        )
         return RemoteRequest.from_doc(body[0])
 
     async def subscribe(self, url: str) -> None:

@@ -61,13 +61,24 @@ def similarity(a: str, b: str) -> float:
 
 def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p = math.pi / 180
-    a = 0.5 - math.cos((lat2 - lat1) * p) / 2 + math.cos(lat1 * p) * math.cos(lat2 * p) * (1 - math.cos((lon2 - lon1) * p)) / 2
+    a = (
+        0.5
+        - math.cos((lat2 - lat1) * p) / 2
+        + math.cos(lat1 * p) * math.cos(lat2 * p) * (1 - math.cos((lon2 - lon1) * p)) / 2
+    )
     return 12_742_000 * math.asin(math.sqrt(max(0.0, a)))
 
 
 class ReportDesk:
-    def __init__(self, services: Services, client: GeoReportClient, *, poll_interval_seconds: float = 60.0,
-                 inflight_grace_seconds: float = 30.0, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        client: GeoReportClient,
+        *,
+        poll_interval_seconds: float = 60.0,
+        inflight_grace_seconds: float = 30.0,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.services = services
         self.config: Config = services.config
         self.store = services.store
@@ -123,7 +134,9 @@ class ReportDesk:
 
     # --- intake ----------------------------------------------------------------------------------------
 
-    def open_report(self, msg: Message, c: Classification, text: str, *, place_timeout: float) -> TicketReport | None:
+    def open_report(
+        self, msg: Message, c: Classification, text: str, *, place_timeout: float
+    ) -> TicketReport | None:
         """Commit the report before anything is said. None if this message was already taken as a report."""
         now = self.clock.now()
         extras = self.take_buffered(msg.group, msg.sender, exclude=msg.id)
@@ -131,11 +144,21 @@ class ReportDesk:
         place = c.location or ""
         desc = c.description or clean_description(text)
         report = TicketReport(
-            channel=msg.channel, message_id=msg.id[:128], group_id=msg.group[:128], sender=msg.sender[:128],
-            sender_name=msg.sender_name[:128], text=text[:4000], description=desc[:2000],
-            service_code=self.service(c.service_code).service_code, intent=c.intent, place=place[:255],
-            lat=location.lat if location else None, lon=location.lon if location else None,
-            urgency=c.urgency, state="draft", created_at=now,
+            channel=msg.channel,
+            message_id=msg.id[:128],
+            group_id=msg.group[:128],
+            sender=msg.sender[:128],
+            sender_name=msg.sender_name[:128],
+            text=text[:4000],
+            description=desc[:2000],
+            service_code=self.service(c.service_code).service_code,
+            intent=c.intent,
+            place=place[:255],
+            lat=location.lat if location else None,
+            lon=location.lon if location else None,
+            urgency=c.urgency,
+            state="draft",
+            created_at=now,
             place_deadline=now + timedelta(seconds=place_timeout),
         )
         if not report.place and location is not None and location.address:
@@ -154,8 +177,16 @@ class ReportDesk:
     def _add_photos(s: Any, report_id: int, m: Message) -> None:
         for a in m.images[:MAX_PHOTOS]:
             if a.data:
-                s.add(TicketMedia(report_id=report_id, message_id=m.id[:128], name=a.name or "photo.jpg",
-                                  mime=a.mime or "image/jpeg", data=a.data, sha256=a.sha256))
+                s.add(
+                    TicketMedia(
+                        report_id=report_id,
+                        message_id=m.id[:128],
+                        name=a.name or "photo.jpg",
+                        mime=a.mime or "image/jpeg",
+                        data=a.data,
+                        sha256=a.sha256,
+                    )
+                )
 
     def add_media(self, report_id: int, msg: Message) -> None:
         """A photo or location that followed the report."""
@@ -202,8 +233,15 @@ class ReportDesk:
             if r.state != "draft":
                 return Filed(r.id, r.ticket_id or 0, r.state == "merged")
             # claim the draft: only one caller (followup, timeout, recovery) files it
-            claimed = s.execute(update(TicketReport).where(TicketReport.id == r.id, TicketReport.state == "draft")
-                                .values(state="filing")).rowcount
+            claimed = getattr(
+                s.execute(
+                    update(TicketReport)
+                    .where(TicketReport.id == r.id, TicketReport.state == "draft")
+                    .values(state="filing")
+                ),
+                "rowcount",
+                0,
+            )
             if not claimed:
                 return None
             community, grid, group_name = self._group_info(r.group_id)
@@ -214,41 +252,99 @@ class ReportDesk:
                 r.ticket_id, r.state = match.id, "merged"
                 match.updated_at = now
                 s.flush()
-                n = s.scalar(select(func.count(func.distinct(TicketReport.sender)))
-                             .where(TicketReport.ticket_id == match.id)) or 1
-                owe(s, key=f"merge:{r.id}", kind="merge", group=r.group_id, channel=r.channel, ticket_id=match.id,
-                    text=texts.MERGED.format(id=match.id, n=n), mentions=mention, in_reply_to=r.message_id)
+                n = (
+                    s.scalar(
+                        select(func.count(func.distinct(TicketReport.sender))).where(
+                            TicketReport.ticket_id == match.id
+                        )
+                    )
+                    or 1
+                )
+                owe(
+                    s,
+                    key=f"merge:{r.id}",
+                    kind="merge",
+                    group=r.group_id,
+                    channel=r.channel,
+                    ticket_id=match.id,
+                    text=texts.MERGED.format(id=match.id, n=n),
+                    mentions=mention,
+                    in_reply_to=r.message_id,
+                )
                 return Filed(r.id, match.id, True)
             title = short_title(r.description or "居民反映的问题")
-            t = Ticket(service_code=svc.service_code, service_name=svc.service_name, title=title,
-                       description=mask_pii(r.description), place=r.place, place_key=place_key(r.place) if r.place else "",
-                       lat=r.lat, lon=r.lon, community=community, grid=grid, urgency=r.urgency, status="open",
-                       sync="pending", created_at=now, updated_at=now)
+            t = Ticket(
+                service_code=svc.service_code,
+                service_name=svc.service_name,
+                title=title,
+                description=mask_pii(r.description),
+                place=r.place,
+                place_key=place_key(r.place) if r.place else "",
+                lat=r.lat,
+                lon=r.lon,
+                community=community,
+                grid=grid,
+                urgency=r.urgency,
+                status="open",
+                sync="pending",
+                created_at=now,
+                updated_at=now,
+            )
             s.add(t)
             s.flush()
             r.ticket_id, r.state = t.id, "filed"
-            s.add(TicketOutbox(ticket_id=t.id, idempotency_key=f"doorstep-{uuid.uuid4().hex}", next_attempt_at=now,
-                               created_at=now, updated_at=now))
+            s.add(
+                TicketOutbox(
+                    ticket_id=t.id,
+                    idempotency_key=f"doorstep-{uuid.uuid4().hex}",
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             grid_text = f"（{community}{grid}负责跟进）" if grid else ""
             place_text = f"\n地点：{mask_pii(r.place)}" if r.place else ""
-            ack = texts.ACK.format(id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title),
-                                   place=place_text)
+            ack = texts.ACK.format(
+                id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title), place=place_text
+            )
             if r.urgency == "urgent":
                 ack += texts.ACK_URGENT
-            owe(s, key=f"ack:{r.id}", kind="ack", group=r.group_id, channel=r.channel, ticket_id=t.id, text=ack,
-                mentions=mention, in_reply_to=r.message_id)
+            owe(
+                s,
+                key=f"ack:{r.id}",
+                kind="ack",
+                group=r.group_id,
+                channel=r.channel,
+                ticket_id=t.id,
+                text=ack,
+                mentions=mention,
+                in_reply_to=r.message_id,
+            )
             if r.urgency == "urgent":
                 for staff in self._staff_for(community, grid):
-                    owe(s, key=f"urgent:{t.id}:{staff}", kind="alert", group=staff, channel=r.channel, ticket_id=t.id,
-                        text=texts.ALERT_URGENT.format(id=t.id, group=group_name, title=mask_pii(title),
-                                                       who=r.sender_name or "居民",
-                                                       place=f"，地点：{mask_pii(r.place)}" if r.place else ""))
+                    owe(
+                        s,
+                        key=f"urgent:{t.id}:{staff}",
+                        kind="alert",
+                        group=staff,
+                        channel=r.channel,
+                        ticket_id=t.id,
+                        text=texts.ALERT_URGENT.format(
+                            id=t.id,
+                            group=group_name,
+                            title=mask_pii(title),
+                            who=r.sender_name or "居民",
+                            place=f"，地点：{mask_pii(r.place)}" if r.place else "",
+                        ),
+                    )
             return Filed(r.id, t.id, False)
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
         candidates = s.scalars(
-            select(Ticket).where(Ticket.service_code == r.service_code, Ticket.status == "open",
-                                 Ticket.created_at >= since).order_by(Ticket.id.desc()).limit(200)
+            select(Ticket)
+            .where(Ticket.service_code == r.service_code, Ticket.status == "open", Ticket.created_at >= since)
+            .order_by(Ticket.id.desc())
+            .limit(200)
         ).all()
         key = place_key(r.place) if r.place else ""
         for t in candidates:
@@ -265,15 +361,20 @@ class ReportDesk:
                     return t
                 continue
             # no place on one side: the same problem told in the same group
-            same_group = s.scalars(select(TicketReport.id).where(TicketReport.ticket_id == t.id,
-                                                                 TicketReport.group_id == r.group_id)).first()
+            same_group = s.scalars(
+                select(TicketReport.id).where(
+                    TicketReport.ticket_id == t.id, TicketReport.group_id == r.group_id
+                )
+            ).first()
             if same_group is not None and similarity(r.description, t.description) >= TEXT_SIMILARITY:
                 return t
         return None
 
     def _staff_for(self, community: str, grid: str) -> list[str]:
         staff = self.config.staff.staff
-        by_grid = [m.id for m in staff if grid and grid in m.grids and (not community or m.community == community)]
+        by_grid = [
+            m.id for m in staff if grid and grid in m.grids and (not community or m.community == community)
+        ]
         if by_grid:
             return by_grid
         return [m.id for m in staff if community and m.community == community and "社区工作者" in m.roles][:2]
@@ -281,14 +382,24 @@ class ReportDesk:
     def _alert_parked(self, ticket_id: int, error: str) -> None:
         with self.store.session() as s:
             t = s.get(Ticket, ticket_id)
-            first = s.scalars(select(TicketReport).where(TicketReport.ticket_id == ticket_id)
-                              .order_by(TicketReport.id)).first()
+            first = s.scalars(
+                select(TicketReport).where(TicketReport.ticket_id == ticket_id).order_by(TicketReport.id)
+            ).first()
             if t is None:
                 return
-            staff = self._staff_for(t.community, t.grid) or [m.id for m in self.config.staff.staff if "管理员" in m.roles]
+            staff = self._staff_for(t.community, t.grid) or [
+                m.id for m in self.config.staff.staff if "管理员" in m.roles
+            ]
             for sid in staff:
-                owe(s, key=f"parked:{t.id}:{sid}", kind="alert", group=sid, channel=first.channel if first else "",
-                    ticket_id=t.id, text=texts.ALERT_PARKED.format(id=t.id, title=mask_pii(t.title), error=error[:200]))
+                owe(
+                    s,
+                    key=f"parked:{t.id}:{sid}",
+                    kind="alert",
+                    group=sid,
+                    channel=first.channel if first else "",
+                    ticket_id=t.id,
+                    text=texts.ALERT_PARKED.format(id=t.id, title=mask_pii(t.title), error=error[:200]),
+                )
         log.error("ticket #%s parked after repeated failures: %s", ticket_id, error)
 
     # --- status from the backend -----------------------------------------------------------------------
@@ -309,8 +420,9 @@ class ReportDesk:
             t.status = status
             t.status_version += 1
             t.updated_at = self.clock.now()
-            reports = s.scalars(select(TicketReport).where(TicketReport.ticket_id == t.id)
-                                .order_by(TicketReport.id)).all()
+            reports = s.scalars(
+                select(TicketReport).where(TicketReport.ticket_id == t.id).order_by(TicketReport.id)
+            ).all()
             by_group: dict[str, list[TicketReport]] = defaultdict(list)
             for r in reports:
                 by_group[r.group_id].append(r)
@@ -320,19 +432,32 @@ class ReportDesk:
                 notes += f"，{t.agency}）" if t.agency else "）"
             template = texts.CLOSED if status == "closed" else texts.REOPENED
             for group, rs in by_group.items():
-                owe(s, key=f"status:{t.id}:{t.status_version}:{group}", kind="status", group=group,
-                    channel=rs[0].channel, ticket_id=t.id,
+                owe(
+                    s,
+                    key=f"status:{t.id}:{t.status_version}:{group}",
+                    kind="status",
+                    group=group,
+                    channel=rs[0].channel,
+                    ticket_id=t.id,
                     text=template.format(id=t.id, title=mask_pii(t.title), notes=notes),
-                    mentions=[r.sender for r in rs])
+                    mentions=[r.sender for r in rs],
+                )
             return True
 
     async def poll_once(self) -> int:
         """Ask the backend about every open ticket it knows; returns how many changed."""
         with self.store.session() as s:
-            open_ids = [str(x) for x in s.scalars(select(Ticket.remote_id).where(
-                Ticket.status == "open", Ticket.remote_id.is_not(None))).all()]
-            tokens = s.execute(select(Ticket.id, Ticket.remote_token).where(
-                Ticket.remote_id.is_(None), Ticket.remote_token.is_not(None))).all()
+            open_ids = [
+                str(x)
+                for x in s.scalars(
+                    select(Ticket.remote_id).where(Ticket.status == "open", Ticket.remote_id.is_not(None))
+                ).all()
+            ]
+            tokens = s.execute(
+                select(Ticket.id, Ticket.remote_token).where(
+                    Ticket.remote_id.is_(None), Ticket.remote_token.is_not(None)
+                )
+            ).all()
         changed = 0
         try:
             for tid, token in tokens:  # servers that answer POST with a token only
@@ -359,27 +484,55 @@ class ReportDesk:
         since = now - timedelta(days=2)
         with self.store.session() as s:
             rows = s.scalars(
-                select(InboundMessage).where(InboundMessage.status == "received", InboundMessage.received_at <= cutoff,
-                                             InboundMessage.received_at >= since).limit(200)
+                select(InboundMessage)
+                .where(
+                    InboundMessage.status == "received",
+                    InboundMessage.received_at <= cutoff,
+                    InboundMessage.received_at >= since,
+                )
+                .limit(200)
             ).all()
-            taken = {(c, m) for c, m in s.execute(select(TicketReport.channel, TicketReport.message_id).where(
-                TicketReport.message_id.in_([r.message_id for r in rows]))).all()} if rows else set()
+            taken = (
+                {
+                    (c, m)
+                    for c, m in s.execute(
+                        select(TicketReport.channel, TicketReport.message_id).where(
+                            TicketReport.message_id.in_([r.message_id for r in rows])
+                        )
+                    ).all()
+                }
+                if rows
+                else set()
+            )
         recovered = 0
         for row in rows:
             if (row.channel, row.message_id) in taken:
                 continue
             c = self.services.classifier.classify(row.text)
             if c.needs_ticket:
-                msg = Message(id=row.message_id, channel=row.channel, group=row.group_id, sender=row.sender,
-                              sender_name=row.sender_name, text=row.text, time=row.received_at)
+                msg = Message(
+                    id=row.message_id,
+                    channel=row.channel,
+                    group=row.group_id,
+                    sender=row.sender,
+                    sender_name=row.sender_name,
+                    text=row.text,
+                    time=row.received_at,
+                )
                 report = self.open_report(msg, c, row.text, place_timeout=0)
                 if report is not None:
                     self.file(report.id)
                     recovered += 1
             with self.store.session() as s:  # handled now, one way or the other
-                s.execute(update(InboundMessage).where(InboundMessage.id == row.id)
-                          .values(status="handled", reason="recovered" if c.needs_ticket else "recovered:skip",
-                                  intent=c.intent))
+                s.execute(
+                    update(InboundMessage)
+                    .where(InboundMessage.id == row.id)
+                    .values(
+                        status="handled",
+                        reason="recovered" if c.needs_ticket else "recovered:skip",
+                        intent=c.intent,
+                    )
+                )
         if recovered:
             log.warning("recovered %d reports cut off by a restart", recovered)
         return recovered
@@ -387,8 +540,11 @@ class ReportDesk:
     def file_overdue_drafts(self) -> int:
         """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them."""
         with self.store.session() as s:
-            ids = s.scalars(select(TicketReport.id).where(TicketReport.state == "draft",
-                                                          TicketReport.place_deadline <= self.clock.now())).all()
+            ids = s.scalars(
+                select(TicketReport.id).where(
+                    TicketReport.state == "draft", TicketReport.place_deadline <= self.clock.now()
+                )
+            ).all()
         return sum(1 for i in ids if self.file(i) is not None)
 
     # --- the heartbeat ---------------------------------------------------------------------------------
@@ -420,15 +576,23 @@ class ReportDesk:
             t = s.get(Ticket, ticket_id)
             if t is None:
                 return None
-            n = s.scalar(select(func.count(func.distinct(TicketReport.sender))).where(TicketReport.ticket_id == t.id))
+            n = s.scalar(
+                select(func.count(func.distinct(TicketReport.sender))).where(TicketReport.ticket_id == t.id)
+            )
             return t, int(n or 0)
 
     def tickets_of(self, sender: str, limit: int = 5) -> list[Ticket]:
         with self.store.session() as s:
-            return list(s.scalars(
-                select(Ticket).join(TicketReport, TicketReport.ticket_id == Ticket.id)
-                .where(TicketReport.sender == sender).group_by(Ticket.id).order_by(Ticket.id.desc()).limit(limit)
-            ).all())
+            return list(
+                s.scalars(
+                    select(Ticket)
+                    .join(TicketReport, TicketReport.ticket_id == Ticket.id)
+                    .where(TicketReport.sender == sender)
+                    .group_by(Ticket.id)
+                    .order_by(Ticket.id.desc())
+                    .limit(limit)
+                ).all()
+            )
 
     async def refresh(self, tickets: list[Ticket]) -> bool:
         """Ask the backend about these tickets now; False if it could not be reached."""
@@ -450,8 +614,11 @@ class ReportDesk:
         return {
             "status": "up" if ok else "down",
             "url": self.client.base_url,
-            "outbox": {"pending": counts.get("pending", 0), "parked": counts.get("parked", 0),
-                       "sent": counts.get("done", 0)},
+            "outbox": {
+                "pending": counts.get("pending", 0),
+                "parked": counts.get("parked", 0),
+                "sent": counts.get("done", 0),
+            },
             "last_error": self.outbox.last_error,
             "owed_messages": self.notifier.pending(),
         }

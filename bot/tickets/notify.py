@@ -16,6 +16,7 @@ history it is owed again: a second "已收到，工单号 #123" is better than a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -34,26 +35,54 @@ MAX_ATTEMPTS = 5
 CLAIM_LEASE_SECONDS = 120.0  # a row `sending` for longer than this was claimed by a process that stopped
 
 
-def owe(s: Session, *, key: str, kind: str, group: str, text: str, channel: str = "", ticket_id: int | None = None,
-        mentions: list[str] | None = None, in_reply_to: str = "") -> bool:
+def owe(
+    s: Session,
+    *,
+    key: str,
+    kind: str,
+    group: str,
+    text: str,
+    channel: str = "",
+    ticket_id: int | None = None,
+    mentions: list[str] | None = None,
+    in_reply_to: str = "",
+) -> bool:
     """Record a notice in the caller's transaction; False if one with this key exists already."""
     if s.scalars(select(TicketNotice.id).where(TicketNotice.key == key)).first() is not None:
         return False
-    s.add(TicketNotice(key=key, kind=kind, channel=channel, group_id=group, text=text, ticket_id=ticket_id,
-                       mentions=list(dict.fromkeys(mentions or [])), in_reply_to=in_reply_to))
+    s.add(
+        TicketNotice(
+            key=key,
+            kind=kind,
+            channel=channel,
+            group_id=group,
+            text=text,
+            ticket_id=ticket_id,
+            mentions=list(dict.fromkeys(mentions or [])),
+            in_reply_to=in_reply_to,
+        )
+    )
     return True
 
 
 class Notifier:
-    def __init__(self, store: Store, sender: ThrottledSender, clock: Clock,
-                 group_channels: dict[str, str] | None = None, *,
-                 claim_lease_seconds: float = CLAIM_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sender: ThrottledSender,
+        clock: Clock,
+        group_channels: dict[str, str] | None = None,
+        *,
+        claim_lease_seconds: float = CLAIM_LEASE_SECONDS,
+    ) -> None:
         self.store = store
         self.sender = sender
         self.clock = clock
         self.group_channels = group_channels if group_channels is not None else {}
         self.claim_lease_seconds = claim_lease_seconds
-        self._mine: dict[int, tuple[Reply, int]] = {}  # id(reply) -> (reply, notice id), claimed by this process
+        self._mine: dict[
+            int, tuple[Reply, int]
+        ] = {}  # id(reply) -> (reply, notice id), claimed by this process
         sender.hooks.append(self._after_send)
 
     # --- sending -------------------------------------------------------------------------------------
@@ -67,28 +96,41 @@ class Notifier:
     @staticmethod
     def _reply(n: TicketNotice, channel: str) -> Reply:
         kind = {"status": "status", "alert": "notice"}.get(n.kind, "ack")
-        return Reply(group=n.group_id, text=n.text, mentions=tuple(n.mentions or ()), in_reply_to=n.in_reply_to,
-                     channel=channel, kind=kind)
+        return Reply(
+            group=n.group_id,
+            text=n.text,
+            mentions=tuple(n.mentions or ()),
+            in_reply_to=n.in_reply_to,
+            channel=channel,
+            kind=kind,
+        )
 
     def flush(self) -> int:
         """Claim every pending notice and queue it on the sender; returns how many were queued."""
         with self.store.session() as s:
-            pending = s.scalars(select(TicketNotice).where(TicketNotice.state == "pending")
-                                .order_by(TicketNotice.id).limit(500)).all()
+            pending = s.scalars(
+                select(TicketNotice)
+                .where(TicketNotice.state == "pending")
+                .order_by(TicketNotice.id)
+                .limit(500)
+            ).all()
         queued = 0
         for n in pending:
             channel = self._channel_for(n)
             if channel is None:
                 continue  # the group's channel is not running in this process: keep it owed
             with self.store.session() as s:
-                won = s.execute(update(TicketNotice).where(TicketNotice.id == n.id, TicketNotice.state == "pending")
-                                .values(state="sending", sent_at=self.clock.now()))
+                won = s.execute(
+                    update(TicketNotice)
+                    .where(TicketNotice.id == n.id, TicketNotice.state == "pending")
+                    .values(state="sending", sent_at=self.clock.now())
+                )
                 if getattr(won, "rowcount", 0) != 1:
                     continue
             reply = self._reply(n, channel)
             self._mine[id(reply)] = (reply, n.id)
             fut = self.sender.submit(reply)
-            fut.add_done_callback(lambda f, r=reply: self._done(r, f))
+            fut.add_done_callback(functools.partial(self._done, reply))
             queued += 1
         return queued
 
@@ -99,8 +141,11 @@ class Notifier:
             return
         del self._mine[id(reply)]
         with self.store.session() as s:
-            s.execute(update(TicketNotice).where(TicketNotice.id == entry[1])
-                      .values(state="sent", sent_at=self.clock.now(), attempts=TicketNotice.attempts + 1))
+            s.execute(
+                update(TicketNotice)
+                .where(TicketNotice.id == entry[1])
+                .values(state="sent", sent_at=self.clock.now(), attempts=TicketNotice.attempts + 1)
+            )
 
     def _done(self, reply: Reply, fut: asyncio.Future[bool]) -> None:
         entry = self._mine.pop(id(reply), None)
@@ -114,7 +159,9 @@ class Notifier:
                     n.attempts += 1
                     n.state = "failed" if n.attempts >= MAX_ATTEMPTS else "pending"
                     if n.state == "failed":
-                        log.error("ticket notice %s to %s failed %d times; given up", n.key, n.group_id, n.attempts)
+                        log.error(
+                            "ticket notice %s to %s failed %d times; given up", n.key, n.group_id, n.attempts
+                        )
         except Exception:  # the store closed under us (shutdown): the row stays `sending`, reconciled later
             log.warning("could not record the outcome of ticket notice %s", entry[1])
 
@@ -125,18 +172,30 @@ class Notifier:
         cutoff = self.clock.now() - timedelta(seconds=self.claim_lease_seconds)
         mine = {nid for _, nid in self._mine.values()}
         with self.store.session() as s:
-            stale = [n for n in s.scalars(select(TicketNotice).where(TicketNotice.state == "sending",
-                                                                    TicketNotice.sent_at <= cutoff)).all()
-                     if n.id not in mine]
+            stale = [
+                n
+                for n in s.scalars(
+                    select(TicketNotice).where(
+                        TicketNotice.state == "sending", TicketNotice.sent_at <= cutoff
+                    )
+                ).all()
+                if n.id not in mine
+            ]
         settled = 0
         for n in stale:
             delivered = self._seen_on_platform(n)
             with self.store.session() as s:
-                s.execute(update(TicketNotice).where(TicketNotice.id == n.id, TicketNotice.state == "sending")
-                          .values(state="sent" if delivered else "pending"))
+                s.execute(
+                    update(TicketNotice)
+                    .where(TicketNotice.id == n.id, TicketNotice.state == "sending")
+                    .values(state="sent" if delivered else "pending")
+                )
             settled += 1
-            log.warning("ticket notice %s was in flight when a process stopped: %s", n.key,
-                        "found in the group's history, not resent" if delivered else "owed again")
+            log.warning(
+                "ticket notice %s was in flight when a process stopped: %s",
+                n.key,
+                "found in the group's history, not resent" if delivered else "owed again",
+            )
         return settled
 
     def _seen_on_platform(self, n: TicketNotice) -> bool:
@@ -157,4 +216,6 @@ class Notifier:
 
     def pending(self) -> int:
         with self.store.session() as s:
-            return len(s.scalars(select(TicketNotice.id).where(TicketNotice.state.in_(("pending", "sending")))).all())
+            return len(
+                s.scalars(select(TicketNotice.id).where(TicketNotice.state.in_(("pending", "sending")))).all()
+            )

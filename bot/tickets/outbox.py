@@ -26,9 +26,20 @@ ParkedHook = Callable[[int, str], None]  # (ticket id, last error)
 
 
 class Outbox:
-    def __init__(self, store: Store, client: GeoReportClient, clock: Clock, *, base_delay: float = 2.0,
-                 max_delay: float = 300.0, max_attempts: int = 8, parked_retry_seconds: float = 1800.0,
-                 concurrency: int = 4, rng: random.Random | None = None, on_parked: ParkedHook | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: GeoReportClient,
+        clock: Clock,
+        *,
+        base_delay: float = 2.0,
+        max_delay: float = 300.0,
+        max_attempts: int = 8,
+        parked_retry_seconds: float = 1800.0,
+        concurrency: int = 4,
+        rng: random.Random | None = None,
+        on_parked: ParkedHook | None = None,
+    ) -> None:
         self.store = store
         self.client = client
         self.clock = clock
@@ -57,9 +68,12 @@ class Outbox:
             with self.store.session() as s:
                 due = s.scalars(
                     select(TicketOutbox.id)
-                    .where(or_(TicketOutbox.state == "pending", TicketOutbox.state == "parked"),
-                           TicketOutbox.next_attempt_at <= now)
-                    .order_by(TicketOutbox.next_attempt_at, TicketOutbox.id).limit(200)
+                    .where(
+                        or_(TicketOutbox.state == "pending", TicketOutbox.state == "parked"),
+                        TicketOutbox.next_attempt_at <= now,
+                    )
+                    .order_by(TicketOutbox.next_attempt_at, TicketOutbox.id)
+                    .limit(200)
                 ).all()
             sem = asyncio.Semaphore(self.concurrency)
 
@@ -79,20 +93,47 @@ class Outbox:
                 return False
             ticket = s.get(Ticket, row.ticket_id)
             assert ticket is not None
-            first = s.scalars(select(TicketReport).where(TicketReport.ticket_id == ticket.id)
-                              .order_by(TicketReport.id)).first()
-            n_reporters = s.scalar(select(func.count(func.distinct(TicketReport.sender)))
-                                   .where(TicketReport.ticket_id == ticket.id)) or 1
-            media = s.scalars(select(TicketMedia).join(TicketReport, TicketMedia.report_id == TicketReport.id)
-                              .where(TicketReport.ticket_id == ticket.id).order_by(TicketMedia.id)).first()
+            first = s.scalars(
+                select(TicketReport).where(TicketReport.ticket_id == ticket.id).order_by(TicketReport.id)
+            ).first()
+            n_reporters = (
+                s.scalar(
+                    select(func.count(func.distinct(TicketReport.sender))).where(
+                        TicketReport.ticket_id == ticket.id
+                    )
+                )
+                or 1
+            )
+            media = s.scalars(
+                select(TicketMedia)
+                .join(TicketReport, TicketMedia.report_id == TicketReport.id)
+                .where(TicketReport.ticket_id == ticket.id)
+                .order_by(TicketMedia.id)
+            ).first()
             key, code = row.idempotency_key, ticket.service_code
-            address = " ".join(x for x in (ticket.community, ticket.place or f"{ticket.grid}（{first.group_id if first else ''}）") if x)
+            address = " ".join(
+                x
+                for x in (
+                    ticket.community,
+                    ticket.place or f"{ticket.grid}（{first.group_id if first else ''}）",
+                )
+                if x
+            )
             payload = dict(
-                service_code=code, description=ticket.description, address=address, lat=ticket.lat, lon=ticket.lon,
-                attributes={"community": ticket.community, "grid": ticket.grid, "urgency": ticket.urgency,
-                            "reporters": str(n_reporters)},
+                service_code=code,
+                description=ticket.description,
+                address=address,
+                lat=ticket.lat,
+                lon=ticket.lon,
+                attributes={
+                    "community": ticket.community,
+                    "grid": ticket.grid,
+                    "urgency": ticket.urgency,
+                    "reporters": str(n_reporters),
+                },
                 photo=Photo(media.data, media.mime, media.name) if media else None,
-                idempotency_key=key, first_name=first.sender_name if first else "",
+                idempotency_key=key,
+                first_name=first.sender_name if first else "",
                 account_id=f"doorstep:{ticket.id}",
             )
         try:
@@ -109,7 +150,12 @@ class Outbox:
             assert row is not None
             ticket = s.get(Ticket, row.ticket_id)
             assert ticket is not None
-            row.state, row.attempts, row.last_error, row.updated_at = "done", row.attempts + 1, "", self.clock.now()
+            row.state, row.attempts, row.last_error, row.updated_at = (
+                "done",
+                row.attempts + 1,
+                "",
+                self.clock.now(),
+            )
             ticket.remote_id = created.service_request_id
             ticket.remote_token = created.token
             ticket.sync = "sent"

@@ -28,8 +28,13 @@ def webhook_router(desk: ReportDesk, secret: str) -> APIRouter:
     @router.post(WEBHOOK_PATH, summary="Status changes pushed by the ticket backend (HMAC-signed)")
     async def webhook(request: Request) -> JSONResponse:
         body = await request.body()
-        ok = verify(secret, body, request.headers.get(SIGNATURE_HEADER, ""),
-                    request.headers.get(TIMESTAMP_HEADER, ""), desk.clock.now().timestamp())
+        ok = verify(
+            secret,
+            body,
+            request.headers.get(SIGNATURE_HEADER, ""),
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            desk.clock.now().timestamp(),
+        )
         if not ok:
             log.warning("refused a ticket webhook with a bad or stale signature")
             return JSONResponse({"error": "bad signature"}, status_code=401)
