@@ -24,8 +24,34 @@ FORWARDED = "已转人工：{staff} 请帮忙解答{asker}的问题：“{questi
 NO_STAFF = "好的，您的问题已记录，社区工作人员看到后会尽快在群里答复您。"
 DECLINED = "好的，有需要随时再问我。"
 
-_ACCEPT = {"转人工", "人工", "需要", "要", "好", "好的", "好啊", "好呀", "可以", "行", "是", "是的", "嗯", "嗯嗯", "对",
-           "麻烦了", "麻烦你了", "麻烦您了", "谢谢", "转", "转吧", "帮我转", "请转人工", "需要人工", "找人工", "ok"}
+_ACCEPT = {
+    "转人工",
+    "人工",
+    "需要",
+    "要",
+    "好",
+    "好的",
+    "好啊",
+    "好呀",
+    "可以",
+    "行",
+    "是",
+    "是的",
+    "嗯",
+    "嗯嗯",
+    "对",
+    "麻烦了",
+    "麻烦你了",
+    "麻烦您了",
+    "谢谢",
+    "转",
+    "转吧",
+    "帮我转",
+    "请转人工",
+    "需要人工",
+    "找人工",
+    "ok",
+}
 _DECLINE = {"不用", "不用了", "不需要", "算了", "没事", "没事了", "不要", "不了", "no"}
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 
@@ -46,7 +72,9 @@ def declines(text: str) -> bool:
 def staff_for(staff: list[StaffMember], community: str, grid: str) -> list[StaffMember]:
     """Who answers for a group: its grid's 网格员, else the community's 社区工作者 and 管理员, else any 管理员."""
     if community:
-        grid_workers = [s for s in staff if s.community == community and grid and grid in s.grids and "网格员" in s.roles]
+        grid_workers = [
+            s for s in staff if s.community == community and grid and grid in s.grids and "网格员" in s.roles
+        ]
         if grid_workers:
             return grid_workers
         workers = [s for s in staff if s.community == community and {"社区工作者", "管理员"} & set(s.roles)]
@@ -74,11 +102,29 @@ class AskHandler(Handler):
             ctx.extra["answered"] = True
             return [ctx.reply(answer.answer, kind="answer")]
         now = self.services.clock.now()
-        gap_id = record_gap(self.services.store, group=msg.group, community=community, sender=msg.sender,
-                            sender_name=msg.display_sender, question=question, now=now)
+        gap_id = record_gap(
+            self.services.store,
+            group=msg.group,
+            community=community,
+            sender=msg.sender,
+            sender_name=msg.display_sender,
+            question=question,
+            now=now,
+        )
         if not msg.private:
-            self.services.conversations.open(self.name, msg.group, msg.sender, now, OFFER_MINUTES * 60, {
-                "gap_id": gap_id, "question": question, "community": community, "grid": group.grid if group else ""})
+            self.services.conversations.open(
+                self.name,
+                msg.group,
+                msg.sender,
+                now,
+                OFFER_MINUTES * 60,
+                {
+                    "gap_id": gap_id,
+                    "question": question,
+                    "community": community,
+                    "grid": group.grid if group else "",
+                },
+            )
         return [ctx.reply(answer.answer, kind="refusal")]
 
     async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
@@ -92,14 +138,29 @@ class AskHandler(Handler):
             return None
         convs.close(msg.group, msg.sender)
         question = str(state.get("question", ""))
-        people = staff_for(self.services.config.staff.staff, str(state.get("community", "")), str(state.get("grid", "")))
+        people = staff_for(
+            self.services.config.staff.staff, str(state.get("community", "")), str(state.get("grid", ""))
+        )
         gap_id = state.get("gap_id")
         if not people:
             return [ctx.reply(NO_STAFF, kind="ack")]
         if isinstance(gap_id, int):
-            mark_forwarded(self.services.store, gap_id, ",".join(s.id for s in people), self.services.clock.now())
-        text = FORWARDED.format(staff=" ".join(f"@{s.name}" for s in people), asker=f"@{msg.display_sender} ",
-                                question=question[:200])
+            mark_forwarded(
+                self.services.store, gap_id, ",".join(s.id for s in people), self.services.clock.now()
+            )
+        text = FORWARDED.format(
+            staff=" ".join(f"@{s.name}" for s in people),
+            asker=f"@{msg.display_sender} ",
+            question=question[:200],
+        )
         log.info("question from %s in %s passed to %s", msg.sender, msg.group, [s.id for s in people])
-        return [Reply(group=msg.group, text=text, mentions=(*(s.id for s in people), msg.sender), in_reply_to=msg.id,
-                      channel=msg.channel, kind="answer")]
+        return [
+            Reply(
+                group=msg.group,
+                text=text,
+                mentions=(*(s.id for s in people), msg.sender),
+                in_reply_to=msg.id,
+                channel=msg.channel,
+                kind="answer",
+            )
+        ]

@@ -44,9 +44,14 @@ def open_for_command(index: str | None, *, ingest_sample_if_empty: bool) -> tupl
     except OSError as e:
         raise UserError(f"cannot open the index in {directory}: {e}") from None
     if ingest_sample_if_empty and service.is_empty():
-        print(f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...", file=sys.stderr)
+        print(
+            f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...",
+            file=sys.stderr,
+        )
         with IngestProgress() as progress:
-            report = service.ingest([p for p in service.sample_paths if p.exists()], on_embed=progress.embedded)
+            report = service.ingest(
+                [p for p in service.sample_paths if p.exists()], on_embed=progress.embedded
+            )
         print(f"doorstep: {report.summary()}", file=sys.stderr)
     return config, service
 
@@ -67,12 +72,21 @@ class IngestProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-                                      TimeRemainingColumn(), console=Console(file=self.stream), transient=True)
+            self._progress = Progress(
+                TextColumn("embedding"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("chunks"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
             self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
 

@@ -155,7 +155,9 @@ class CachedEmbeddings(Embeddings):
     """LangChain `Embeddings` over an `Encoder`: documents through the content-hash cache, queries through a
     small in-memory LRU (the same question asked twice in a group costs one encoding)."""
 
-    def __init__(self, encoder: Encoder, cache: EmbeddingCache | None = None, query_cache_size: int = 512) -> None:
+    def __init__(
+        self, encoder: Encoder, cache: EmbeddingCache | None = None, query_cache_size: int = 512
+    ) -> None:
         self.encoder = encoder
         self.cache = cache
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()

@@ -52,21 +52,28 @@ def load_qa(path: Path) -> list[QAItem]:
         except json.JSONDecodeError as e:
             raise QAFormatError(f"{path}:{n}: not valid JSON ({e.msg})") from None
         if not isinstance(d, dict) or not isinstance(d.get("question"), str) or not d["question"].strip():
-            raise QAFormatError(f"{path}:{n}: expected an object with a non-empty \"question\"")
+            raise QAFormatError(f'{path}:{n}: expected an object with a non-empty "question"')
         src = d.get("source")
         if src is not None and not isinstance(src, str):
-            raise QAFormatError(f"{path}:{n}: \"source\" must be a file name or null")
-        also = tuple((str(a["source"]), a.get("locator") or None) for a in d.get("also") or []
-                     if isinstance(a, dict) and a.get("source"))
-        items.append(QAItem(d["question"], src or None, d.get("locator") or None, d.get("community") or None, also))
+            raise QAFormatError(f'{path}:{n}: "source" must be a file name or null')
+        also = tuple(
+            (str(a["source"]), a.get("locator") or None)
+            for a in d.get("also") or []
+            if isinstance(a, dict) and a.get("source")
+        )
+        items.append(
+            QAItem(d["question"], src or None, d.get("locator") or None, d.get("community") or None, also)
+        )
     if not items:
         raise QAFormatError(f"{path}: no questions")
     return items
 
 
 def is_hit(item: QAItem, c: Citation) -> bool:
-    return any(c.source == src and (loc is None or c.locator == loc)
-               for src, loc in ((item.source, item.locator), *item.also))
+    return any(
+        c.source == src and (loc is None or c.locator == loc)
+        for src, loc in ((item.source, item.locator), *item.also)
+    )
 
 
 def rank_of(item: QAItem, citations: Sequence[Citation], k: int) -> int | None:
@@ -101,10 +108,16 @@ def evaluate(answerer: Answerer, items: Sequence[QAItem], k: int = 5) -> dict[st
             answered += a.found
         else:
             refused += not a.found
-        rows.append({"question": it.question, "expected": f"{it.source} {it.locator or ''}".strip() if it.source else None,
-                     "found": a.found, "rank": rank,
-                     "top": f"{a.citations[0].source} {a.citations[0].locator}" if a.citations else None,
-                     "latency_ms": round(a.latency_ms, 2)})
+        rows.append(
+            {
+                "question": it.question,
+                "expected": f"{it.source} {it.locator or ''}".strip() if it.source else None,
+                "found": a.found,
+                "rank": rank,
+                "top": f"{a.citations[0].source} {a.citations[0].locator}" if a.citations else None,
+                "latency_ms": round(a.latency_ms, 2),
+            }
+        )
     n_ans = sum(1 for it in items if it.answerable)
     n_un = len(items) - n_ans
     lat = [a.latency_ms for a in answers]
@@ -118,7 +131,10 @@ def evaluate(answerer: Answerer, items: Sequence[QAItem], k: int = 5) -> dict[st
         "mrr": round(rr / n_ans, 4) if n_ans else None,
         "answered_rate": round(answered / n_ans, 4) if n_ans else None,  # answerable questions not refused
         "refusal_rate": round(refused / n_un, 4) if n_un else None,  # unanswerable questions refused
-        "latency_ms": {"p50": round(percentile(lat, 50), 2), "p95": round(percentile(lat, 95), 2),
-                       "mean": round(statistics.fmean(lat), 2) if lat else 0.0},
+        "latency_ms": {
+            "p50": round(percentile(lat, 50), 2),
+            "p95": round(percentile(lat, 95), 2),
+            "mean": round(statistics.fmean(lat), 2) if lat else 0.0,
+        },
         "details": rows,
     }

@@ -14,12 +14,39 @@ MAX_CHARS = 160
 
 # Which catalog fields a question asks about, by its wording.
 FIELD_CUES: dict[str, tuple[str, ...]] = {
-    "开放时间": ("几点", "时间", "开门", "关门", "营业", "上班", "开放", "什么时候", "啥时候", "周末", "几号", "开饭", "吃饭"),
+    "开放时间": (
+        "几点",
+        "时间",
+        "开门",
+        "关门",
+        "营业",
+        "上班",
+        "开放",
+        "什么时候",
+        "啥时候",
+        "周末",
+        "几号",
+        "开饭",
+        "吃饭",
+    ),
     "地点": ("在哪", "哪里", "哪儿", "地址", "位置", "地方", "怎么走", "在什么"),
     "联系电话": ("电话", "联系", "号码", "打给"),
     "费用": ("钱", "费", "收费", "价格", "价钱", "免费", "贵", "补贴", "多少"),
     "需要携带": ("带", "材料", "证件", "手续", "证明"),
-    "服务对象": ("谁", "能不能", "可不可以", "可以", "条件", "资格", "外地", "租户", "年龄", "岁", "对象", "报名"),
+    "服务对象": (
+        "谁",
+        "能不能",
+        "可不可以",
+        "可以",
+        "条件",
+        "资格",
+        "外地",
+        "租户",
+        "年龄",
+        "岁",
+        "对象",
+        "报名",
+    ),
     "说明": ("送餐", "预约", "注意", "规定", "怎么", "如何", "能", "可以", "名额"),
 }
 DEFAULT_FIELDS = ("地点", "开放时间", "联系电话")
@@ -49,7 +76,12 @@ def extract_passage(question: str, chunk: Chunk, max_chars: int = MAX_CHARS) -> 
         used += len(sents[i])
         # a list item needs the sentence that introduces the list
         lead = next((j for j in range(i - 1, -1, -1) if sents[j].endswith(("：", ":"))), None)
-        if lead is not None and lead not in chosen and sents[i].startswith(("（", "(")) and used + len(sents[lead]) <= max_chars + 60:
+        if (
+            lead is not None
+            and lead not in chosen
+            and sents[i].startswith(("（", "("))
+            and used + len(sents[lead]) <= max_chars + 60
+        ):
             chosen.append(lead)
             used += len(sents[lead])
         if used >= max_chars * 0.6:

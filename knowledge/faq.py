@@ -47,7 +47,9 @@ def dice(a: str, b: str) -> float:
 
 
 class FAQMatcher:
-    def __init__(self, items: Sequence[FAQItem] = (), encode: Callable[[str], np.ndarray] | None = None) -> None:
+    def __init__(
+        self, items: Sequence[FAQItem] = (), encode: Callable[[str], np.ndarray] | None = None
+    ) -> None:
         self.items: list[FAQItem] = []
         self._encode = encode
         self._variants: list[tuple[FAQItem, str]] = []
@@ -60,7 +62,9 @@ class FAQMatcher:
         self._variants.extend((item, q) for q in item.questions)
         self._vectors = None  # re-encoded on the next match
 
-    def match(self, question: str, community: str | None = None, qvec: np.ndarray | None = None) -> FAQMatch | None:
+    def match(
+        self, question: str, community: str | None = None, qvec: np.ndarray | None = None
+    ) -> FAQMatch | None:
         if not self._variants:
             return None
         best: FAQMatch | None = None

@@ -26,6 +26,7 @@ from knowledge.store import DocRecord, MetaStore
 from knowledge.text import Lexicon, add_words, tokenize
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 DENSE_WEIGHT = 0.75  # fused = w * dense + (1 - w) * bm25, each min-max normalised over its candidates
 POOL = 60  # candidates taken from each retriever before fusion
@@ -50,15 +51,26 @@ def chroma_client(directory: Path, url: str = "") -> object:
     settings = Settings(anonymized_telemetry=False)
     if url:
         u = urlparse(url)
-        return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or (443 if u.scheme == "https" else 8000),
-                                   ssl=u.scheme == "https", settings=settings)
+        return chromadb.HttpClient(
+            host=u.hostname or "localhost",
+            port=u.port or (443 if u.scheme == "https" else 8000),
+            ssl=u.scheme == "https",
+            settings=settings,
+        )
     directory.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(directory), settings=settings)
 
 
 class HybridIndex:
-    def __init__(self, directory: Path, embeddings: CachedEmbeddings, lexicon: Lexicon | None = None, *,
-                 chroma_url: str = "", collection: str = "doorstep") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        embeddings: CachedEmbeddings,
+        lexicon: Lexicon | None = None,
+        *,
+        chroma_url: str = "",
+        collection: str = "doorstep",
+    ) -> None:
         from langchain_chroma import Chroma
 
         self.directory = directory
@@ -66,7 +78,9 @@ class HybridIndex:
         self.lexicon = lexicon or Lexicon()
         self.meta = MetaStore(directory / "meta.sqlite")
         self._client = chroma_client(directory / "chroma", chroma_url)
-        self.collection_name = f"{collection}-{embeddings.encoder.name}"  # a model change never mixes dimensions
+        self.collection_name = (
+            f"{collection}-{embeddings.encoder.name}"  # a model change never mixes dimensions
+        )
         self.vectors = Chroma(
             client=self._client,  # type: ignore[arg-type]
             collection_name=self.collection_name,
@@ -84,7 +98,9 @@ class HybridIndex:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def upsert(self, docs: Sequence[tuple[DocRecord, list[Chunk]]], progress: Callable[[int], None] | None = None) -> None:
+    def upsert(
+        self, docs: Sequence[tuple[DocRecord, list[Chunk]]], progress: Callable[[int], None] | None = None
+    ) -> None:
         """Replace each document's chunks (vectors, tokens, records). Embedding runs once for the whole
         batch so the model works on full batches; unchanged chunk texts come from the embedding cache."""
         chunks = [c for _, cs in docs for c in cs]
@@ -111,8 +127,10 @@ class HybridIndex:
                 ids=[c.id for c in part],
                 embeddings=vectors[s : s + UPSERT_BATCH],  # type: ignore[arg-type]
                 documents=[c.text for c in part],
-                metadatas=[{"source": c.source, "community": c.community, "locator": c.locator, "kind": c.kind}
-                           for c in part],
+                metadatas=[
+                    {"source": c.source, "community": c.community, "locator": c.locator, "kind": c.kind}
+                    for c in part
+                ],
             )
 
     def remove(self, key: str) -> int:
@@ -217,19 +235,30 @@ class HybridIndex:
         if missing and dense:
             qvec = self.embeddings.query(question)
             got = self.vectors._collection.get(ids=missing, include=["embeddings"])
-            for cid, vec in zip(got["ids"], got["embeddings"] if got["embeddings"] is not None else [], strict=False):
+            for cid, vec in zip(
+                got["ids"], got["embeddings"] if got["embeddings"] is not None else [], strict=False
+            ):
                 dense_of[cid] = (len(dense), float(np.dot(np.asarray(vec, dtype=np.float32), qvec)))
         return [
-            Hit(chunk=chunks[c], score=fused[c], dense=dense_of.get(c, (0, 0.0))[1], bm25=bm25_of.get(c, (0, 0.0))[1],
-                dense_rank=dense_of[c][0] if c in dense_of and dense_of[c][0] < len(dense) else None, bm25_rank=bm25_of[c][0] if c in bm25_of else None)
-            for c in order if c in chunks
+            Hit(
+                chunk=chunks[c],
+                score=fused[c],
+                dense=dense_of.get(c, (0, 0.0))[1],
+                bm25=bm25_of.get(c, (0, 0.0))[1],
+                dense_rank=dense_of[c][0] if c in dense_of and dense_of[c][0] < len(dense) else None,
+                bm25_rank=bm25_of[c][0] if c in bm25_of else None,
+            )
+            for c in order
+            if c in chunks
         ]
 
     def _dense(self, text: str, community: str | None, n: int) -> list[tuple[str, float]]:
         vec = self.embeddings.query(text)
         where = {"community": {"$in": ["", community]}} if community else None
         found = self.vectors.similarity_search_by_vector_with_relevance_scores(
-            vec.tolist(), k=n, filter=where  # type: ignore[arg-type]
+            vec.tolist(),
+            k=n,
+            filter=where,  # type: ignore[arg-type]
         )
         return [(doc.id, 1.0 - float(dist)) for doc, dist in found if doc.id]  # cosine distance -> similarity
 

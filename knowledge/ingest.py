@@ -61,11 +61,21 @@ class IngestReport:
         return sum(1 for f in self.files if f.status == status)
 
     def summary(self) -> str:
-        parts = [f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed") if self.count(s)]
+        parts = [
+            f"{self.count(s)} {s}"
+            for s in ("added", "updated", "unchanged", "removed", "failed")
+            if self.count(s)
+        ]
         chunks = sum(f.chunks for f in self.files if f.status in ("added", "updated"))
-        rate = f", {self.encoded / self.encode_seconds:.1f} chunks/s embedding" if self.encode_seconds > 0 else ""
-        return (f"{len(self.files)} files: {', '.join(parts) or 'nothing to do'}; {chunks} chunks written "
-                f"({self.encoded} embedded, {self.cached} from cache) in {self.seconds:.1f}s{rate}")
+        rate = (
+            f", {self.encoded / self.encode_seconds:.1f} chunks/s embedding"
+            if self.encode_seconds > 0
+            else ""
+        )
+        return (
+            f"{len(self.files)} files: {', '.join(parts) or 'nothing to do'}; {chunks} chunks written "
+            f"({self.encoded} embedded, {self.cached} from cache) in {self.seconds:.1f}s{rate}"
+        )
 
 
 def community_of(path: Path) -> str:
@@ -85,9 +95,13 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[FileResult]]
         p = Path(raw)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if (f.is_file() and f.suffix.lower() in SUPPORTED and not f.name.startswith((".", "~$"))
-                        and not f.stem.lower().startswith(SKIPPED_NAMES)
-                        and not any(part.startswith(".") for part in f.relative_to(p).parts)):
+                if (
+                    f.is_file()
+                    and f.suffix.lower() in SUPPORTED
+                    and not f.name.startswith((".", "~$"))
+                    and not f.stem.lower().startswith(SKIPPED_NAMES)
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                ):
                     files.append(f)
         elif p.is_file():
             files.append(p)
@@ -104,9 +118,16 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def ingest(index: HybridIndex, paths: Iterable[str | Path], *, community: str = "", replace: bool = False,
-           max_bytes: int = MAX_BYTES, on_file: Callable[[FileResult], None] | None = None,
-           on_embed: Callable[[int, int], None] | None = None) -> IngestReport:
+def ingest(
+    index: HybridIndex,
+    paths: Iterable[str | Path],
+    *,
+    community: str = "",
+    replace: bool = False,
+    max_bytes: int = MAX_BYTES,
+    on_file: Callable[[FileResult], None] | None = None,
+    on_embed: Callable[[int, int], None] | None = None,
+) -> IngestReport:
     """`on_file` hears each file's result as soon as it is known; `on_embed(done, total)` follows the
     embedding of new chunks, the slow part."""
     t0 = time.perf_counter()
@@ -131,7 +152,9 @@ def ingest(index: HybridIndex, paths: Iterable[str | Path], *, community: str = 
         try:
             size = path.stat().st_size
             if size > max_bytes:
-                raise LoadError(f"file too large ({size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:.0f} MB)")
+                raise LoadError(
+                    f"file too large ({size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:.0f} MB)"
+                )
             sha = sha256_of(path)
         except OSError as e:
             done(FileResult(path, "failed", comm, reason=f"cannot read the file ({e.strerror or e})"))
@@ -141,7 +164,11 @@ def ingest(index: HybridIndex, paths: Iterable[str | Path], *, community: str = 
             continue
         key = doc_key(comm, path.name)
         if key in seen:
-            done(FileResult(path, "failed", comm, reason=f"another file with the same name was ingested: {seen[key]}"))
+            done(
+                FileResult(
+                    path, "failed", comm, reason=f"another file with the same name was ingested: {seen[key]}"
+                )
+            )
             continue
         seen[key] = path
         old = index.meta.doc(key)
@@ -162,9 +189,21 @@ def ingest(index: HybridIndex, paths: Iterable[str | Path], *, community: str = 
         if not chunks:
             done(FileResult(path, "failed", comm, reason="nothing to index after splitting"))
             continue
-        rec = DocRecord(key=key, source=path.name, community=comm, title=doc.title, kind=doc.kind,
-                        path=str(path.resolve()), sha256=sha, bytes=size, chunks=len(chunks), ingested_at=now_iso())
-        result = FileResult(path, "updated" if old is not None else "added", comm, len(chunks), warnings=doc.warnings)
+        rec = DocRecord(
+            key=key,
+            source=path.name,
+            community=comm,
+            title=doc.title,
+            kind=doc.kind,
+            path=str(path.resolve()),
+            sha256=sha,
+            bytes=size,
+            chunks=len(chunks),
+            ingested_at=now_iso(),
+        )
+        result = FileResult(
+            path, "updated" if old is not None else "added", comm, len(chunks), warnings=doc.warnings
+        )
         pending.append((rec, chunks, result))
 
     if pending:

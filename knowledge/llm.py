@@ -23,13 +23,25 @@ _CITE = re.compile(r"\[(\d+)\]")
 
 
 class LLMWriter:
-    def __init__(self, base_url: str = "", api_key: str = "", model: str = "", timeout: float = 8.0,
-                 chat_model: Any = None) -> None:
+    def __init__(
+        self,
+        base_url: str = "",
+        api_key: str = "",
+        model: str = "",
+        timeout: float = 8.0,
+        chat_model: Any = None,
+    ) -> None:
         if chat_model is None:
             from langchain_openai import ChatOpenAI
 
-            chat_model = ChatOpenAI(base_url=base_url, api_key=api_key or "none",  # type: ignore[arg-type]
-                                    model=model, timeout=timeout, max_retries=0, temperature=0.1)
+            chat_model = ChatOpenAI(
+                base_url=base_url,
+                api_key=api_key or "none",  # type: ignore[arg-type]
+                model=model,
+                timeout=timeout,
+                max_retries=0,
+                temperature=0.1,
+            )
         self.chat = chat_model
 
     def write(self, question: str, passages: Sequence[Chunk]) -> tuple[str, list[int]] | None:

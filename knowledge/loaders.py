@@ -26,16 +26,46 @@ ARTICLE_RE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇两\
 
 # Column names a catalog may use, mapped to the labels residents read.
 FIELD_LABELS: dict[str, str] = {
-    "name": "服务名称", "service": "服务名称", "title": "服务名称", "名称": "服务名称", "服务": "服务名称",
-    "项目": "服务名称", "服务项目": "服务名称",
-    "category": "类别", "type": "类别", "分类": "类别",
-    "place": "地点", "address": "地点", "location": "地点", "地址": "地点", "位置": "地点",
-    "hours": "开放时间", "time": "开放时间", "open": "开放时间", "时间": "开放时间", "服务时间": "开放时间",
-    "phone": "联系电话", "tel": "联系电话", "contact": "联系电话", "电话": "联系电话",
-    "eligible": "服务对象", "who": "服务对象", "对象": "服务对象", "适用人群": "服务对象",
-    "bring": "需要携带", "materials": "需要携带", "所需材料": "需要携带", "携带材料": "需要携带",
-    "fee": "费用", "price": "费用", "收费": "费用", "收费标准": "费用",
-    "notes": "说明", "description": "说明", "备注": "说明", "详情": "说明",
+    "name": "服务名称",
+    "service": "服务名称",
+    "title": "服务名称",
+    "名称": "服务名称",
+    "服务": "服务名称",
+    "项目": "服务名称",
+    "服务项目": "服务名称",
+    "category": "类别",
+    "type": "类别",
+    "分类": "类别",
+    "place": "地点",
+    "address": "地点",
+    "location": "地点",
+    "地址": "地点",
+    "位置": "地点",
+    "hours": "开放时间",
+    "time": "开放时间",
+    "open": "开放时间",
+    "时间": "开放时间",
+    "服务时间": "开放时间",
+    "phone": "联系电话",
+    "tel": "联系电话",
+    "contact": "联系电话",
+    "电话": "联系电话",
+    "eligible": "服务对象",
+    "who": "服务对象",
+    "对象": "服务对象",
+    "适用人群": "服务对象",
+    "bring": "需要携带",
+    "materials": "需要携带",
+    "所需材料": "需要携带",
+    "携带材料": "需要携带",
+    "fee": "费用",
+    "price": "费用",
+    "收费": "费用",
+    "收费标准": "费用",
+    "notes": "说明",
+    "description": "说明",
+    "备注": "说明",
+    "详情": "说明",
 }
 NAME_LABEL = "服务名称"
 
@@ -66,7 +96,9 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> LoadedDocument:
     if size == 0:
         raise LoadError("empty file")
     if size > max_bytes:
-        raise LoadError(f"file too large ({size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:.0f} MB)")
+        raise LoadError(
+            f"file too large ({size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:.0f} MB)"
+        )
     loader = _LOADERS[suffix]
     try:
         doc = loader(path)
@@ -78,7 +110,9 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> LoadedDocument:
         if not doc.entries:
             raise LoadError("no catalog entries found")
     elif not doc.text.strip():
-        raise LoadError("no text found (a scanned PDF needs OCR first)" if suffix == ".pdf" else "no text found")
+        raise LoadError(
+            "no text found (a scanned PDF needs OCR first)" if suffix == ".pdf" else "no text found"
+        )
     return doc
 
 
@@ -125,7 +159,9 @@ def _kind_of(text: str, suffix: str) -> DocKind:
 
 def _text_document(path: Path, text: str) -> LoadedDocument:
     text = text.replace("\r\n", "\n").replace("\u3000", " ")
-    return LoadedDocument(path=path, title=guess_title(text, path), kind=_kind_of(text, path.suffix.lower()), text=text)
+    return LoadedDocument(
+        path=path, title=guess_title(text, path), kind=_kind_of(text, path.suffix.lower()), text=text
+    )
 
 
 def load_text(path: Path) -> LoadedDocument:
@@ -173,8 +209,12 @@ def load_docx(path: Path) -> LoadedDocument:
         entries.extend(_rows_to_entries(rows))
     text = "\n\n".join(lines)
     if entries and len(text) < 200:  # a document that is mostly a table of services is a catalog
-        return LoadedDocument(path=path, title=guess_title(text, path) if text else clean_title(path.stem),
-                              kind="catalog", entries=entries)
+        return LoadedDocument(
+            path=path,
+            title=guess_title(text, path) if text else clean_title(path.stem),
+            kind="catalog",
+            entries=entries,
+        )
     doc = _text_document(path, text)
     if entries:  # tables inside prose: keep them as text so nothing is lost
         doc.text += "\n\n" + "\n".join(_entry_text(e) for e in entries)
@@ -247,7 +287,9 @@ def load_csv(path: Path) -> LoadedDocument:
     except csv.Error:
         dialect = csv.excel  # type: ignore[assignment]
     rows = list(csv.reader(io.StringIO(text), dialect))
-    return LoadedDocument(path=path, title=clean_title(path.stem), kind="catalog", entries=_rows_to_entries(rows))
+    return LoadedDocument(
+        path=path, title=clean_title(path.stem), kind="catalog", entries=_rows_to_entries(rows)
+    )
 
 
 def load_xlsx(path: Path) -> LoadedDocument:
@@ -264,18 +306,23 @@ def load_xlsx(path: Path) -> LoadedDocument:
         if merged:
             # A category or place cell merged over several rows applies to each of them: fill it down
             names = ", ".join(str(r) for r in merged[:3]) + (" ..." if len(merged) > 3 else "")
-            warnings.append(f"sheet {ws.title!r}: {len(merged)} merged cell range(s) ({names}) filled with their value")
+            warnings.append(
+                f"sheet {ws.title!r}: {len(merged)} merged cell range(s) ({names}) filled with their value"
+            )
             for rng in merged:
                 value = ws.cell(rng.min_row, rng.min_col).value
                 ws.unmerge_cells(str(rng))
-                for row in ws.iter_rows(min_row=rng.min_row, max_row=rng.max_row,
-                                        min_col=rng.min_col, max_col=rng.max_col):
+                for row in ws.iter_rows(
+                    min_row=rng.min_row, max_row=rng.max_row, min_col=rng.min_col, max_col=rng.max_col
+                ):
                     for cell in row:
                         cell.value = value
         rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
         entries.extend(_rows_to_entries(rows))
     wb.close()
-    return LoadedDocument(path=path, title=clean_title(path.stem), kind="catalog", entries=entries, warnings=warnings)
+    return LoadedDocument(
+        path=path, title=clean_title(path.stem), kind="catalog", entries=entries, warnings=warnings
+    )
 
 
 def load_json(path: Path) -> LoadedDocument:
@@ -288,7 +335,9 @@ def load_json(path: Path) -> LoadedDocument:
     if isinstance(data, dict):
         title = clean_title(str(data.get("title") or title))
         community = str(data.get("community") or "")
-        items = next((data[k] for k in ("services", "items", "entries", "data") if isinstance(data.get(k), list)), None)
+        items = next(
+            (data[k] for k in ("services", "items", "entries", "data") if isinstance(data.get(k), list)), None
+        )
         if items is None:
             raise LoadError("JSON catalog needs a list of services (or an object with a 'services' list)")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -298,6 +347,14 @@ def load_json(path: Path) -> LoadedDocument:
 
 
 _LOADERS = {
-    ".md": load_text, ".markdown": load_text, ".txt": load_text, ".pdf": load_pdf, ".docx": load_docx,
-    ".html": load_html, ".htm": load_html, ".csv": load_csv, ".xlsx": load_xlsx, ".json": load_json,
+    ".md": load_text,
+    ".markdown": load_text,
+    ".txt": load_text,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".html": load_html,
+    ".htm": load_html,
+    ".csv": load_csv,
+    ".xlsx": load_xlsx,
+    ".json": load_json,
 }

@@ -42,9 +42,17 @@ class Threshold:
 class KnowledgeService:
     """Implements knowledge.types.Answerer."""
 
-    def __init__(self, index: HybridIndex, faq: FAQMatcher | None = None, *, llm: LLMWriter | None = None,
-                 threshold: Threshold | None = None, sample_paths: Sequence[Path] = (), store: Any = None,
-                 database_url: str = "") -> None:
+    def __init__(
+        self,
+        index: HybridIndex,
+        faq: FAQMatcher | None = None,
+        *,
+        llm: LLMWriter | None = None,
+        threshold: Threshold | None = None,
+        sample_paths: Sequence[Path] = (),
+        store: Any = None,
+        database_url: str = "",
+    ) -> None:
         self.index = index
         self.faq = faq or FAQMatcher(encode=index.embeddings.query)
         self.llm = llm
@@ -66,12 +74,26 @@ class KnowledgeService:
         faq = self.faq.match(q, community or None)
         if faq is not None:
             it = faq.item
-            cite = Citation(source="faq.yaml", title=it.source, locator="常见问题", text=it.answer, score=round(faq.score, 4))
+            cite = Citation(
+                source="faq.yaml",
+                title=it.source,
+                locator="常见问题",
+                text=it.answer,
+                score=round(faq.score, 4),
+            )
             text = f"{it.answer}\n{cite.line()}"
             return Answer(q, True, text, [cite], (time.perf_counter() - t0) * 1000, via="faq")
         hits = self.retrieve(q, community, k=5)
-        citations = [Citation(source=h.chunk.source, title=h.chunk.title, locator=h.chunk.locator, text=h.chunk.text,
-                              score=round(h.dense, 4)) for h in hits]
+        citations = [
+            Citation(
+                source=h.chunk.source,
+                title=h.chunk.title,
+                locator=h.chunk.locator,
+                text=h.chunk.text,
+                score=round(h.dense, 4),
+            )
+            for h in hits
+        ]
         if not hits or not self.answerable(q, hits):
             return Answer(q, False, NOT_FOUND, citations, (time.perf_counter() - t0) * 1000, via="none")
         text, via, used = self._compose(q, hits)
@@ -102,10 +124,18 @@ class KnowledgeService:
 
     # --- managing --------------------------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], *, community: str = "", replace: bool = False,
-               on_file: Callable[[FileResult], None] | None = None,
-               on_embed: Callable[[int, int], None] | None = None) -> IngestReport:
-        return ingest(self.index, paths, community=community, replace=replace, on_file=on_file, on_embed=on_embed)
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        community: str = "",
+        replace: bool = False,
+        on_file: Callable[[FileResult], None] | None = None,
+        on_embed: Callable[[int, int], None] | None = None,
+    ) -> IngestReport:
+        return ingest(
+            self.index, paths, community=community, replace=replace, on_file=on_file, on_embed=on_embed
+        )
 
     def ingest_sample(self) -> IngestReport:
         return self.ingest([p for p in self.sample_paths if p.exists()])
@@ -132,11 +162,22 @@ class KnowledgeService:
             "embedding": self.index.embeddings.encoder.name,
             "communities": self.index.meta.stats(),
             "faq_entries": len(self.faq.items),
-            "files": [{"source": d.source, "community": d.community, "title": d.title, "kind": d.kind,
-                       "chunks": d.chunks, "ingested_at": d.ingested_at} for d in docs],
+            "files": [
+                {
+                    "source": d.source,
+                    "community": d.community,
+                    "title": d.title,
+                    "kind": d.kind,
+                    "chunks": d.chunks,
+                    "ingested_at": d.ingested_at,
+                }
+                for d in docs
+            ],
         }
 
-    def gaps(self, *, community: str | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def gaps(
+        self, *, community: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         from knowledge.gaps import list_gaps
 
         if self.store is None:
@@ -157,8 +198,14 @@ def faq_items(config: Config) -> list[FAQItem]:
     return [FAQItem(tuple(e.questions), e.answer, e.source, e.community) for e in config.faq.faq]
 
 
-def open_knowledge(config: Config, *, ingest_sample_if_empty: bool = True, index_dir: Path | None = None,
-                   encoder: Encoder | None = None, store: Any = None) -> KnowledgeService:
+def open_knowledge(
+    config: Config,
+    *,
+    ingest_sample_if_empty: bool = True,
+    index_dir: Path | None = None,
+    encoder: Encoder | None = None,
+    store: Any = None,
+) -> KnowledgeService:
     """The knowledge service for a config: the index in `index_dir` (default: the configured one), the
     configured embedding model, lexicon and FAQ, and an LLM writer when one is configured. With an empty index,
     the configured knowledge paths (the bundled sample by default) are ingested first."""
@@ -166,14 +213,25 @@ def open_knowledge(config: Config, *, ingest_sample_if_empty: bool = True, index
     enc = encoder or load_encoder(config.main.index.embedding)
     embeddings = CachedEmbeddings(enc, EmbeddingCache(directory / "embeddings.sqlite"))
     lexicon = Lexicon({**DEFAULT_TERMS, **config.lexicon.terms})
-    index = HybridIndex(directory, embeddings, lexicon, chroma_url=config.main.index.chroma_url,
-                        collection=config.main.index.collection)
+    index = HybridIndex(
+        directory,
+        embeddings,
+        lexicon,
+        chroma_url=config.main.index.chroma_url,
+        collection=config.main.index.collection,
+    )
     llm_cfg = config.main.llm
     llm = None
     if llm_cfg.base_url and llm_cfg.model:
         llm = LLMWriter(llm_cfg.base_url, llm_cfg.api_key, llm_cfg.model, llm_cfg.timeout_seconds)
-    service = KnowledgeService(index, FAQMatcher(faq_items(config), encode=embeddings.query), llm=llm,
-                               sample_paths=config.knowledge_paths, store=store, database_url=config.database_url)
+    service = KnowledgeService(
+        index,
+        FAQMatcher(faq_items(config), encode=embeddings.query),
+        llm=llm,
+        sample_paths=config.knowledge_paths,
+        store=store,
+        database_url=config.database_url,
+    )
     if ingest_sample_if_empty and service.is_empty():
         report = service.ingest_sample()
         log.info("empty index: ingested the configured knowledge: %s", report.summary())

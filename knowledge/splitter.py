@@ -12,7 +12,7 @@ import re
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter
 
-from knowledge.chunks import Chunk
+from knowledge.chunks import Chunk, ChunkKind
 from knowledge.loaders import ARTICLE_RE, NAME_LABEL, LoadedDocument
 
 MAX_CHARS = 480  # ~ what e5-small reads well and a phone screen can quote from
@@ -37,14 +37,22 @@ def split_document(doc: LoadedDocument, community: str = "") -> list[Chunk]:
         parts = _prose(doc.text, "", "")
     source = doc.path.name
     return [
-        Chunk(text=text, source=source, title=doc.title, locator=loc, kind=kind, context=ctx, community=community,
-              ordinal=i)
+        Chunk(
+            text=text,
+            source=source,
+            title=doc.title,
+            locator=loc,
+            kind=kind,
+            context=ctx,
+            community=community,
+            ordinal=i,
+        )
         for i, (text, loc, ctx, kind) in enumerate(parts)
         if text.strip()
     ]
 
 
-Part = tuple[str, str, str, str]  # text, locator, context, kind
+Part = tuple[str, str, str, ChunkKind]  # text, locator, context, kind
 
 
 def _pack(paragraphs: list[str], limit: int) -> list[str]:
@@ -67,7 +75,7 @@ def _pack(paragraphs: list[str], limit: int) -> list[str]:
 def _regulation(doc: LoadedDocument) -> list[Part]:
     parts: list[Part] = []
     heads: dict[int, str] = {}
-    locator, body = "", []
+    locator, body = "", list[str]()
 
     def flush() -> None:
         if not locator or not body:
@@ -84,7 +92,7 @@ def _regulation(doc: LoadedDocument) -> list[Part]:
         h = HEADING_RE.match(line)
         if h and not ARTICLE_RE.match(line):
             flush()
-            locator, body = "", []
+            locator, body = "", list[str]()
             level = _LEVEL[h.group(2)]
             for k in [k for k in heads if k >= level]:
                 del heads[k]

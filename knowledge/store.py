@@ -86,7 +86,9 @@ class MetaStore:
 
     def docs_by_source(self, source: str) -> list[DocRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM docs WHERE source = ? OR key = ?", (source, source)).fetchall()
+            rows = self._db.execute(
+                "SELECT * FROM docs WHERE source = ? OR key = ?", (source, source)
+            ).fetchall()
         return [DocRecord(*r) for r in rows]
 
     def chunk_ids(self, key: str) -> list[str]:
@@ -96,13 +98,39 @@ class MetaStore:
     def replace_doc(self, rec: DocRecord, chunks: Sequence[Chunk], tokens: Sequence[list[str]]) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM chunks WHERE doc_key = ?", (rec.key,))
-            self._db.execute("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?,?,?,?)", (
-                rec.key, rec.source, rec.community, rec.title, rec.kind, rec.path, rec.sha256, rec.bytes,
-                rec.chunks, rec.ingested_at))
+            self._db.execute(
+                "INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.key,
+                    rec.source,
+                    rec.community,
+                    rec.title,
+                    rec.kind,
+                    rec.path,
+                    rec.sha256,
+                    rec.bytes,
+                    rec.chunks,
+                    rec.ingested_at,
+                ),
+            )
             self._db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(c.id, rec.key, c.ordinal, c.source, c.title, c.locator, c.kind, c.context, c.community, c.text,
-                  json.dumps(t, ensure_ascii=False)) for c, t in zip(chunks, tokens, strict=True)],
+                [
+                    (
+                        c.id,
+                        rec.key,
+                        c.ordinal,
+                        c.source,
+                        c.title,
+                        c.locator,
+                        c.kind,
+                        c.context,
+                        c.community,
+                        c.text,
+                        json.dumps(t, ensure_ascii=False),
+                    )
+                    for c, t in zip(chunks, tokens, strict=True)
+                ],
             )
 
     def touch_doc(self, key: str, path: str) -> None:
@@ -128,13 +156,17 @@ class MetaStore:
 
     def iter_texts(self) -> Iterator[tuple[str, str]]:
         with self._lock:
-            rows = self._db.execute("SELECT id, title || ' ' || context || ' ' || locator || '\n' || text FROM chunks").fetchall()
+            rows = self._db.execute(
+                "SELECT id, title || ' ' || context || ' ' || locator || '\n' || text FROM chunks"
+            ).fetchall()
         yield from rows
 
     def set_tokens(self, items: Sequence[tuple[str, list[str]]]) -> None:
         with self._lock, self._db:
-            self._db.executemany("UPDATE chunks SET tokens = ? WHERE id = ?",
-                                 [(json.dumps(t, ensure_ascii=False), cid) for cid, t in items])
+            self._db.executemany(
+                "UPDATE chunks SET tokens = ? WHERE id = ?",
+                [(json.dumps(t, ensure_ascii=False), cid) for cid, t in items],
+            )
 
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
         out: dict[str, Chunk] = {}
@@ -144,20 +176,36 @@ class MetaStore:
                 marks = ",".join("?" * len(part))
                 for row in self._db.execute(
                     "SELECT id, text, source, title, locator, kind, context, community, ordinal FROM chunks "
-                    f"WHERE id IN ({marks})", part):
-                    out[row[0]] = Chunk(text=row[1], source=row[2], title=row[3], locator=row[4],
-                                        kind=cast(ChunkKind, row[5]), context=row[6], community=row[7],
-                                        ordinal=row[8])
+                    f"WHERE id IN ({marks})",
+                    part,
+                ):
+                    out[row[0]] = Chunk(
+                        text=row[1],
+                        source=row[2],
+                        title=row[3],
+                        locator=row[4],
+                        kind=cast(ChunkKind, row[5]),
+                        context=row[6],
+                        community=row[7],
+                        ordinal=row[8],
+                    )
         return out
 
     def names(self) -> list[str]:
         """Catalog entry names and section headings: words jieba should keep whole."""
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT DISTINCT locator FROM chunks WHERE kind IN ('entry', 'section')")]
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT DISTINCT locator FROM chunks WHERE kind IN ('entry', 'section')"
+                )
+            ]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            docs = self._db.execute("SELECT community, COUNT(*), SUM(chunks) FROM docs GROUP BY community").fetchall()
+            docs = self._db.execute(
+                "SELECT community, COUNT(*), SUM(chunks) FROM docs GROUP BY community"
+            ).fetchall()
         return {c or "": {"documents": int(n), "chunks": int(k or 0)} for c, n, k in docs}
 
     def close(self) -> None:

@@ -57,7 +57,10 @@ def test_answer_is_short_and_cites_the_article(kb: KnowledgeService) -> None:
     a = kb.answer("物业费一直不交，物业能去法院起诉吗")
     assert a.found and a.via == "extractive"
     top = a.citations[0]
-    assert (top.source, top.locator) in {("物业管理条例.txt", "第六十四条"), ("民法典_物业服务合同_节选.txt", "第九百四十四条")}
+    assert (top.source, top.locator) in {
+        ("物业管理条例.txt", "第六十四条"),
+        ("民法典_物业服务合同_节选.txt", "第九百四十四条"),
+    }
     body, source_line = a.answer.rsplit("\n", 1)
     assert source_line == top.line() and source_line.startswith("来源：《")
     assert len(body) <= 220 and "起诉" in body
@@ -124,7 +127,9 @@ def test_llm_answer_cites_passages(kb: KnowledgeService) -> None:
 
 
 @pytest.mark.parametrize("reply", [TimeoutError("LLM timed out"), "物业费要按时交。", "资料中没有相关内容"])
-def test_llm_failure_or_uncited_answer_falls_back_to_extractive(kb: KnowledgeService, reply: str | Exception) -> None:
+def test_llm_failure_or_uncited_answer_falls_back_to_extractive(
+    kb: KnowledgeService, reply: str | Exception
+) -> None:
     kb.llm = LLMWriter(chat_model=_FakeChat(reply))
     try:
         a = kb.answer("物业费一直不交会被起诉吗")
@@ -142,8 +147,9 @@ def test_llm_endpoint_down_falls_back(kb: KnowledgeService) -> None:
     assert a.found and a.via == "extractive"
 
 
-def test_ask_line_mode_answers_each_line(sample: tuple[Path, KnowledgeService], monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_ask_line_mode_answers_each_line(
+    sample: tuple[Path, KnowledgeService], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     index, _ = sample
     monkeypatch.setattr(sys, "stdin", io.StringIO("垃圾分几类\n\n地铁末班车几点\n"))
     assert main(["ask", "--index", str(index), "--json"]) == 0
@@ -155,14 +161,21 @@ def test_ask_line_mode_answers_each_line(sample: tuple[Path, KnowledgeService], 
     assert all(isinstance(a["latency_ms"], float) for a in answers)
 
 
-def test_eval_command_reports_the_contract_metrics(sample: tuple[Path, KnowledgeService], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_command_reports_the_contract_metrics(
+    sample: tuple[Path, KnowledgeService], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     qa = tmp_path / "qa.jsonl"
-    qa.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in [
-        {"question": "居委会一届任期几年", "source": "城市居民委员会组织法.txt", "locator": "第八条"},
-        {"question": "超市能免费给塑料袋吗", "source": "北京市生活垃圾管理条例_节选.txt"},
-        {"question": "今天的股票行情怎么样", "source": None},
-    ]), encoding="utf-8")
+    qa.write_text(
+        "\n".join(
+            json.dumps(d, ensure_ascii=False)
+            for d in [
+                {"question": "居委会一届任期几年", "source": "城市居民委员会组织法.txt", "locator": "第八条"},
+                {"question": "超市能免费给塑料袋吗", "source": "北京市生活垃圾管理条例_节选.txt"},
+                {"question": "今天的股票行情怎么样", "source": None},
+            ]
+        ),
+        encoding="utf-8",
+    )
     assert main(["eval", str(qa), "--index", str(sample[0]), "--k", "3", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["hit@3"] == 1.0 and r["mrr"] > 0.5 and r["refusal_rate"] == 1.0

@@ -23,7 +23,9 @@ class ScriptedAnswerer:
     def answer(self, question: str, community: str | None = None) -> Answer:
         self.asked.append((question, community))
         if "食堂" in question and community == "示例社区":
-            c = Citation("示例社区服务目录.csv", "示例社区服务目录", "助老食堂", "助老食堂 午餐11:00-13:00", 0.93)
+            c = Citation(
+                "示例社区服务目录.csv", "示例社区服务目录", "助老食堂", "助老食堂 午餐11:00-13:00", 0.93
+            )
             return Answer(question, True, f"助老食堂：午餐11:00-13:00\n{c.line()}", [c])
         return Answer(question, False, NOT_FOUND, [])
 
@@ -40,8 +42,9 @@ def with_knowledge(app: App) -> ScriptedAnswerer:
     return kb
 
 
-async def test_found_answer_has_a_source_line_and_uses_the_group_community(app: App, channel: RecordingChannel,
-                                                                          say: Say) -> None:
+async def test_found_answer_has_a_source_line_and_uses_the_group_community(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     kb = with_knowledge(app)
     [o] = await run(app, say("助老食堂几点开饭？", mention=True))
     assert o.handler == "ask"
@@ -61,15 +64,20 @@ async def test_other_community_gets_its_own_knowledge(app: App, channel: Recordi
     assert NOT_FOUND in channel.sent[-1].text
 
 
-async def test_not_found_is_recorded_and_forwarded_to_the_grid_worker(app: App, channel: RecordingChannel,
-                                                                      say: Say) -> None:
+async def test_not_found_is_recorded_and_forwarded_to_the_grid_worker(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     with_knowledge(app)
     [o] = await run(app, say("小区游泳池几点开放？", mention=True))
     assert o.handler == "ask"
     assert "没有找到" in channel.sent[-1].text and "转人工" in channel.sent[-1].text
     (gap,) = list_gaps(app.store)
     assert gap["group"] == "幸福里3号楼" and gap["sender"] == "u_zhang" and gap["sender_name"] == "张师傅"
-    assert gap["question"] == "小区游泳池几点开放？" and gap["community"] == "示例社区" and gap["status"] == "open"
+    assert (
+        gap["question"] == "小区游泳池几点开放？"
+        and gap["community"] == "示例社区"
+        and gap["status"] == "open"
+    )
     assert gap["asked_at"].startswith("2026-11-23T02:00")  # the app's clock
 
     [f] = await run(app, say("转人工"))
@@ -85,13 +93,19 @@ async def test_not_found_is_recorded_and_forwarded_to_the_grid_worker(app: App, 
     assert again.handler != "ask" or again.reason != "followup"
 
 
-async def test_community_staff_when_the_grid_has_no_worker(app: App, channel: RecordingChannel, say: Say) -> None:
+async def test_community_staff_when_the_grid_has_no_worker(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     with_knowledge(app)
-    await run(app, say("院里能装充电桩吗？", mention=True, group="焕玉里2号院"), say("需要", group="焕玉里2号院"))
+    await run(
+        app, say("院里能装充电桩吗？", mention=True, group="焕玉里2号院"), say("需要", group="焕玉里2号院")
+    )
     assert "s_sun" in channel.sent[-1].mentions and "@孙主任" in channel.sent[-1].text
 
 
-async def test_declining_or_changing_the_subject_ends_the_offer(app: App, channel: RecordingChannel, say: Say) -> None:
+async def test_declining_or_changing_the_subject_ends_the_offer(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     with_knowledge(app)
     await run(app, say("小区游泳池几点开放？", mention=True), say("不用了"))
     assert "有需要随时再问我" in channel.sent[-1].text

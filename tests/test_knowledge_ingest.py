@@ -26,7 +26,9 @@ def encoder() -> HashEncoder:
 
 @pytest.fixture
 def kb(config: Config, tmp_path: Path, encoder: HashEncoder) -> Iterator[KnowledgeService]:
-    service = open_knowledge(config, index_dir=tmp_path / "index", ingest_sample_if_empty=False, encoder=encoder)
+    service = open_knowledge(
+        config, index_dir=tmp_path / "index", ingest_sample_if_empty=False, encoder=encoder
+    )
     yield service
     service.close()
 
@@ -38,15 +40,20 @@ def docs(tmp_path: Path) -> Path:
     (d / "communities" / "乙社区").mkdir(parents=True)
     (d / "停车规定.txt").write_text(RULES, encoding="utf-8")
     (d / "communities" / "甲社区" / "甲目录.csv").write_text(CATALOG, encoding="utf-8")
-    (d / "communities" / "乙社区" / "乙目录.csv").write_text(CATALOG.replace("11:00-13:00", "11:30-12:30"),
-                                                             encoding="utf-8")
+    (d / "communities" / "乙社区" / "乙目录.csv").write_text(
+        CATALOG.replace("11:00-13:00", "11:30-12:30"), encoding="utf-8"
+    )
     (d / "README.md").write_text("attribution, not knowledge", encoding="utf-8")
     return d
 
 
 def test_ingest_then_unchanged_is_a_no_op(kb: KnowledgeService, docs: Path, encoder: HashEncoder) -> None:
     first = kb.ingest([docs])
-    assert {r.source: r.status for r in first.files} == {"停车规定.txt": "added", "甲目录.csv": "added", "乙目录.csv": "added"}
+    assert {r.source: r.status for r in first.files} == {
+        "停车规定.txt": "added",
+        "甲目录.csv": "added",
+        "乙目录.csv": "added",
+    }
     assert kb.index.count() == 3 + 2 + 2
     calls = encoder.calls
     again = kb.ingest([docs])
@@ -54,8 +61,9 @@ def test_ingest_then_unchanged_is_a_no_op(kb: KnowledgeService, docs: Path, enco
     assert encoder.calls == calls and again.encoded == 0  # nothing re-read by the model
 
 
-def test_changed_file_replaces_its_chunks_and_reuses_cached_vectors(kb: KnowledgeService, docs: Path,
-                                                                     encoder: HashEncoder) -> None:
+def test_changed_file_replaces_its_chunks_and_reuses_cached_vectors(
+    kb: KnowledgeService, docs: Path, encoder: HashEncoder
+) -> None:
     kb.ingest([docs])
     path = docs / "停车规定.txt"
     path.write_text(RULES.replace("第三条 外来车辆凭登记进入。\n", ""), encoding="utf-8")
@@ -63,7 +71,9 @@ def test_changed_file_replaces_its_chunks_and_reuses_cached_vectors(kb: Knowledg
     (r,) = report.files
     assert r.status == "updated" and r.chunks == 2
     assert report.cached == 2 and report.encoded == 0  # the two unchanged articles come from the cache
-    locators = {h.chunk.locator for h in kb.retrieve("外来车辆登记", k=10) if h.chunk.source == "停车规定.txt"}
+    locators = {
+        h.chunk.locator for h in kb.retrieve("外来车辆登记", k=10) if h.chunk.source == "停车规定.txt"
+    }
     assert "第三条" not in locators  # the old chunk is gone from both retrievers
     assert kb.index.count() == 2 + 2 + 2
 
@@ -144,11 +154,14 @@ def test_unreadable_qa_file_is_a_user_error(capsys: pytest.CaptureFixture[str], 
     assert main(["eval", str(tmp_path / "none.jsonl")]) == 2
 
 
-def test_index_on_both_chroma_back_ends(config: Config, tmp_path: Path, chroma_url: str, chroma_collection: str,
-                                        docs: Path) -> None:
+def test_index_on_both_chroma_back_ends(
+    config: Config, tmp_path: Path, chroma_url: str, chroma_collection: str, docs: Path
+) -> None:
     config.main.index.chroma_url = chroma_url
     config.main.index.collection = chroma_collection
-    service = open_knowledge(config, index_dir=tmp_path / "idx", ingest_sample_if_empty=False, encoder=HashEncoder())
+    service = open_knowledge(
+        config, index_dir=tmp_path / "idx", ingest_sample_if_empty=False, encoder=HashEncoder()
+    )
     try:
         service.ingest([docs])
         hits = service.retrieve("消防通道禁止停车")

@@ -74,7 +74,10 @@ def test_long_article_is_cut_at_paragraphs_and_keeps_its_locator(tmp_path: Path)
 def test_markdown_splits_by_heading(tmp_path: Path) -> None:
     md = "# 办事指南\n\n## 门禁卡补办\n\n带身份证到物业前台。\n\n## 装修申报\n\n先交押金。\n"
     chunks = split_document(load(write(tmp_path, "指南.md", md)))
-    assert [(c.locator, c.text) for c in chunks] == [("门禁卡补办", "带身份证到物业前台。"), ("装修申报", "先交押金。")]
+    assert [(c.locator, c.text) for c in chunks] == [
+        ("门禁卡补办", "带身份证到物业前台。"),
+        ("装修申报", "先交押金。"),
+    ]
     assert chunks[0].title == "办事指南"
 
 
@@ -98,8 +101,11 @@ def test_csv_catalog_gives_one_entry_per_service() -> None:
 
 
 def test_json_catalog_with_english_keys(tmp_path: Path) -> None:
-    data = {"title": "便民清单", "community": "某社区",
-            "services": [{"name": "修车", "place": "南门", "hours": "周六", "phone": "123"}]}
+    data = {
+        "title": "便民清单",
+        "community": "某社区",
+        "services": [{"name": "修车", "place": "南门", "hours": "周六", "phone": "123"}],
+    }
     doc = load(write(tmp_path, "清单.json", json.dumps(data, ensure_ascii=False)))
     assert doc.kind == "catalog" and doc.community == "某社区" and doc.title == "便民清单"
     (chunk,) = split_document(doc)
@@ -138,8 +144,10 @@ def test_docx_headings_become_sections(tmp_path: Path) -> None:
 
 
 def test_html_keeps_headings_and_drops_scripts(tmp_path: Path) -> None:
-    html = ("<html><head><title>停车须知</title><script>var x=1;</script></head><body>"
-            "<h2>收费标准</h2><p>地面车位每月150元。</p></body></html>")
+    html = (
+        "<html><head><title>停车须知</title><script>var x=1;</script></head><body>"
+        "<h2>收费标准</h2><p>地面车位每月150元。</p></body></html>"
+    )
     chunks = split_document(load(write(tmp_path, "停车.html", html)))
     assert chunks[0].title == "停车须知" and chunks[0].locator == "收费标准"
     assert "150元" in chunks[0].text and "var x" not in chunks[0].text
@@ -147,11 +155,14 @@ def test_html_keeps_headings_and_drops_scripts(tmp_path: Path) -> None:
 
 def _minimal_pdf(text: str) -> bytes:
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            b"<< /Length %d >>stream\n" % len(stream) + stream + b"\nendstream",
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>stream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     out, offsets = b"%PDF-1.4\n", []
     for i, o in enumerate(objs, 1):
         offsets.append(len(out))

@@ -21,7 +21,12 @@ def _answer(service: KnowledgeService, question: str, community: str | None) -> 
         return service.answer(question, community)
     except Exception as e:  # one bad question must not end a batch of thousands
         log.exception("answering %r failed", question[:80])
-        return Answer(question=question, found=False, answer=f"抱歉，处理这个问题时出错了（{type(e).__name__}）。", via="none")
+        return Answer(
+            question=question,
+            found=False,
+            answer=f"抱歉，处理这个问题时出错了（{type(e).__name__}）。",
+            via="none",
+        )
 
 
 def _show(a: Answer, as_json: bool) -> str:

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False))
         return 0
     k = args.k
-    print(f"questions:   {report['questions']} ({report['answerable']} answerable, {report['unanswerable']} unanswerable)")
+    print(
+        f"questions:   {report['questions']} ({report['answerable']} answerable, {report['unanswerable']} unanswerable)"
+    )
     if report["answerable"]:
         print(f"hit@1:       {report['hit@1']:.3f}")
         print(f"hit@{k}:       {report[f'hit@{k}']:.3f}")
@@ -39,9 +41,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"refused:     {report['refusal_rate']:.3f} of unanswerable questions got found=false")
     lat = report["latency_ms"]
     print(f"latency:     p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
-    wrong = [d for d in report["details"] if (d["expected"] and d["rank"] != 1) or (not d["expected"] and d["found"])]
+    wrong = [
+        d
+        for d in report["details"]
+        if (d["expected"] and d["rank"] != 1) or (not d["expected"] and d["found"])
+    ]
     if wrong:
         print("not at rank 1 / wrongly answered:")
         for d in wrong:
-            print(f"  {d['question']}  expected {d['expected'] or '(refusal)'}, got {d['top']} (rank {d['rank']}, found {d['found']})")
+            print(
+                f"  {d['question']}  expected {d['expected'] or '(refusal)'}, got {d['top']} (rank {d['rank']}, found {d['found']})"
+            )
     return 0

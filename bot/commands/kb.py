@@ -16,8 +16,9 @@ def _ingest(args: argparse.Namespace) -> int:
     _, service = open_for_command(args.index, ingest_sample_if_empty=False)
     try:
         with IngestProgress() as progress:
-            report = service.ingest(args.paths, community=args.community, replace=args.replace,
-                                    on_embed=progress.embedded)
+            report = service.ingest(
+                args.paths, community=args.community, replace=args.replace, on_embed=progress.embedded
+            )
         for r in report.files:
             print(r.line(), flush=True)
         print(report.summary())
@@ -47,7 +48,9 @@ def _stats(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(st, ensure_ascii=False))
             return 0
-        print(f"index:      {st['index_dir']} ({st['index_bytes'] / 1048576:.1f} MB, embedding {st['embedding']})")
+        print(
+            f"index:      {st['index_dir']} ({st['index_bytes'] / 1048576:.1f} MB, embedding {st['embedding']})"
+        )
         print(f"documents:  {st['documents']}")
         print(f"chunks:     {st['chunks']}")
         for community, c in sorted(st["communities"].items()):
