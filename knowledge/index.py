@@ -23,12 +23,13 @@ import numpy as np
 from knowledge.chunks import Chunk
 from knowledge.embeddings import CachedEmbeddings
 from knowledge.store import DocRecord, MetaStore
-from knowledge.text import Lexicon, add_words, tokenize
+from knowledge.text import Lexicon, add_words, bigrams, tokenize
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
-DENSE_WEIGHT = 0.75  # fused = w * dense + (1 - w) * bm25, each min-max normalised over its candidates
+# fused = 0.75 dense + 0.125 BM25 over jieba words + 0.125 BM25 over character bigrams, each normalised
+WEIGHTS = {"dense": 0.75, "words": 0.125, "bigrams": 0.125}
 POOL = 60  # candidates taken from each retriever before fusion
 DENSE_FLOOR = 0.80  # e5 cosine between unrelated Chinese texts rarely falls below this: the 0 of the scale
 UPSERT_BATCH = 1000
@@ -88,8 +89,8 @@ class HybridIndex:
             collection_configuration={"hnsw": {"space": "cosine"}},
         )
         self._lock = threading.RLock()
-        self._bm25: bm25s.BM25 | None = None
-        self._bm25_gen = -1
+        self._lexical: dict[str, bm25s.BM25] = {}
+        self._lexical_gen = -1
         self._ids: list[str] = []
         self._community_of: np.ndarray = np.zeros(0, dtype=np.int32)
         self._community_codes: dict[str, int] = {}
@@ -159,45 +160,53 @@ class HybridIndex:
             self.meta.bump()
         self.meta.set_meta("lexicon", sig)
 
-    def _bm25_ready(self) -> bm25s.BM25 | None:
+    def _lexical_ready(self) -> dict[str, bm25s.BM25]:
+        """The two BM25 indexes (jieba words, character bigrams), rebuilt when the index has changed: from
+        the stored tokens, or loaded as saved when the saved generation is the current one."""
         gen = self.meta.generation
-        if self._bm25_gen == gen:
-            return self._bm25
+        if self._lexical_gen == gen:
+            return self._lexical
         with self._lock:
-            if self._bm25_gen == gen:
-                return self._bm25
-            ids, comms, corpus = [], [], []
+            if self._lexical_gen == gen:
+                return self._lexical
+            ids, comms, words = [], [], []
             for cid, community, toks in self.meta.iter_tokens():
                 ids.append(cid)
                 comms.append(community)
-                corpus.append(toks or [""])
+                words.append(toks or [""])
             codes: dict[str, int] = {}
             self._community_of = np.array([codes.setdefault(c, len(codes)) for c in comms], dtype=np.int32)
             self._community_codes = codes
             self._ids = ids
-            if corpus:
-                saved = self.directory / "bm25"
-                marker = saved / "generation.json"
-                retriever: bm25s.BM25 | None = None
-                if marker.exists() and json.loads(marker.read_text()).get("generation") == gen:
-                    try:
-                        retriever = bm25s.BM25.load(str(saved))
-                    except Exception:  # a half-written save: rebuild
-                        retriever = None
-                if retriever is None:
-                    retriever = bm25s.BM25()
-                    retriever.index(corpus, show_progress=False)
-                    try:
-                        shutil.rmtree(saved, ignore_errors=True)
-                        retriever.save(str(saved), show_progress=False)
-                        marker.write_text(json.dumps({"generation": gen}))
-                    except OSError as e:
-                        log.warning("could not save the BM25 index: %s", e)
-                self._bm25 = retriever
-            else:
-                self._bm25 = None
-            self._bm25_gen = gen
-            return self._bm25
+            self._lexical = {}
+            if ids:
+                texts = dict(self.meta.iter_texts())
+                corpora = {
+                    "words": lambda: words,
+                    "bigrams": lambda: [bigrams(texts[c]) or [""] for c in ids],
+                }
+                for name, corpus in corpora.items():
+                    self._lexical[name] = self._load_or_build(name, gen, corpus)
+            self._lexical_gen = gen
+            return self._lexical
+
+    def _load_or_build(self, name: str, gen: int, corpus: Callable[[], list[list[str]]]) -> bm25s.BM25:
+        saved = self.directory / f"bm25-{name}"
+        marker = saved / "generation.json"
+        if marker.exists() and json.loads(marker.read_text()).get("generation") == gen:
+            try:
+                return bm25s.BM25.load(str(saved))
+            except Exception:  # a half-written save: rebuild
+                log.info("rebuilding the %s BM25 index", name)
+        retriever = bm25s.BM25()
+        retriever.index(corpus(), show_progress=False)
+        try:
+            shutil.rmtree(saved, ignore_errors=True)
+            retriever.save(str(saved), show_progress=False)
+            marker.write_text(json.dumps({"generation": gen}))
+        except OSError as e:
+            log.warning("could not save the BM25 index: %s", e)
+        return retriever
 
     def _mask(self, community: str | None) -> np.ndarray | None:
         if not community:
@@ -213,12 +222,18 @@ class HybridIndex:
     def search(self, question: str, community: str | None = None, k: int = 5, pool: int = POOL) -> list[Hit]:
         """The k best chunks for a question. The dense side embeds the question as asked (e5 understands
         colloquial words; appending lexicon terms measured worse), the BM25 side gets the lexicon's standard
-        terms added. Scores are fused linearly after min-max normalisation over each candidate pool, which
+        terms added. Scores are fused linearly after normalisation over each candidate pool, which
         measured better than reciprocal-rank fusion on the dev set (see docs/knowledge.md)."""
+        expanded = self.lexicon.expand(question)
         dense = self._dense(question, community, pool)
-        sparse = self._sparse(self.query_tokens(question), community, pool)
+        sparse = self._sparse("words", tokenize(expanded), community, pool)
+        chars = self._sparse("bigrams", bigrams(expanded), community, pool)
         fused: dict[str, float] = {}
-        for ranking, weight in ((dense, DENSE_WEIGHT), (sparse, 1.0 - DENSE_WEIGHT)):
+        for ranking, weight in (
+            (dense, WEIGHTS["dense"]),
+            (sparse, WEIGHTS["words"]),
+            (chars, WEIGHTS["bigrams"]),
+        ):
             if not ranking:
                 continue
             hi = ranking[0][1]
@@ -262,8 +277,8 @@ class HybridIndex:
         )
         return [(doc.id, 1.0 - float(dist)) for doc, dist in found if doc.id]  # cosine distance -> similarity
 
-    def _sparse(self, tokens: list[str], community: str | None, n: int) -> list[tuple[str, float]]:
-        retriever = self._bm25_ready()
+    def _sparse(self, view: str, tokens: list[str], community: str | None, n: int) -> list[tuple[str, float]]:
+        retriever = self._lexical_ready().get(view)
         if retriever is None or not tokens:
             return []
         scores = retriever.get_scores(tokens)

@@ -157,7 +157,7 @@ class MetaStore:
     def iter_texts(self) -> Iterator[tuple[str, str]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, title || ' ' || context || ' ' || locator || '\n' || text FROM chunks"
+                "SELECT id, title || ' ' || context || ' ' || locator || '\n' || text FROM chunks ORDER BY rowid"
             ).fetchall()
         yield from rows
 

@@ -92,6 +92,16 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+_NOT_WORD = re.compile(r"[^\w\u4e00-\u9fff]+", re.UNICODE)
+
+
+def bigrams(text: str) -> list[str]:
+    """Overlapping character bigrams: a second lexical view that survives jieba's segmentation mistakes and
+    residents' typos (物业废 still shares 物业 with 物业费)."""
+    t = _NOT_WORD.sub("", text.lower())
+    return [t[i : i + 2] for i in range(len(t) - 1)]
+
+
 class Lexicon:
     """Colloquial -> standard terms. `expand` appends the standard term of every colloquial word found
     (longest first, so 物业费 gives 物业服务费, not 物业服务企业)."""
