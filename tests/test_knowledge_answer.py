@@ -42,7 +42,7 @@ def test_dev_set_is_big_enough_and_has_unanswerable_questions() -> None:
 
 
 def test_retrieval_quality_on_the_dev_set(dev_report: dict[str, Any]) -> None:
-    # floors a little under the measured figures (0.84 / 0.95 / 0.88): a regression fails, noise does not
+    # floors a little under the measured figures (0.86 / 0.957 / 0.896): a regression fails, noise does not
     assert dev_report["hit@5"] >= 0.92
     assert dev_report["hit@1"] >= 0.80
     assert dev_report["mrr"] >= 0.85
