@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 def build_channels(config: Config) -> dict[str, Channel]:
     ch = config.main.channels
     account = config.main.bot.account
-    names = [n for n, on in (("simulator", ch.simulator), ("console", ch.console)) if on]
-    if ch.wechaty_token:
-        names.append("wechaty")
+    # WeChat first: a notice to a group that has not spoken yet goes to the first channel that serves it
+    names = ["wechaty"] if ch.wechaty_token else []
+    names += [n for n, on in (("simulator", ch.simulator), ("console", ch.console)) if on]
     channels: dict[str, Channel] = {}
     for name in names:
         cls = channel_class(name)

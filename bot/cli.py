@@ -11,14 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import ConfigError
+from bot.errors import NotYetAvailable, UserError
 
-
-class UserError(Exception):
-    """Bad arguments or unreadable input: one line to stderr, exit 2, no traceback."""
-
-
-class NotYetAvailable(UserError):
-    pass
+__all__ = ["NotYetAvailable", "UserError", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):

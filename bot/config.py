@@ -15,7 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = Path("config/doorstep.yaml")
 ROLES = ("社区工作者", "网格员", "物业", "管理员")
@@ -133,6 +134,23 @@ class ConfigFiles(_Strict):
     faq: str = "faq.yaml"
 
 
+# The contract's own variables that happen to share the DOORSTEP_ prefix with a settings block
+# (DOORSTEP_INDEX is a directory, not the `index` block): they are applied by name, never parsed as settings.
+CONTRACT_ENV = frozenset({"doorstep_index", "doorstep_data", "doorstep_port", "doorstep_config"})
+
+
+class _EnvSource(EnvSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for key, env_name, complex_ in self._extract_field_info(field, field_name):
+            if env_name.lower() in CONTRACT_ENV:
+                continue
+            value = self.env_vars.get(env_name)
+            if value is not None:
+                return value, key, complex_
+        infos = self._extract_field_info(field, field_name)
+        return None, infos[0][0] if infos else field_name, bool(infos and infos[0][2])
+
+
 class MainSettings(BaseSettings):
     """config/doorstep.yaml; every key can be overridden as DOORSTEP_<KEY>__<SUBKEY>."""
 
@@ -161,7 +179,7 @@ class MainSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)  # the environment overrides the file
+        return (_EnvSource(settings_cls), init_settings)  # the environment overrides the file
 
 
 # --- groups, staff, services, lexicon, FAQ ---------------------------------------------------------------

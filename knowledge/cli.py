@@ -3,7 +3,6 @@ progress (a rich progress bar on a terminal, plain lines otherwise, e.g. in CI).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,17 +14,6 @@ from knowledge.ingest import FileResult
 from knowledge.service import KnowledgeService, open_knowledge
 
 
-def load_contract_config() -> Config:
-    """load_config, with $DOORSTEP_INDEX kept away from pydantic-settings: its DOORSTEP_ prefix would read
-    the variable as the `index` settings block and fail. Config.index_dir reads it afterwards as it should."""
-    saved = os.environ.pop("DOORSTEP_INDEX", None)
-    try:
-        return load_config()
-    finally:
-        if saved is not None:
-            os.environ["DOORSTEP_INDEX"] = saved
-
-
 def index_dir_for(config: Config, index: str | None) -> Path:
     return Path(index).resolve() if index else config.index_dir
 
@@ -35,7 +23,7 @@ def open_for_command(index: str | None, *, ingest_sample_if_empty: bool) -> tupl
     (as `serve` does), saying so on stderr, so a fresh checkout answers at once."""
     from bot.cli import UserError
 
-    config = load_contract_config()
+    config = load_config()
     directory = index_dir_for(config, index)
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--index {directory}: not a directory")

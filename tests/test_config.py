@@ -92,3 +92,11 @@ def test_cli_check_summarises_a_good_config(config, capsys: pytest.CaptureFixtur
     assert main(["--config", str(ROOT / "config" / "doorstep.yaml"), "check"]) == 0
     out = capsys.readouterr().out
     assert "groups: 5" in out and "services: 14" in out
+
+
+def test_contract_index_variable_is_a_directory_not_the_index_block(config, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DOORSTEP_INDEX", str(tmp_path / "idx"))
+    monkeypatch.setenv("DOORSTEP_INDEX__CHROMA_URL", "http://127.0.0.1:9")
+    c = load_config(ROOT / "config" / "doorstep.yaml")
+    assert c.index_dir == tmp_path / "idx"
+    assert c.main.index.chroma_url == "http://127.0.0.1:9"

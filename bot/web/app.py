@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
 from bot.tickets.web import mount_tickets
+from bot.web.admin import admin_router
 from bot.web.simulator import simulator_router
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     if isinstance(sim, SimulatorChannel):
         web.include_router(simulator_router(sim, app.config))
 
-    mount_tickets(web, app)  # issue 4: the webhook receiver, and the built-in Open311 backend at /open311/v2
+    mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
+    web.include_router(admin_router(app), prefix="/admin")
 
     @web.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:
