@@ -158,11 +158,25 @@ class App:
         self.store.close()
         self.started = False
 
+    def _index_health(self) -> dict[str, Any]:
+        kb = self.services.knowledge
+        if kb is None:
+            return {"status": "not loaded"}
+        stats = getattr(kb, "stats", None)
+        if stats is None:
+            return {"status": "up"}
+        try:
+            st = stats()
+        except Exception as e:  # health reports a broken index, never raises
+            log.warning("index health check failed: %s", e)
+            return {"status": "down", "error": str(e)}
+        return {"status": "up", "documents": st.get("documents"), "chunks": st.get("chunks")}
+
     def health(self) -> dict[str, Any]:
         store_ok = self.store.ping()
         parts: dict[str, Any] = {
             "store": {"status": "up" if store_ok else "down", "url": self.store.engine.url.render_as_string()},
-            "index": {"status": "up" if self.services.knowledge is not None else "not loaded"},
+            "index": self._index_health(),
             "ticket_backend": self.services.tickets.health() if self.services.tickets else {"status": "not configured"},
             "channels": {name: ch.health() for name, ch in self.channels.items()},
             "sender": {"pending": self.sender.pending(), "sent": self.sender.sent_count},
