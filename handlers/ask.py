@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 OFFER_MINUTES = 10
 UNAVAILABLE = "抱歉，政策和服务资料暂时查不了，请稍后再问，或直接联系网格员。"
-FORWARDED = "已转人工：{staff} 请帮忙解答{asker}的问题：“{question}”（资料里没有找到答案）。"
+# The channel renders the Reply's mentions (staff, then the asker) as "@name" before the text, as WeChat does,
+# so the text names nobody with "@": it reads on after that prefix.
+FORWARDED = "已转人工：请帮忙解答{asker}的问题“{question}”（资料里没有找到答案）。"
 NO_STAFF = "好的，您的问题已记录，社区工作人员看到后会尽快在群里答复您。"
 DECLINED = "好的，有需要随时再问我。"
 
@@ -148,11 +150,7 @@ class AskHandler(Handler):
             mark_forwarded(
                 self.services.store, gap_id, ",".join(s.id for s in people), self.services.clock.now()
             )
-        text = FORWARDED.format(
-            staff=" ".join(f"@{s.name}" for s in people),
-            asker=f"@{msg.display_sender} ",
-            question=question[:200],
-        )
+        text = FORWARDED.format(asker=msg.display_sender, question=question[:200])
         log.info("question from %s in %s passed to %s", msg.sender, msg.group, [s.id for s in people])
         return [
             Reply(

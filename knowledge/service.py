@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config
+from knowledge.decide import DEFAULT_DECISION, Decision, features
 from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
 from knowledge.extractive import extract_passage, source_line
 from knowledge.faq import FAQItem, FAQMatcher
@@ -29,7 +30,8 @@ EMPTY_QUESTION = "请把您的问题说得具体一点，比如“助老食堂�
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """When the best passage counts as an answer, on the e5 cosine similarity between the question and that
+    """The older found rule, kept for comparison (`KnowledgeService(threshold=Threshold())`); the default is
+    the fitted `knowledge.decide.Decision`. When the best passage counts as an answer, on the e5 cosine similarity between the question and that
     passage. Calibrated on the dev set (docs/knowledge.md): the unanswerable questions' best passages score
     0.84-0.885, answerable ones mostly 0.87-0.94. A passage BM25 also ranks high (they share real words)
     needs a little less."""
@@ -49,6 +51,7 @@ class KnowledgeService:
         *,
         llm: LLMWriter | None = None,
         threshold: Threshold | None = None,
+        decision: Decision | None = None,
         sample_paths: Sequence[Path] = (),
         store: Any = None,
         database_url: str = "",
@@ -56,7 +59,8 @@ class KnowledgeService:
         self.index = index
         self.faq = faq or FAQMatcher(encode=index.embeddings.query)
         self.llm = llm
-        self.threshold = threshold or Threshold()
+        self.threshold = threshold
+        self.decision = decision or DEFAULT_DECISION
         self.sample_paths = list(sample_paths)
         self.store = store  # bot.store.Store holding the knowledge gaps; opened from database_url when needed
         self.database_url = database_url
@@ -102,11 +106,16 @@ class KnowledgeService:
         return Answer(q, True, text, citations, (time.perf_counter() - t0) * 1000, via=via)
 
     def answerable(self, question: str, hits: Sequence[Hit]) -> bool:
-        top = hits[0]
-        th = self.threshold
-        if top.dense >= th.dense_alone:
-            return True
-        return top.bm25_rank is not None and top.bm25_rank < th.agreed_rank and top.dense >= th.dense_agreed
+        """The fitted decision (knowledge.decide) over the best passage's cosine, its margin over the next
+        candidates and the question's word coverage; `threshold`, when given, is the older cosine rule."""
+        if self.threshold is not None:
+            top, th = hits[0], self.threshold
+            if top.dense >= th.dense_alone:
+                return True
+            return (
+                top.bm25_rank is not None and top.bm25_rank < th.agreed_rank and top.dense >= th.dense_agreed
+            )
+        return self.decision.found(features(question, hits, self.index.lexicon))
 
     def _compose(self, question: str, hits: Sequence[Hit]) -> tuple[str, str, list[int]]:
         if self.llm is not None:
