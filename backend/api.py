@@ -253,7 +253,7 @@ class Backend:
             "agency_responsible": r.agency_responsible or None,
             "service_notice": r.service_notice or None,
             "requested_datetime": w3c(r.requested_datetime),
-            "updated_datetime": w3c(r.updated_datetime),
+            "updated_datetime": w3c(r.updated_datetime, precise=True),
             "expected_datetime": w3c(r.expected_datetime),
             "address": r.address or None,
             "address_id": r.address_id or None,

@@ -20,9 +20,13 @@ ROOTS = {
 }
 
 
-def w3c(dt: datetime | None) -> str | None:
-    """W3C date-time with offset, as the spec shows: 2010-04-14T06:37:38+00:00."""
-    return dt.isoformat(timespec="seconds") if dt else None
+def w3c(dt: datetime | None, *, precise: bool = False) -> str | None:
+    """W3C date-time with offset, as the spec shows: 2010-04-14T06:37:38+00:00. `precise` keeps microseconds
+    (2010-04-14T06:37:38.123456+00:00, still W3C): for updated_datetime, which clients order updates by, and two
+    updates (a creation and a staff closing it) can fall within one second."""
+    if dt is None:
+        return None
+    return dt.isoformat(timespec="microseconds" if precise else "seconds")
 
 
 def _xml_value(parent: ET.Element, key: str, value: Any) -> None:

@@ -56,8 +56,11 @@ def test_held_out_accuracy_does_not_regress(dev: list[dict[str, Any]], config: C
     ("text", "intent", "service"),
     [
         ("3号楼门口井盖松了，差点摔了", "hazard", "municipal_facility"),
-        ("查询工单 #123", "command", None),
-        ("我的工单", "command", None),
+        # a resident asking after a ticket is a question: answered unprompted, by handlers/status.py
+        ("查询工单 #123", "question", None),
+        ("我的工单", "question", None),
+        ("工单#102进度怎么样了", "question", None),
+        ("/工单 #88 已处理", "command", None),
         ("/通知 明天停水", "command", None),
         ("电瓶车能推上楼充电吗", "question", None),
         ("【通知】明天9点到12点停水，请提前储水", "notice", None),
@@ -71,6 +74,23 @@ def test_examples(config: Config, text: str, intent: str, service: str | None) -
     c = load_classifier(config).classify(text)
     assert (c.intent, c.service_code) == (intent, service)
     assert c.needs_ticket == (service is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "service"),
+    [
+        # the broken thing decides the service, not the vehicle or person it endangered
+        ("小门 3号楼门口井盖松了，电动车差点翻了，电话13812345678", "municipal_facility"),
+        ("5号楼门口的路灯不亮，骑电动车的差点撞树上", "municipal_facility"),
+        ("东门那个井盖没盖好，送外卖的电瓶车轮子卡进去了", "municipal_facility"),
+        # and a vehicle that is itself the problem is still an e-bike matter
+        ("3号楼楼道里有人给电动车飞线充电", "ebike_fire_safety"),
+        ("电瓶车停在消防通道上充电", "ebike_fire_safety"),
+    ],
+)
+def test_the_broken_object_decides_the_service(config: Config, text: str, service: str) -> None:
+    c = load_classifier(config).classify(text)
+    assert c.needs_ticket and c.service_code == service
 
 
 def test_urgency_is_danger_to_people_now(config: Config) -> None:

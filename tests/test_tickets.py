@@ -21,7 +21,7 @@ from bot.clock import ManualClock
 from bot.config import Config, load_config
 from bot.message import Location
 from bot.store.models import InboundMessage, Ticket, TicketOutbox, TicketReport
-from bot.tickets.client import GeoReportClient
+from bot.tickets.client import GeoReportClient, RemoteRequest
 from bot.tickets.desk import ReportDesk
 from bot.tickets.web import webhook_router
 from tests.conftest import ROOT
@@ -253,6 +253,56 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     assert "#1 3号楼门口井盖松了：处理中" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True, sender="u_new"))
     assert "您还没有反映过问题" in channel.sent[-1].text
+
+
+async def test_my_tickets_is_answered_without_a_mention(
+    tapp: App, channel: RecordingChannel, say: Say
+) -> None:
+    """The demo's step 8: "我的工单" unaddressed in an `auto` group was ignored as "not addressed"."""
+    await say_all(tapp, say("3号楼门口井盖松了"))
+    await settle(tapp)
+    (outcome,) = await say_all(tapp, say("我的工单"))
+    assert outcome.status == "handled" and outcome.handler == "status"
+    assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口井盖松了：处理中")
+    (outcome,) = await say_all(tapp, say("查询工单 #1", sender="u_other"))
+    assert outcome.handler == "status" and "工单 #1（3号楼门口井盖松了）：处理中" in channel.sent[-1].text
+    with tapp.store.session() as s:
+        rows = s.scalars(
+            select(InboundMessage).where(InboundMessage.text.in_(["我的工单", "查询工单 #1"]))
+        ).all()
+        assert [(r.status, r.reason) for r in rows] == [("handled", "status"), ("handled", "status")]
+
+
+async def test_a_stale_update_never_moves_a_ticket_backwards(
+    tapp: App, backend, channel: RecordingChannel, say: Say
+) -> None:
+    """The demo's step 7: the creation's "open" webhook arrived after a poll had seen the ticket closed, and the
+    group was told 已处理完毕, 已重新打开, 已处理完毕."""
+    be = backend[0]
+    await say_all(tapp, say("3号楼门口井盖松了"))
+    await settle(tapp)
+    desk = desk_of(tapp)
+    created = RemoteRequest.from_doc(Backend.request_doc(requests_in(be)[0]))  # the creation event, held back
+    # the backend keeps microseconds: a creation and a closing within one second are still ordered
+    closed = Backend.request_doc(be.update_status(1, "closed", "已更换井盖", "街道城管科"))
+    assert created.updated_datetime < closed["updated_datetime"]
+    assert await desk.poll_once() == 1
+    assert desk.apply_remote(created) is False  # late and older: ignored
+    assert desk.apply_remote(RemoteRequest.from_doc(closed)) is False  # the webhook of the same change
+    await settle(tapp)
+    told = [s.text for s in channel.sent if s.text.startswith("工单 #1")]
+    assert len(told) == 1 and "已处理完毕" in told[0]
+    with tapp.store.session() as s:
+        t = s.get(Ticket, 1)
+        assert t is not None and (t.status, t.status_version, t.status_notes) == ("closed", 1, "已更换井盖")
+    # a real reopening, newer than the closing, is applied and told once
+    reopened = be.update_status(1, "open", "居民反映仍松动")
+    stale_poll = RemoteRequest.from_doc(closed)  # a poll read before the reopening, applied after it
+    assert desk.apply_remote(RemoteRequest.from_doc(Backend.request_doc(reopened))) is True
+    assert desk.apply_remote(stale_poll) is False
+    await settle(tapp)
+    told = [s.text for s in channel.sent if s.text.startswith("工单 #1")]
+    assert len(told) == 2 and "已重新打开" in told[1]
 
 
 async def test_outbox_backs_off_parks_alerts_and_never_drops(

@@ -18,7 +18,7 @@ import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -57,6 +57,20 @@ def _bigrams(text: str) -> set[str]:
 def similarity(a: str, b: str) -> float:
     x, y = _bigrams(a), _bigrams(b)
     return len(x & y) / len(x | y) if x and y else 0.0
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _remote_time(value: str) -> datetime | None:
+    """The backend's updated_datetime (W3C), in UTC; None when missing or unreadable."""
+    if not value:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -250,7 +264,8 @@ class ReportDesk:
             mention = [r.sender]
             if match is not None:
                 r.ticket_id, r.state = match.id, "merged"
-                match.updated_at = now
+                if match.status_version == 0:  # afterwards updated_at is the backend's time (apply_remote)
+                    match.updated_at = now
                 s.flush()
                 n = (
                     s.scalar(
@@ -405,10 +420,29 @@ class ReportDesk:
     # --- status from the backend -----------------------------------------------------------------------
 
     def apply_remote(self, remote: RemoteRequest) -> bool:
-        """Record the backend's view of a ticket; owe one message per group if its status changed."""
+        """Record the backend's view of a ticket; owe one message per group if its status changed.
+
+        Webhooks and polls can arrive out of order (the creation's "open" event delivered after a poll saw the
+        ticket closed; a poll's answer read before a webhook and applied after it). Updates are ordered by the
+        backend's `updated_datetime`: once a change has been applied (`status_version` > 0) the ticket's
+        `updated_at` holds the backend's time of it, and anything older is ignored, so a ticket never moves
+        backwards and groups hear of each real change once. Before the first change there is nothing to undo
+        (the ticket is open and an older "open" changes nothing). Equal times are applied (a server that keeps
+        whole seconds may make two changes in one second; what it says last wins when polled again).
+        """
+        stamp = _remote_time(remote.updated_datetime)
         with self.store.session() as s:
             t = s.scalars(select(Ticket).where(Ticket.remote_id == remote.service_request_id)).first()
             if t is None:
+                return False
+            if stamp is not None and t.status_version > 0 and stamp < _utc(t.updated_at):
+                log.info(
+                    "ignored a stale update of ticket #%s (%s at %s, already applied %s)",
+                    t.id,
+                    remote.status,
+                    remote.updated_datetime,
+                    t.updated_at.isoformat(),
+                )
                 return False
             status = "closed" if remote.status == "closed" else "open"
             changed = status != t.status
@@ -416,10 +450,12 @@ class ReportDesk:
             if remote.agency_responsible:
                 t.agency = remote.agency_responsible
             if not changed:
+                if stamp is not None and t.status_version > 0:
+                    t.updated_at = stamp
                 return False
             t.status = status
             t.status_version += 1
-            t.updated_at = self.clock.now()
+            t.updated_at = stamp or self.clock.now()
             reports = s.scalars(
                 select(TicketReport).where(TicketReport.ticket_id == t.id).order_by(TicketReport.id)
             ).all()

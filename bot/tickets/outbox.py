@@ -159,7 +159,8 @@ class Outbox:
             ticket.remote_id = created.service_request_id
             ticket.remote_token = created.token
             ticket.sync = "sent"
-            ticket.updated_at = self.clock.now()
+            if ticket.status_version == 0:  # afterwards updated_at is the backend's time (desk.apply_remote)
+                ticket.updated_at = self.clock.now()
         self.last_ok, self.last_error = True, ""
         log.info("ticket #%s sent: service_request_id=%s", row.ticket_id, created.service_request_id)
         return True

@@ -317,7 +317,9 @@ CMD = [
     "查询工单 100",
 ]
 for c in CMD:
-    rows.append({"text": c, "intent": "command"})
+    # a resident asking after a ticket is a question (answered unprompted); slash commands and help are commands
+    query = "工单" in c and not c.startswith(("/", "／"))
+    rows.append({"text": c, "intent": "question" if query else "command"})
 # hand-written, varied
 HAND = [
     ("我们楼的电梯三天两头坏，今天又把人关里面十分钟", "hazard", "property_repair"),
@@ -484,6 +486,59 @@ MORE_C = [
     "拜年啦各位",
     "我来晚了",
 ]
+# The broken thing decides the service, not who got hurt by it: a rider's "井盖松了，电动车差点翻了" is a
+# manhole (municipal_facility), not an e-bike problem. Objects x victims, labelled with the object's service;
+# and the other way round, reports where the vehicle itself is the problem, next to a facility word. They teach
+# the service model only (source "service"): who was hurt says nothing new about complaint vs hazard.
+vr = random.Random(11)
+OBJECTS = [
+    ("municipal_facility", "井盖松了"),
+    ("municipal_facility", "井盖没盖严"),
+    ("municipal_facility", "路面塌了个大坑"),
+    ("municipal_facility", "雨水篦子缺了一块"),
+    ("municipal_facility", "路灯不亮黑乎乎的"),
+    ("municipal_facility", "人行道砖翘起来了"),
+    ("property_repair", "单元门口台阶碎了"),
+    ("property_repair", "车库的灯全灭了"),
+    ("property_repair", "楼道灯坏了"),
+    ("public_safety", "电线垂到路上了"),
+    ("public_safety", "围墙塌了一块砖头满地"),
+    ("sanitation", "地上全是泔水油污"),
+    ("greenery", "断了的树枝横在路上"),
+    ("parking_traffic", "车乱停把路堵了一半"),
+]
+VICTIMS = [
+    "电动车差点翻了",
+    "骑电瓶车的差点摔了",
+    "外卖小哥连人带车摔了一跤",
+    "我家孩子差点掉进去",
+    "老人差点绊倒",
+    "自行车轮子卡进去了",
+    "汽车轮胎都压坏了",
+    "送餐的电驴侧翻了",
+    "骑手差点摔了",
+    "晚上骑车根本看不见",
+    "电动车轮子陷进去了",
+    "快递三轮车过不去",
+]
+VFRAMES = ["{p}{x}，{v}", "{p}{x}，{v}，赶紧修一下", "小门 {p}{x}，{v}", "{v}，{p}{x}", "{p}{x}，刚才{v}"]
+for svc, x in OBJECTS:
+    for v in vr.sample(VICTIMS, 4):
+        f = vr.choice(VFRAMES)
+        p = vr.choice(PLACES)
+        intent = "hazard" if svc in ("municipal_facility", "public_safety") else "complaint"
+        rows.append(
+            {"text": f.format(p=p, x=x, v=v), "intent": intent, "service_code": svc, "source": "service"}
+        )
+for t in [
+    "井盖旁边有人飞线给电动车充电",
+    "路灯杆上拉了根线给电瓶车充电",
+    "楼道里停了三辆电动车在充电，消防通道都堵了",
+    "电动车推进电梯里了，充电器还冒烟",
+    "车棚的电动车充电插座烧黑了",
+    "有人把电瓶拎回家充电，楼道里全是线",
+]:
+    rows.append({"text": t, "intent": "hazard", "service_code": "ebike_fire_safety", "source": "service"})
 for t in MORE_Q:
     rows.append({"text": t, "intent": "question", "needs_ticket": False, "service_code": None})
 for t in MORE_N:
@@ -491,7 +546,9 @@ for t in MORE_N:
 for t in MORE_C:
     rows.append({"text": t, "intent": "chitchat", "needs_ticket": False, "service_code": None})
 for r in rows:
-    r["source"] = "train"
+    r.setdefault(
+        "source", "train"
+    )  # "service": taught to the service model only (see handlers/classifier.py)
 # the labelled dev set (tests/data/classify_dev.jsonl) is trained on too; the evaluation leaves its folds out
 ROOT = Path(__file__).resolve().parents[2]
 for line in (ROOT / "tests" / "data" / "classify_dev.jsonl").read_text(encoding="utf-8").splitlines():
