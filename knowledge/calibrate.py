@@ -34,7 +34,7 @@ def collect(qa: Path, index: str | None) -> tuple[list[str], np.ndarray, np.ndar
             hits = service.retrieve(it.question, it.community, k=5)
             if not hits:
                 continue
-            f = features(it.question, hits, service.index.lexicon)
+            f = features(it.question, hits, service.index.lexicon, service.index.vocabulary())
             qs.append(it.question)
             xs.append([f[n] for n in FEATURES])
             ys.append(int(it.answerable))

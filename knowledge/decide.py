@@ -10,7 +10,10 @@ on a knife edge. The decision combines signals that fail differently:
 - `coverage`: the share of the question's content words that the best passage contains, a word counting as
   contained when the passage has it, its standard term from the lexicon (电瓶车 -> 电动自行车), or its
   characters' bigrams (楼道 in 楼道里; 充电 in 充电站);
-- `agree`: the dense and the BM25 rankings agree on the best passage.
+- `agree`: the dense and the BM25 rankings agree on the best passage;
+- `novelty`: the share of the question's content words that occur nowhere in the whole index (none of the
+  word's or its standard term's character bigrams is missing from the corpus): a question about a 游泳池 or a
+  健康证 asks about something the knowledge never mentions, however close its nearest passage scores.
 
 They are combined by a logistic regression fitted on the dev set (`python -m knowledge.calibrate`, which also
 reports cross-validated figures); the fitted weights are the constants below, so answering needs no
@@ -20,7 +23,7 @@ scikit-learn. docs/knowledge.md has the figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 import jieba
@@ -28,7 +31,7 @@ import jieba
 from knowledge.index import Hit
 from knowledge.text import STOPWORDS, Lexicon, bigrams
 
-FEATURES = ("dense", "margin", "coverage")  # `agree` is computed too; it added nothing under cross-validation
+FEATURES = ("dense", "margin", "coverage", "novelty")  # `agree` is computed too; it added nothing under cross-validation
 
 
 def content_words(question: str) -> list[str]:
@@ -61,7 +64,23 @@ def coverage(question: str, passage: str, lexicon: Lexicon) -> float:
     return got / len(words)
 
 
-def features(question: str, hits: Sequence[Hit], lexicon: Lexicon) -> dict[str, float]:
+def novelty(question: str, vocabulary: Set[str], lexicon: Lexicon) -> float:
+    """Share of the question's content words (two or more characters) that the corpus never uses: a word is
+    known when all character bigrams of it, or of one of its standard terms, occur somewhere in the index."""
+    words = [w for w in content_words(question) if len(w) >= 2]
+    if not words or not vocabulary:
+        return 0.0
+    unknown = 0
+    for w in words:
+        grams_of = (bigrams(v) for v in (w, *lexicon.expansions(w)))
+        if not any(g and all(x in vocabulary for x in g) for g in grams_of):
+            unknown += 1
+    return unknown / len(words)
+
+
+def features(
+    question: str, hits: Sequence[Hit], lexicon: Lexicon, vocabulary: Set[str] = frozenset()
+) -> dict[str, float]:
     top = hits[0]
     others = [h.dense for h in hits[1:]]
     margin = top.dense - max(others) if others else 0.05
@@ -71,6 +90,7 @@ def features(question: str, hits: Sequence[Hit], lexicon: Lexicon) -> dict[str, 
         "margin": margin,
         "coverage": coverage(question, top.chunk.index_text, lexicon),
         "agree": agree,
+        "novelty": novelty(question, vocabulary, lexicon),
     }
 
 
@@ -97,8 +117,8 @@ class Decision:
 
 # Fitted on tests/data/knowledge_dev.jsonl by `python -m knowledge.calibrate` (see docs/knowledge.md).
 DEFAULT_DECISION = Decision(
-    mean=(0.898151, 0.006920, 0.486585),
-    scale=(0.023509, 0.014809, 0.262365),
-    coef=(2.706517, -0.384478, 0.380057),
-    intercept=1.508863,
+    mean=(0.898151, 0.006920, 0.486585, 0.375169),
+    scale=(0.023509, 0.014809, 0.262365, 0.299108),
+    coef=(2.640351, -0.409801, -0.019234, -0.598790),
+    intercept=1.568388,
 )

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -90,6 +90,8 @@ class HybridIndex:
         )
         self._lock = threading.RLock()
         self._lexical: dict[str, bm25s.BM25] = {}
+        self._vocabulary: frozenset[str] = frozenset()
+        self._vocabulary_gen: int | None = None
         self._lexical_gen = -1
         self._ids: list[str] = []
         self._community_of: np.ndarray = np.zeros(0, dtype=np.int32)
@@ -189,6 +191,17 @@ class HybridIndex:
                     self._lexical[name] = self._load_or_build(name, gen, corpus)
             self._lexical_gen = gen
             return self._lexical
+
+    def vocabulary(self) -> Set[str]:
+        """Every character bigram the index contains (the bigram BM25's vocabulary), for the found decision."""
+        lexical = self._lexical_ready()
+        retriever = lexical.get("bigrams")
+        if retriever is None:
+            return frozenset()
+        if self._vocabulary_gen != self._lexical_gen:
+            self._vocabulary = frozenset(retriever.vocab_dict)
+            self._vocabulary_gen = self._lexical_gen
+        return self._vocabulary
 
     def _load_or_build(self, name: str, gen: int, corpus: Callable[[], list[list[str]]]) -> bm25s.BM25:
         saved = self.directory / f"bm25-{name}"

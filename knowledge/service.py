@@ -115,7 +115,7 @@ class KnowledgeService:
             return (
                 top.bm25_rank is not None and top.bm25_rank < th.agreed_rank and top.dense >= th.dense_agreed
             )
-        return self.decision.found(features(question, hits, self.index.lexicon))
+        return self.decision.found(features(question, hits, self.index.lexicon, self.index.vocabulary()))
 
     def _compose(self, question: str, hits: Sequence[Hit]) -> tuple[str, str, list[int]]:
         if self.llm is not None:

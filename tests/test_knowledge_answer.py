@@ -49,8 +49,9 @@ def test_retrieval_quality_on_the_dev_set(dev_report: dict[str, Any]) -> None:
 
 
 def test_unanswerable_questions_are_refused(dev_report: dict[str, Any]) -> None:
-    # measured with the fitted decision (knowledge.decide): refused 0.897, answered 0.857
-    assert dev_report["refusal_rate"] >= 0.85
+    # measured with the fitted decision (knowledge.decide, with novelty): refused 0.931, answered 0.867
+    # (cross-validated: refused 0.910, answered 0.853)
+    assert dev_report["refusal_rate"] >= 0.88
     assert dev_report["answered_rate"] >= 0.82  # ... and answerable ones are not refused wholesale
 
 
