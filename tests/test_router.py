@@ -187,7 +187,7 @@ async def test_same_question_within_minutes_gets_a_pointer(app: App, channel: Re
     clock.advance(120)
     [o] = await run(app, say("小门 助老食堂几点开饭", sender="u_chen", sender_name="小陈"))
     assert o.reason == "repeated question" and echo.calls == 1
-    assert "2分钟前刚回答过（回复给刘阿姨）" in channel.sent[-1].text
+    assert "2分钟前已经回答过（回复给刘阿姨）" in channel.sent[-1].text
     # another group gets its own answer
     await run(app, say("小门 助老食堂几点开饭", group="幸福里5号楼"))
     assert echo.calls == 2

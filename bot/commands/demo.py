@@ -88,7 +88,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
     home, home5, riders = "幸福里3号楼", "幸福里5号楼", "示例社区骑手群"
 
     step("1. 居民提问：从政策和服务清单里找答案，并注明出处")
-    await sc.say(home, "u_liu", "刘阿姨", "@家门口助手 电瓶车能推到楼道里充电吗？", mentions_bot=True)
+    await sc.say(home, "u_liu", "刘阿姨", "@家门口助手 电动车能放楼道里充电吗？", mentions_bot=True)
     await sc.say(home, "u_zhang", "张师傅", "小门 助老食堂几点开饭？")
 
     step("2. 同一个问题几分钟内再问：指向刚才的回答，不刷屏")
