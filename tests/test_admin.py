@@ -21,7 +21,6 @@ from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
 from bot.store.models import Ticket, TicketReport
-from bot.web.admin import admin_router
 from bot.web.app import create_web_app
 from knowledge.gaps import record_gap
 from knowledge.service import KnowledgeService, open_knowledge
@@ -34,7 +33,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def make_web(app: App) -> FastAPI:
     web = create_web_app(app, manage_lifecycle=False)
-    web.include_router(admin_router(app), prefix="/admin")
     return web
 
 
