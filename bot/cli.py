@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="+")
     ing.add_argument("--index")
     ing.add_argument("--replace", action="store_true", help="drop everything else from the index first")
-    ing.add_argument("--community", default="", help="the community these documents belong to (default: global)")
+    ing.add_argument(
+        "--community", default="", help="the community these documents belong to (default: global)"
+    )
     rm = kb_sub.add_parser("remove", help="remove documents by file name")
     rm.add_argument("sources", nargs="+")
     rm.add_argument("--index")
@@ -97,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(f"bot.commands.{_command_module(args)}")
         except ModuleNotFoundError as e:
             if e.name and e.name.startswith("bot.commands"):
-                raise NotYetAvailable(f"'doorstep {args.command}' is not yet available in this version") from None
+                raise NotYetAvailable(
+                    f"'doorstep {args.command}' is not yet available in this version"
+                ) from None
             raise
         return int(module.run(args) or 0)
     except (UserError, ConfigError) as e:

@@ -58,7 +58,9 @@ RespondMode = Literal["mention", "trigger", "auto"]
 class GroupPolicy(_Strict):
     """When the bot speaks in a group. Every field may be overridden per group."""
 
-    respond: RespondMode = "auto"  # mention: only when @-ed; trigger: also trigger words; auto: also clear questions/reports
+    respond: RespondMode = (
+        "auto"  # mention: only when @-ed; trigger: also trigger words; auto: also clear questions/reports
+    )
     triggers: list[str] = Field(default_factory=lambda: ["小门", "家门口", "请问", "报修", "投诉"])
     quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
     repeat_window_minutes: float = Field(5.0, ge=0)
@@ -106,7 +108,9 @@ class LLMSettings(_Strict):
 class TicketSettings(_Strict):
     open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
     api_key: str = ""
-    api_keys: list[str] = Field(default_factory=lambda: ["doorstep-local-key"])  # keys the built-in backend accepts
+    api_keys: list[str] = Field(
+        default_factory=lambda: ["doorstep-local-key"]
+    )  # keys the built-in backend accepts
     jurisdiction_id: str = "doorstep.local"
     webhook_secret: str = "doorstep-webhook-secret"
     merge_window_hours: float = 72.0
@@ -215,7 +219,9 @@ class GroupsFile(_Strict):
         known = {c.name for c in self.communities}
         for g in self.groups:
             if g.community and known and g.community not in known:
-                raise ValueError(f"group {g.id!r} names community {g.community!r}, which is not in communities")
+                raise ValueError(
+                    f"group {g.id!r} names community {g.community!r}, which is not in communities"
+                )
         return self
 
 
@@ -315,7 +321,9 @@ class Config(BaseModel):
         if g is None:
             return self.main.policy
         # attributes, not model_dump(): nested models (quiet hours) must stay models
-        overrides = {k: getattr(g.policy, k) for k in type(g.policy).model_fields if getattr(g.policy, k) is not None}
+        overrides = {
+            k: getattr(g.policy, k) for k in type(g.policy).model_fields if getattr(g.policy, k) is not None
+        }
         return self.main.policy.model_copy(update=overrides)
 
     def staff_member(self, sender: str) -> StaffMember | None:
@@ -333,8 +341,14 @@ def _describe(err: dict[str, Any]) -> str:
     elif err["type"] == "missing":
         msg = "required key is missing"
     got = err.get("input")
-    shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
-    return f"{key}: expected {msg[0].lower() + msg[1:]}{shown}" if msg.startswith("Input should") else f"{key}: {msg}{shown}"
+    shown = (
+        "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+    )
+    return (
+        f"{key}: expected {msg[0].lower() + msg[1:]}{shown}"
+        if msg.startswith("Input should")
+        else f"{key}: {msg}{shown}"
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -20,8 +20,9 @@ class Conversations:
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], Conversation] = {}
 
-    def open(self, handler: str, group: str, sender: str, now: datetime, timeout_s: float,
-             state: dict[str, object]) -> Conversation:
+    def open(
+        self, handler: str, group: str, sender: str, now: datetime, timeout_s: float, state: dict[str, object]
+    ) -> Conversation:
         conv = Conversation(handler, group, sender, now + timedelta(seconds=timeout_s), state)
         self._open[(group, sender)] = conv
         return conv

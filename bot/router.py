@@ -104,7 +104,9 @@ class Router:
             self._mark(msg, "ignored", "text too long")
             if not addressed:
                 return Outcome("ignored", "text too long")
-            reply = self._reply(msg, TEXT_TOO_LONG.format(n=len(msg.text), limit=policy.max_text_chars), "error")
+            reply = self._reply(
+                msg, TEXT_TOO_LONG.format(n=len(msg.text), limit=policy.max_text_chars), "error"
+            )
             return Outcome("ignored", "text too long", replies=(reply,))
 
         ctx = Context(
@@ -133,7 +135,9 @@ class Router:
                 self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
 
-        ctx.classification = svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
+        ctx.classification = (
+            svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
+        )
         if ctx.text.startswith(("/", "／")) and ctx.intent != "command":
             ctx.classification = Classification(intent="command")
 
@@ -163,15 +167,25 @@ class Router:
             if not h.permitted(ctx):
                 log.warning("refused %s for sender %s in %s: no staff role", h.name, msg.sender, msg.group)
                 self._mark(msg, "handled", f"refused:{h.name}", ctx.intent)
-                return Outcome("handled", "not permitted", h.name, (self._reply(msg, NOT_PERMITTED, "refusal"),),
-                               ctx.classification)
+                return Outcome(
+                    "handled",
+                    "not permitted",
+                    h.name,
+                    (self._reply(msg, NOT_PERMITTED, "refusal"),),
+                    ctx.classification,
+                )
             try:
                 replies = await h.handle(ctx)
             except Exception:
                 log.exception("handler %s failed on message %s", h.name, msg.id)
                 self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
-                return Outcome("failed", "handler error", h.name, (self._reply(msg, HANDLER_FAILED, "error"),),
-                               ctx.classification)
+                return Outcome(
+                    "failed",
+                    "handler error",
+                    h.name,
+                    (self._reply(msg, HANDLER_FAILED, "error"),),
+                    ctx.classification,
+                )
             self._mark(msg, "handled", h.name, ctx.intent)
             if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
                 self._remember_answer(ctx, now)
@@ -179,7 +193,9 @@ class Router:
         self._mark(msg, "handled", "unhandled", ctx.intent)
         if not ctx.addressed:
             return Outcome("ignored", "no handler", classification=ctx.classification)
-        return Outcome("handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification)
+        return Outcome(
+            "handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification
+        )
 
     # --- policies ----------------------------------------------------------------------------------
 
@@ -203,13 +219,21 @@ class Router:
         msg, c = ctx.message, ctx.classification
         urgent = c.urgency == "urgent"
         direct = msg.mentions_bot or msg.private
-        if policy.quiet_hours and policy.quiet_hours.contains(now.astimezone(self.tz).time()) and not (direct or urgent):
+        if (
+            policy.quiet_hours
+            and policy.quiet_hours.contains(now.astimezone(self.tz).time())
+            and not (direct or urgent)
+        ):
             return False, "quiet hours"
         if ctx.addressed:
             return True, ""
         if ctx.intent == "command" and ctx.text.startswith(("/", "／")):
             return True, ""
-        if policy.respond == "auto" and c.intent in ("question", "complaint", "hazard") and c.confidence >= 0.6:
+        if (
+            policy.respond == "auto"
+            and c.intent in ("question", "complaint", "hazard")
+            and c.confidence >= 0.6
+        ):
             return True, ""
         if urgent:
             return True, ""
@@ -242,8 +266,11 @@ class Router:
         with self.services.store.session() as s:
             prev = s.scalars(
                 select(AnsweredQuestion)
-                .where(AnsweredQuestion.group_id == ctx.message.group, AnsweredQuestion.question_key == key,
-                       AnsweredQuestion.answered_at >= since)
+                .where(
+                    AnsweredQuestion.group_id == ctx.message.group,
+                    AnsweredQuestion.question_key == key,
+                    AnsweredQuestion.answered_at >= since,
+                )
                 .order_by(AnsweredQuestion.answered_at.desc())
             ).first()
         if prev is None:
@@ -255,8 +282,15 @@ class Router:
 
     def _remember_answer(self, ctx: Context, now: datetime) -> None:
         with self.services.store.session() as s:
-            s.add(AnsweredQuestion(group_id=ctx.message.group, question_key=question_key(ctx.text),
-                                   question=ctx.text[:500], asker_name=ctx.message.display_sender, answered_at=now))
+            s.add(
+                AnsweredQuestion(
+                    group_id=ctx.message.group,
+                    question_key=question_key(ctx.text),
+                    question=ctx.text[:500],
+                    asker_name=ctx.message.display_sender,
+                    answered_at=now,
+                )
+            )
 
     # --- records -----------------------------------------------------------------------------------
 
@@ -275,20 +309,36 @@ class Router:
         """Write the message before anything else happens; False if this id was seen already."""
         try:
             with self.services.store.session() as s:
-                s.add(InboundMessage(channel=msg.channel, message_id=msg.id[:128], group_id=msg.group[:128],
-                                     sender=msg.sender[:128], sender_name=msg.sender_name[:128],
-                                     text=msg.text[:STORED_TEXT_LIMIT], received_at=now))
+                s.add(
+                    InboundMessage(
+                        channel=msg.channel,
+                        message_id=msg.id[:128],
+                        group_id=msg.group[:128],
+                        sender=msg.sender[:128],
+                        sender_name=msg.sender_name[:128],
+                        text=msg.text[:STORED_TEXT_LIMIT],
+                        received_at=now,
+                    )
+                )
         except IntegrityError:
             return False
         return True
 
     def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
         with self.services.store.session() as s:
-            s.execute(update(InboundMessage)
-                      .where(InboundMessage.channel == msg.channel, InboundMessage.message_id == msg.id[:128])
-                      .values(status=status, reason=reason[:64], intent=intent))
+            s.execute(
+                update(InboundMessage)
+                .where(InboundMessage.channel == msg.channel, InboundMessage.message_id == msg.id[:128])
+                .values(status=status, reason=reason[:64], intent=intent)
+            )
 
     @staticmethod
     def _reply(msg: Message, text: str, kind: str) -> Reply:
-        return Reply(group=msg.group, text=text, mentions=() if msg.private else (msg.sender,),
-                     in_reply_to=msg.id, channel=msg.channel, kind=kind)
+        return Reply(
+            group=msg.group,
+            text=text,
+            mentions=() if msg.private else (msg.sender,),
+            in_reply_to=msg.id,
+            channel=msg.channel,
+            kind=kind,
+        )

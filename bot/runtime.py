@@ -23,7 +23,12 @@ def open_knowledge_for(config: Config) -> Any:
     return open_knowledge(config, ingest_sample_if_empty=True)
 
 
-def build_app(config: Config, *, channels: dict[str, Channel] | None = None, clock: Clock | None = None,
-              with_knowledge: bool = True) -> App:
+def build_app(
+    config: Config,
+    *,
+    channels: dict[str, Channel] | None = None,
+    clock: Clock | None = None,
+    with_knowledge: bool = True,
+) -> App:
     knowledge = open_knowledge_for(config) if with_knowledge else None
     return App(config, clock=clock, channels=channels, knowledge=knowledge)

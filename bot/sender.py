@@ -62,8 +62,13 @@ class ThrottledSender:
 
     def _record(self, reply: Reply, channel: str) -> int:
         with self.store.session() as s:
-            d = Delivery(channel=channel, group_id=reply.group, kind=reply.kind, text=reply.text[:4000],
-                         in_reply_to=reply.in_reply_to)
+            d = Delivery(
+                channel=channel,
+                group_id=reply.group,
+                kind=reply.kind,
+                text=reply.text[:4000],
+                in_reply_to=reply.in_reply_to,
+            )
             s.add(d)
             s.flush()
             return d.id

@@ -25,4 +25,6 @@ class Services:
     knowledge: Answerer | None = None
     tickets: Any = None  # handlers.tickets: the report desk (issue: tickets)
     notices: Any = None  # handlers.notices: the broadcaster (issue: staff)
-    group_channels: dict[str, str] = field(default_factory=dict)  # group id -> the channel it was last seen on
+    group_channels: dict[str, str] = field(
+        default_factory=dict
+    )  # group id -> the channel it was last seen on

@@ -41,7 +41,9 @@ class Context:
     def intent(self) -> Intent:
         return self.classification.intent
 
-    def reply(self, text: str, *, kind: str = "answer", mention_sender: bool = True, image: bytes | None = None) -> Reply:
+    def reply(
+        self, text: str, *, kind: str = "answer", mention_sender: bool = True, image: bytes | None = None
+    ) -> Reply:
         m = self.message
         return Reply(
             group=m.group,
@@ -126,6 +128,7 @@ class Handler(ABC):
     async def observe(self, ctx: Context) -> None:
         """Sees every recorded message in a group, addressed or not, before the policy decides whether the
         bot speaks: e.g. a photo or a location sent just before the words of a report."""
+        return None  # most handlers only see what is routed to them
 
     async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
         """The next message of a conversation this handler opened (see `Conversations`).

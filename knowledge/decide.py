@@ -31,7 +31,12 @@ import jieba
 from knowledge.index import Hit
 from knowledge.text import STOPWORDS, Lexicon, bigrams
 
-FEATURES = ("dense", "margin", "coverage", "novelty")  # `agree` is computed too; it added nothing under cross-validation
+FEATURES = (
+    "dense",
+    "margin",
+    "coverage",
+    "novelty",
+)  # `agree` is computed too; it added nothing under cross-validation
 
 
 def content_words(question: str) -> list[str]:

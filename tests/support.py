@@ -61,9 +61,19 @@ class Say:
     channel: str = "rec"
     clock_now: object = field(default=None)
 
-    def __call__(self, text: str, *, mention: bool = False, group: str | None = None, sender: str | None = None,
-                 sender_name: str | None = None, image: bytes | None = None, location: Location | None = None,
-                 private: bool = False, id: str | None = None) -> Message:
+    def __call__(
+        self,
+        text: str,
+        *,
+        mention: bool = False,
+        group: str | None = None,
+        sender: str | None = None,
+        sender_name: str | None = None,
+        image: bytes | None = None,
+        location: Location | None = None,
+        private: bool = False,
+        id: str | None = None,
+    ) -> Message:
         return Message(
             id=id or f"t-{next(_ids)}",
             channel=self.channel,
@@ -74,7 +84,9 @@ class Say:
             text=text,
             mentions=("doorstep-bot",) if mention else (),
             mentions_bot=mention,
-            attachments=(Attachment(kind="image", name="p.jpg", mime="image/jpeg", data=image),) if image else (),
+            attachments=(Attachment(kind="image", name="p.jpg", mime="image/jpeg", data=image),)
+            if image
+            else (),
             location=location,
             time=utcnow(),
             private=private,

@@ -36,7 +36,9 @@ def server(config: Config) -> Iterator[str]:
     """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own."""
     port = free_port()
     app = App(config, channels={"simulator": SimulatorChannel.from_config(config)})
-    server = uvicorn.Server(uvicorn.Config(create_web_app(app), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_web_app(app), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     import time
@@ -57,8 +59,15 @@ def test_post_in_the_page_and_see_the_reply(server: str, tmp_path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             page = browser.new_page()

@@ -22,7 +22,11 @@ def cfg_dir(tmp_path: Path) -> Path:
 def test_bundled_config_loads(config) -> None:
     assert config.main.bot.name == "家门口助手"
     assert {s.service_code for s in config.services.services} >= {
-        "property_repair", "municipal_facility", "ebike_fire_safety", "other"}
+        "property_repair",
+        "municipal_facility",
+        "ebike_fire_safety",
+        "other",
+    }
     assert config.group("幸福里3号楼").grid == "网格3"
     assert config.policy_for("示例社区骑手群").respond == "trigger"
     assert config.policy_for("焕玉里2号院").quiet_hours.start.hour == 23
@@ -31,7 +35,9 @@ def test_bundled_config_loads(config) -> None:
 
 def test_wrong_type_names_file_key_and_expectation(cfg_dir: Path) -> None:
     p = cfg_dir / "doorstep.yaml"
-    p.write_text(p.read_text(encoding="utf-8").replace("user_per_minute: 6", "user_per_minute: lots"), encoding="utf-8")
+    p.write_text(
+        p.read_text(encoding="utf-8").replace("user_per_minute: 6", "user_per_minute: lots"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)
@@ -47,7 +53,9 @@ def test_unknown_key_in_groups_file(cfg_dir: Path) -> None:
 
 def test_bad_role_in_staff_file(cfg_dir: Path) -> None:
     s = cfg_dir / "staff.yaml"
-    s.write_text(s.read_text(encoding="utf-8").replace("roles: [网格员]", "roles: [超级管理员]", 1), encoding="utf-8")
+    s.write_text(
+        s.read_text(encoding="utf-8").replace("roles: [网格员]", "roles: [超级管理员]", 1), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match=r"staff\.yaml: staff\.1\.roles\.0: expected"):
         load_config(cfg_dir / "doorstep.yaml")
 
@@ -61,8 +69,12 @@ def test_broken_yaml_names_the_line(cfg_dir: Path) -> None:
 
 def test_group_names_unknown_community(cfg_dir: Path) -> None:
     g = cfg_dir / "groups.yaml"
-    g.write_text(g.read_text(encoding="utf-8").replace("community: 焕玉里社区\n    grid: 网格A", "community: 不存在社区\n    grid: 网格A"),
-                 encoding="utf-8")
+    g.write_text(
+        g.read_text(encoding="utf-8").replace(
+            "community: 焕玉里社区\n    grid: 网格A", "community: 不存在社区\n    grid: 网格A"
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError, match="不存在社区"):
         load_config(cfg_dir / "doorstep.yaml")
 

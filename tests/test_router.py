@@ -43,7 +43,9 @@ async def test_unaddressed_chatter_is_ignored(app: App, channel: RecordingChanne
     assert channel.sent == []
 
 
-async def test_trigger_only_group_ignores_unaddressed_questions(app: App, channel: RecordingChannel, say: Say) -> None:
+async def test_trigger_only_group_ignores_unaddressed_questions(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     # 示例社区骑手群 answers only when addressed (config/groups.yaml)
     [o] = await run(app, say("助老食堂几点开饭？", group="示例社区骑手群"))
     assert o.status == "ignored" and channel.sent == []
@@ -66,7 +68,9 @@ async def test_resend_of_same_text_is_a_duplicate(app: App, channel: RecordingCh
     assert o2.reason == "duplicate" and len(channel.sent) == 1
 
 
-async def test_user_rate_limit_warns_once(app: App, channel: RecordingChannel, clock: ManualClock, say: Say) -> None:
+async def test_user_rate_limit_warns_once(
+    app: App, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
     limit = app.config.policy_for("幸福里3号楼").user_per_minute
     msgs = [say(f"帮助 {i}", mention=True) for i in range(limit + 3)]
     # vary the text so they are not resends: the help rule matches only exact words, so use 小门 trigger
@@ -80,7 +84,9 @@ async def test_user_rate_limit_warns_once(app: App, channel: RecordingChannel, c
     assert o.reason != "rate limited"
 
 
-async def test_group_rate_limit(config, clock: ManualClock, channel: RecordingChannel, say: Say, monkeypatch) -> None:
+async def test_group_rate_limit(
+    config, clock: ManualClock, channel: RecordingChannel, say: Say, monkeypatch
+) -> None:
     monkeypatch.setenv("DOORSTEP_POLICY__GROUP_PER_MINUTE", "3")
     cfg = load_config(ROOT / "config" / "doorstep.yaml")
     a = App(cfg, clock=clock, channels={"rec": channel})
@@ -93,8 +99,9 @@ async def test_group_rate_limit(config, clock: ManualClock, channel: RecordingCh
         await a.stop()
 
 
-async def test_quiet_hours_silence_unaddressed_but_not_mentions(app: App, channel: RecordingChannel,
-                                                                 clock: ManualClock, say: Say) -> None:
+async def test_quiet_hours_silence_unaddressed_but_not_mentions(
+    app: App, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
     # 23:30 in Shanghai is 15:30 UTC
     clock._now = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
     [o] = await run(app, say("小门 帮助"))
@@ -103,7 +110,9 @@ async def test_quiet_hours_silence_unaddressed_but_not_mentions(app: App, channe
     assert o.status == "handled" and len(channel.sent) == 1
 
 
-async def test_quiet_hours_per_group(app: App, channel: RecordingChannel, clock: ManualClock, say: Say) -> None:
+async def test_quiet_hours_per_group(
+    app: App, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
     # 22:30 Shanghai: quiet in the default policy, not yet in 焕玉里2号院 (23:00-06:30)
     clock._now = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
     [o1] = await run(app, say("小门 帮助"))
@@ -112,8 +121,9 @@ async def test_quiet_hours_per_group(app: App, channel: RecordingChannel, clock:
     assert o2.status == "handled"
 
 
-async def test_too_long_message_gets_a_clear_reply_and_is_recorded(app: App, channel: RecordingChannel,
-                                                                   say: Say) -> None:
+async def test_too_long_message_gets_a_clear_reply_and_is_recorded(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     from sqlalchemy import select
 
     from bot.store.models import InboundMessage
@@ -126,14 +136,17 @@ async def test_too_long_message_gets_a_clear_reply_and_is_recorded(app: App, cha
     assert row.status == "ignored" and len(row.text) > 0
 
 
-async def test_unhandled_request_gets_a_clear_chinese_reply(app: App, channel: RecordingChannel, say: Say) -> None:
+async def test_unhandled_request_gets_a_clear_chinese_reply(
+    app: App, channel: RecordingChannel, say: Say
+) -> None:
     [o] = await run(app, say("给我唱首歌", mention=True))
     assert o.reason == "unhandled"
     assert "帮不上忙" in channel.sent[0].text
 
 
-async def test_handler_error_is_reported_and_logged(app: App, channel: RecordingChannel, say: Say,
-                                                    monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+async def test_handler_error_is_reported_and_logged(
+    app: App, channel: RecordingChannel, say: Say, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     help_handler = next(h for h in app.handlers if h.name == "help")
 
     async def boom(ctx):
@@ -179,8 +192,9 @@ class EchoAnswer:
         return [ctx.reply(f"答复：{ctx.text}")]
 
 
-async def test_same_question_within_minutes_gets_a_pointer(app: App, channel: RecordingChannel,
-                                                           clock: ManualClock, say: Say) -> None:
+async def test_same_question_within_minutes_gets_a_pointer(
+    app: App, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
     echo = EchoAnswer()
     app.router.handlers.insert(0, echo)  # type: ignore[arg-type]
     await run(app, say("小门 助老食堂几点开饭？", sender="u_liu", sender_name="刘阿姨"))

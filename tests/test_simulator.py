@@ -98,7 +98,9 @@ async def test_not_json_is_refused(sim) -> None:
 async def test_image_that_is_not_an_image(sim) -> None:
     app, client = sim
     ok = await post(client, text="帮助", mentions_bot=True)
-    bad = await post(client, text="看这张图", image_base64=base64.b64encode(b"%PDF-1.4 not an image").decode())
+    bad = await post(
+        client, text="看这张图", image_base64=base64.b64encode(b"%PDF-1.4 not an image").decode()
+    )
     assert bad.status_code == 422
     assert bad.json()["detail"]["message"] == "这个文件不是图片，请发送照片。"
     garbage = await post(client, text="x", image_base64="@@@not-base64@@@")

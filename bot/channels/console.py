@@ -15,8 +15,14 @@ from bot.message import Message
 class ConsoleChannel(Channel):
     name = "console"
 
-    def __init__(self, account: str, group: str = "幸福里3号楼", sender: str = "u_console",
-                 sender_name: str = "居民", out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        account: str,
+        group: str = "幸福里3号楼",
+        sender: str = "u_console",
+        sender_name: str = "居民",
+        out: TextIO | None = None,
+    ) -> None:
         super().__init__(account)
         self.group, self.sender, self.sender_name = group, sender, sender_name
         self.out = out or sys.stdout
@@ -33,9 +39,16 @@ class ConsoleChannel(Channel):
         """One line from the person at the keyboard; '@' at the start addresses the bot."""
         assert self._inbox is not None, "console channel is not started"
         mentioned = text.startswith("@")
-        msg = Message(id=f"console-{next(self._ids)}", channel=self.name, group=self.group, group_name=self.group,
-                      sender=self.sender, sender_name=self.sender_name, text=text.lstrip("@").strip(),
-                      mentions_bot=mentioned)
+        msg = Message(
+            id=f"console-{next(self._ids)}",
+            channel=self.name,
+            group=self.group,
+            group_name=self.group,
+            sender=self.sender,
+            sender_name=self.sender_name,
+            text=text.lstrip("@").strip(),
+            mentions_bot=mentioned,
+        )
         await self._inbox(msg)
 
     async def read_stdin(self) -> None:

@@ -80,16 +80,37 @@ class SimulatorChannel(Channel):
         now = utcnow()
         if sender_name:
             self.names[sender] = sender_name
-        attachments = (Attachment(kind="image", name=f"{mid}.jpg", mime=image_mime, data=image),) if image else ()
-        self.groups.setdefault(group, []).append(
-            SimEntry(mid, sender, sender_name or sender, text, now.isoformat(), False,
-                     [self.account] if mentions_bot else [], image is not None,
-                     asdict(location) if location else None)
+        attachments = (
+            (Attachment(kind="image", name=f"{mid}.jpg", mime=image_mime, data=image),) if image else ()
         )
-        msg = Message(id=mid, channel=self.name, group=group, group_name=group, sender=sender,
-                      sender_name=sender_name, text=text, mentions=(self.account,) if mentions_bot else (),
-                      mentions_bot=mentions_bot, attachments=attachments, location=location, time=now,
-                      private=private)
+        self.groups.setdefault(group, []).append(
+            SimEntry(
+                mid,
+                sender,
+                sender_name or sender,
+                text,
+                now.isoformat(),
+                False,
+                [self.account] if mentions_bot else [],
+                image is not None,
+                asdict(location) if location else None,
+            )
+        )
+        msg = Message(
+            id=mid,
+            channel=self.name,
+            group=group,
+            group_name=group,
+            sender=sender,
+            sender_name=sender_name,
+            text=text,
+            mentions=(self.account,) if mentions_bot else (),
+            mentions_bot=mentions_bot,
+            attachments=attachments,
+            location=location,
+            time=now,
+            private=private,
+        )
         await self._inbox(msg)  # the app's inbox only queues: the HTTP answer does not wait for the handler
         return mid
 
@@ -97,13 +118,28 @@ class SimulatorChannel(Channel):
         at = " ".join(f"@{self.names.get(m, m)}" for m in mentions)
         shown = f"{at} {text}" if at else text
         self.groups.setdefault(group, []).append(
-            SimEntry(self._next_id(), self.account, self.bot_name, shown, utcnow().isoformat(), True, list(mentions))
+            SimEntry(
+                self._next_id(),
+                self.account,
+                self.bot_name,
+                shown,
+                utcnow().isoformat(),
+                True,
+                list(mentions),
+            )
         )
 
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
         self.groups.setdefault(group, []).append(
-            SimEntry(self._next_id(), self.account, self.bot_name, f"[图片] {name}", utcnow().isoformat(), True,
-                     image=True)
+            SimEntry(
+                self._next_id(),
+                self.account,
+                self.bot_name,
+                f"[图片] {name}",
+                utcnow().isoformat(),
+                True,
+                image=True,
+            )
         )
 
     def messages(self, group: str, after: str | None = None) -> list[dict[str, Any]]:

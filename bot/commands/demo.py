@@ -53,7 +53,7 @@ class Scenario:
     def show(self, *groups: str) -> None:
         for g in groups:
             entries = self.sim.groups.get(g, [])
-            for e in entries[self.shown.get(g, 0):]:
+            for e in entries[self.shown.get(g, 0) :]:
                 text = e.text
                 if e.image and not e.from_bot:
                     text = (text + " " if text else "") + "[图片]"
@@ -67,7 +67,9 @@ class Scenario:
         await self.app.settle()
         self.show(group)
 
-    async def wait_for(self, what: str, check: Callable[[], Awaitable[bool] | bool], timeout: float = 60) -> None:
+    async def wait_for(
+        self, what: str, check: Callable[[], Awaitable[bool] | bool], timeout: float = 60
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = check()
@@ -132,14 +134,23 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
     step("7. 工作人员在工单系统里办结工单：群里通知并@反映人")
     async with httpx.AsyncClient(base_url=base) as http:
         key = app.config.main.tickets.api_keys[0]
-        r = await http.post(f"/open311/v2/requests/{rid}/status.json",
-                            data={"api_key": key, "status": "closed", "status_notes": "已更换井盖",
-                                  "agency_responsible": "街道城管科"})
+        r = await http.post(
+            f"/open311/v2/requests/{rid}/status.json",
+            data={
+                "api_key": key,
+                "status": "closed",
+                "status_notes": "已更换井盖",
+                "agency_responsible": "街道城管科",
+            },
+        )
         r.raise_for_status()
     assert app.services.tickets is not None
     await app.services.tickets.poll_once()  # the webhook usually arrives first; polling is the fallback
-    await sc.wait_for("the groups to be told", lambda: any(
-        "处理完毕" in e.text for e in sim.groups.get(riders, []) if e.from_bot), timeout=30)
+    await sc.wait_for(
+        "the groups to be told",
+        lambda: any("处理完毕" in e.text for e in sim.groups.get(riders, []) if e.from_bot),
+        timeout=30,
+    )
     await app.settle()
     sc.show(riders, home)
 
@@ -151,8 +162,14 @@ async def _main() -> None:
     config = load_config()
     sim = SimulatorChannel.from_config(config)
     app = build_app(config, channels={"simulator": sim})
-    server = uvicorn.Server(uvicorn.Config(create_web_app(app, manage_lifecycle=False), host="127.0.0.1",
-                                           port=config.http_port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_web_app(app, manage_lifecycle=False),
+            host="127.0.0.1",
+            port=config.http_port,
+            log_level="warning",
+        )
+    )
     await app.start()
     serving = asyncio.create_task(server.serve())
     try:

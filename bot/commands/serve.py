@@ -26,7 +26,9 @@ def _check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port} on {host} is already in use (set DOORSTEP_PORT to another)") from None
+                raise UserError(
+                    f"port {port} on {host} is already in use (set DOORSTEP_PORT to another)"
+                ) from None
             raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
@@ -38,9 +40,13 @@ async def _serve(app: App, host: str, port: int) -> None:
     except ChannelError as e:
         await app.stop()
         raise UserError(str(e)) from None
-    server = uvicorn.Server(uvicorn.Config(create_web_app(app, manage_lifecycle=False), host=host, port=port,
-                                           log_level="info"))
-    print(f"Doorstep is running: open http://{host}:{port}/ (simulator), http://{host}:{port}/health", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(create_web_app(app, manage_lifecycle=False), host=host, port=port, log_level="info")
+    )
+    print(
+        f"Doorstep is running: open http://{host}:{port}/ (simulator), http://{host}:{port}/health",
+        flush=True,
+    )
     try:
         await server.serve()
     finally:

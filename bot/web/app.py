@@ -27,7 +27,9 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
     log.info("rejected request: %s", "; ".join(problems))
-    return JSONResponse(status_code=422, content={"error": "; ".join(problems), "message": "请求格式不对，请检查后重试。"})
+    return JSONResponse(
+        status_code=422, content={"error": "; ".join(problems), "message": "请求格式不对，请检查后重试。"}
+    )
 
 
 def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:

@@ -60,14 +60,21 @@ def decode_image(data: str) -> tuple[bytes, str]:
     except (binascii.Error, ValueError):
         raise _error(422, "image_base64 is not valid base64", "图片数据无法读取，请重新选择图片。") from None
     if len(raw) > MAX_IMAGE_BYTES:
-        raise _error(413, f"image is larger than {MAX_IMAGE_BYTES // 1024 // 1024} MB", "图片太大了，请发送10MB以内的图片。")
+        raise _error(
+            413,
+            f"image is larger than {MAX_IMAGE_BYTES // 1024 // 1024} MB",
+            "图片太大了，请发送10MB以内的图片。",
+        )
     try:
         with Image.open(io.BytesIO(raw)) as img:
             img.verify()
             fmt = (img.format or "jpeg").lower()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise _error(422, "image_base64 is not an image (PNG, JPEG, GIF or WebP expected)",
-                     "这个文件不是图片，请发送照片。") from None
+        raise _error(
+            422,
+            "image_base64 is not an image (PNG, JPEG, GIF or WebP expected)",
+            "这个文件不是图片，请发送照片。",
+        ) from None
     return raw, f"image/{fmt}"
 
 
@@ -94,8 +101,17 @@ def simulator_router(channel: SimulatorChannel, config: Config) -> APIRouter:
     async def post_message(body: SimPost) -> dict[str, str]:
         image, mime = decode_image(body.image_base64) if body.image_base64 else (None, "")
         loc = Location(body.location.lat, body.location.lon, body.location.address) if body.location else None
-        mid = await channel.post(body.group, body.sender, body.sender_name, body.text, body.mentions_bot,
-                                 image, mime or "image/jpeg", loc, body.private)
+        mid = await channel.post(
+            body.group,
+            body.sender,
+            body.sender_name,
+            body.text,
+            body.mentions_bot,
+            image,
+            mime or "image/jpeg",
+            loc,
+            body.private,
+        )
         return {"message_id": mid}
 
     @r.get("/sim/groups/{group}/messages")

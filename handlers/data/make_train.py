@@ -4,6 +4,7 @@
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 rng = random.Random(7)
 P = {  # service -> list of (intent, problem phrase)
@@ -198,7 +199,7 @@ FRAMES = [
     "{p}又{x}，真受不了",
     "我要反映一下{p}{x}的问题",
 ]
-rows = []
+rows: list[dict[str, Any]] = []
 for svc, probs in P.items():
     for intent, x in probs:
         for f in rng.sample(FRAMES, 4):
@@ -562,7 +563,7 @@ for line in (ROOT / "tests" / "data" / "classify_dev.jsonl").read_text(encoding=
             "source": "dev",
         }
     )
-with open(Path(__file__).with_name("classify_train.jsonl"), "w", encoding="utf-8") as f:
+with open(Path(__file__).with_name("classify_train.jsonl"), "w", encoding="utf-8") as out:
     for r in rows:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        out.write(json.dumps(r, ensure_ascii=False) + "\n")
 print(len(rows))
