@@ -71,10 +71,16 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self.outcomes: list[Outcome] = []  # the most recent outcomes, for the demo and tests
         self.started = False
+        self.not_owned = 0  # messages from groups another process owns, ignored
 
     # --- receiving: one ordered queue per group, so a slow handler in one group holds up no other
 
     async def inbox(self, msg: Message) -> None:
+        if not msg.private and not self.config.owns(msg.group):
+            # another process's account owns this group (`process:` settings): it answers there, not us
+            self.not_owned += 1
+            log.debug("message %s in %s ignored: the group belongs to another process", msg.id, msg.group)
+            return
         q = self._group_queues.get(msg.group)
         if q is None:
             q = self._group_queues[msg.group] = asyncio.Queue()
@@ -174,7 +180,13 @@ class App:
 
     def health(self) -> dict[str, Any]:
         store_ok = self.store.ping()
+        owned = self.config.owned_groups()
         parts: dict[str, Any] = {
+            "process": {
+                "name": self.config.process_name,
+                "groups": "all" if owned is None else owned,
+                "ignored_messages": self.not_owned,
+            },
             "store": {"status": "up" if store_ok else "down", "url": self.store.engine.url.render_as_string()},
             "index": self._index_health(),
             "ticket_backend": self.services.tickets.health() if self.services.tickets else {"status": "not configured"},

@@ -9,12 +9,21 @@ A wrong file raises `ConfigError` naming the file, the key and what was expected
 from __future__ import annotations
 
 import os
+import socket
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -130,6 +139,19 @@ class ChannelSettings(_Strict):
     wechaty_token: str = ""
 
 
+class ProcessSettings(_Strict):
+    """Which groups this bot process serves, when several processes (one WeChat account each) share a store.
+
+    A group belongs to exactly one process: the process routes messages from, and sends to, only the groups it
+    owns, and leaves the others' owed messages and notice deliveries to their owner. Nothing set: every group
+    (one process). `groups` names group ids (or names from groups.yaml); `communities` takes every group of
+    those communities in groups.yaml."""
+
+    name: str = ""  # shown in /health and the logs; empty: the host name
+    groups: list[str] = Field(default_factory=list)
+    communities: list[str] = Field(default_factory=list)
+
+
 class ConfigFiles(_Strict):
     groups: str = "groups.yaml"
     staff: str = "staff.yaml"
@@ -169,6 +191,7 @@ class MainSettings(BaseSettings):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    process: ProcessSettings = Field(default_factory=ProcessSettings)
     policy: GroupPolicy = Field(default_factory=GroupPolicy)
     send_limits: SendLimits = Field(default_factory=SendLimits)
     knowledge_paths: list[str] = Field(default_factory=lambda: ["../knowledge/sample"])
@@ -285,6 +308,8 @@ class Config(BaseModel):
     services: ServicesFile
     lexicon: LexiconFile
     faq: FAQFile
+    _owned: tuple[list[str] | None] | None = PrivateAttr(default=None)
+    _owned_frozen: frozenset[str] | None = PrivateAttr(default=None)
 
     # --- derived settings the rest of the code asks for
     @property
@@ -315,6 +340,37 @@ class Config(BaseModel):
             if g.id == group_id or g.name == group_id:
                 return g
         return None
+
+    @property
+    def process_name(self) -> str:
+        return self.main.process.name or socket.gethostname()
+
+    def owned_groups(self) -> list[str] | None:
+        """The group ids this process owns (`process:` settings); None: every group (nothing configured)."""
+        if self._owned is None:
+            self._owned = (self._owned_groups(),)
+        return self._owned[0]
+
+    def _owned_groups(self) -> list[str] | None:
+        p = self.main.process
+        if not p.groups and not p.communities:
+            return None
+        owned = [g.id for name in p.groups if (g := self.group(name)) is not None]
+        owned += [name for name in p.groups if self.group(name) is None]  # groups not (yet) in groups.yaml
+        owned += [g.id for g in self.groups.groups if g.community and g.community in p.communities]
+        return list(dict.fromkeys(owned))
+
+    def owns(self, group_id: str) -> bool:
+        self.owned_groups()
+        assert self._owned is not None
+        return self._owned[0] is None or group_id in self._owned_set
+
+    @property
+    def _owned_set(self) -> frozenset[str]:
+        owned = self.owned_groups()
+        if self._owned_frozen is None:
+            self._owned_frozen = frozenset(owned or ())
+        return self._owned_frozen
 
     def policy_for(self, group_id: str) -> GroupPolicy:
         g = self.group(group_id)

@@ -637,6 +637,8 @@ class NoticeService:
 
     def _next_ready(self) -> NoticeDelivery | None:
         now = self.services.clock.now()
+        groups = self.services.config.owned_groups()  # several processes: each delivers to its own groups
+        owned = [] if groups is None else [NoticeDelivery.group_id.in_(groups)]
         with self.services.store.session() as s:
             return s.scalars(
                 select(NoticeDelivery)
@@ -645,6 +647,7 @@ class NoticeService:
                     NoticeDelivery.status == "queued",
                     NoticeDelivery.next_attempt_at <= now,
                     Notice.status != "cancelled",
+                    *owned,
                 )
                 .order_by(NoticeDelivery.next_attempt_at, NoticeDelivery.id)
                 .limit(1)

@@ -260,8 +260,24 @@ class TicketMedia(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
 
 
-class TicketOutbox(Base):
-    """The durable outbox: one row per ticket to create on the backend, with its idempotency key."""
+# --- claims: work rows that several bot processes may pick up (issue 7; see bot/store/claims.py) ---------
+
+
+class Claimable:
+    """Mixin for work rows claimed through bot/store/claims.py (outbox entries, notice deliveries, pushes).
+
+    `claimed_by` is the worker that holds (or last held) the row; `claim_expires_at` is the end of its lease:
+    the row is free when it is null or in the past. Give the table an index that starts with the columns of
+    your claim condition, e.g. `Index("ix_outbox_due", "state", "next_attempt_at")`; the lease columns need none.
+    """
+
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)
+
+
+class TicketOutbox(Claimable, Base):
+    """The durable outbox: one row per ticket to create on the backend, with its idempotency key; claimed row by
+    row (bot/store/claims.py) so several bot processes share it and never send a row at the same time."""
 
     __tablename__ = "ticket_outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -296,18 +312,3 @@ class TicketNotice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     __table_args__ = (Index("ix_ticket_notices_state", "state"),)
-
-
-# --- claims: work rows that several bot processes may pick up (issue 7; see bot/store/claims.py) ---------
-
-
-class Claimable:
-    """Mixin for work rows claimed through bot/store/claims.py (outbox entries, notice deliveries, pushes).
-
-    `claimed_by` is the worker that holds (or last held) the row; `claim_expires_at` is the end of its lease:
-    the row is free when it is null or in the past. Give the table an index that starts with the columns of
-    your claim condition, e.g. `Index("ix_outbox_due", "state", "next_attempt_at")`; the lease columns need none.
-    """
-
-    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
-    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)

@@ -99,6 +99,7 @@ class ReportDesk:
         self.clock = services.clock
         self.client = client
         self.notifier = Notifier(self.store, services.sender, self.clock, services.group_channels)
+        self.notifier.owns = self.config.owns  # a process sends only to the groups its account owns
         self.outbox = outbox or Outbox(self.store, client, self.clock, on_parked=self._alert_parked)
         if self.outbox.on_parked is None:
             self.outbox.on_parked = self._alert_parked
@@ -152,8 +153,22 @@ class ReportDesk:
         self, msg: Message, c: Classification, text: str, *, place_timeout: float
     ) -> TicketReport | None:
         """Commit the report before anything is said. None if this message was already taken as a report."""
-        now = self.clock.now()
         extras = self.take_buffered(msg.group, msg.sender, exclude=msg.id)
+        report = self._new_report(msg, c, text, place_timeout=place_timeout, extras=extras)
+        try:
+            with self.store.session() as s:
+                s.add(report)
+                s.flush()
+                for m in [msg, *extras]:
+                    self._add_photos(s, report.id, m)
+        except IntegrityError:
+            return None
+        return report
+
+    def _new_report(
+        self, msg: Message, c: Classification, text: str, *, place_timeout: float, extras: list[Message]
+    ) -> TicketReport:
+        now = self.clock.now()
         location = msg.location or next((m.location for m in reversed(extras) if m.location), None)
         place = c.location or ""
         desc = c.description or clean_description(text)
@@ -177,14 +192,6 @@ class ReportDesk:
         )
         if not report.place and location is not None and location.address:
             report.place = location.address[:255]
-        try:
-            with self.store.session() as s:
-                s.add(report)
-                s.flush()
-                for m in [msg, *extras]:
-                    self._add_photos(s, report.id, m)
-        except IntegrityError:
-            return None
         return report
 
     @staticmethod
@@ -514,7 +521,10 @@ class ReportDesk:
     # --- recovery --------------------------------------------------------------------------------------
 
     def recover_inflight(self) -> int:
-        """Reports whose message was recorded but whose handling was cut off (a crash): take them now."""
+        """Reports whose message was recorded but whose handling was cut off (a crash): take them now.
+
+        Safe with several processes: each message is claimed by a conditional UPDATE (received -> handled) in the
+        transaction that records its report; one process wins, the others skip it."""
         now = self.clock.now()
         cutoff = now - timedelta(seconds=self.inflight_grace_seconds)
         since = now - timedelta(days=2)
@@ -542,39 +552,53 @@ class ReportDesk:
             )
         recovered = 0
         for row in rows:
-            if (row.channel, row.message_id) in taken:
-                continue
+            already = (row.channel, row.message_id) in taken  # the handler committed the report, then stopped
             c = self.services.classifier.classify(row.text)
-            if c.needs_ticket:
-                msg = Message(
-                    id=row.message_id,
-                    channel=row.channel,
-                    group=row.group_id,
-                    sender=row.sender,
-                    sender_name=row.sender_name,
-                    text=row.text,
-                    time=row.received_at,
-                )
-                report = self.open_report(msg, c, row.text, place_timeout=0)
-                if report is not None:
-                    self.file(report.id)
-                    recovered += 1
-            with self.store.session() as s:  # handled now, one way or the other
-                s.execute(
-                    update(InboundMessage)
-                    .where(InboundMessage.id == row.id)
-                    .values(
-                        status="handled",
-                        reason="recovered" if c.needs_ticket else "recovered:skip",
-                        intent=c.intent,
+            report: TicketReport | None = None
+            try:
+                with self.store.session() as s:
+                    # the claim: one process wins the message (received -> handled), in the same transaction as
+                    # the report it makes of it, so a process killed here leaves the message for the next round
+                    won = s.execute(
+                        update(InboundMessage)
+                        .where(InboundMessage.id == row.id, InboundMessage.status == "received")
+                        .values(
+                            status="handled",
+                            reason="recovered:taken"
+                            if already
+                            else ("recovered" if c.needs_ticket else "recovered:skip"),
+                            intent=c.intent,
+                        )
                     )
-                )
+                    if getattr(won, "rowcount", 0) != 1:
+                        continue  # another process recovered it, or its handler finished meanwhile
+                    if c.needs_ticket and not already:
+                        msg = Message(
+                            id=row.message_id,
+                            channel=row.channel,
+                            group=row.group_id,
+                            sender=row.sender,
+                            sender_name=row.sender_name,
+                            text=row.text,
+                            time=row.received_at,
+                        )
+                        report = self._new_report(msg, c, row.text, place_timeout=0, extras=[])
+                        s.add(report)
+            except IntegrityError:  # its handler committed the report meanwhile: that one stands
+                continue
+            if report is not None:
+                # a crash before this leaves an overdue draft, which file_overdue_drafts files
+                self.file(report.id)
+                recovered += 1
         if recovered:
             log.warning("recovered %d reports cut off by a restart", recovered)
         return recovered
 
     def file_overdue_drafts(self) -> int:
-        """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them."""
+        """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them.
+
+        Safe with several processes: `file` claims each draft (draft -> filing) in the transaction that files it,
+        so exactly one process files a draft, and a process killed while filing leaves it a draft."""
         with self.store.session() as s:
             ids = s.scalars(
                 select(TicketReport.id).where(

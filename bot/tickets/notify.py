@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -84,10 +85,13 @@ class Notifier:
             int, tuple[Reply, int]
         ] = {}  # id(reply) -> (reply, notice id), claimed by this process
         sender.hooks.append(self._after_send)
+        self.owns: Callable[[str], bool] = lambda group: True  # the desk sets the config's group ownership
 
     # --- sending -------------------------------------------------------------------------------------
 
     def _channel_for(self, n: TicketNotice) -> str | None:
+        if n.kind != "alert" and not self.owns(n.group_id):
+            return None  # a group of another process's account: that process sends it
         for ch in (n.channel, self.group_channels.get(n.group_id, "")):
             if ch and ch in self.sender.channels:
                 return ch
@@ -180,16 +184,23 @@ class Notifier:
                     )
                 ).all()
                 if n.id not in mine
+                and self._channel_for(n) is not None  # only the owner can check its history
             ]
         settled = 0
         for n in stale:
             delivered = self._seen_on_platform(n)
             with self.store.session() as s:
-                s.execute(
+                won = s.execute(
                     update(TicketNotice)
-                    .where(TicketNotice.id == n.id, TicketNotice.state == "sending")
+                    .where(
+                        TicketNotice.id == n.id,
+                        TicketNotice.state == "sending",
+                        TicketNotice.sent_at == n.sent_at,
+                    )
                     .values(state="sent" if delivered else "pending")
                 )
+                if getattr(won, "rowcount", 0) != 1:
+                    continue  # another process settled or re-claimed it meanwhile
             settled += 1
             log.warning(
                 "ticket notice %s was in flight when a process stopped: %s",

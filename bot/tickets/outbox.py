@@ -4,6 +4,11 @@ Each ticket has one row with an idempotency key made when the ticket was committ
 timeout, a crash, a restart) never makes a second ticket on a backend that honours the key. Failures back off
 exponentially with jitter; after `max_attempts` the row is parked and staff are alerted, and a parked row is
 still retried every `parked_retry_seconds`: nothing is ever dropped.
+
+Several bot processes share one outbox: each round *claims* its due rows (bot/store/claims.py: `FOR UPDATE SKIP
+LOCKED` on PostgreSQL, one atomic UPDATE on SQLite) under a lease of `lease_seconds`, so no two processes send a
+row at the same time; a process that dies holding rows loses them when the lease ends and another one sends
+them, with the same idempotency key (at least once, and the key makes the repeat harmless).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sqlalchemy import func, or_, select
 
 from bot.clock import Clock
 from bot.store import Store
+from bot.store.claims import claim, complete, new_worker_id, release
 from bot.store.models import Ticket, TicketMedia, TicketOutbox, TicketReport
 from bot.tickets.client import GeoReportClient, GeoReportError, Photo
 
@@ -37,6 +43,9 @@ class Outbox:
         max_attempts: int = 8,
         parked_retry_seconds: float = 1800.0,
         concurrency: int = 4,
+        lease_seconds: float = 120.0,
+        batch: int = 50,
+        worker: str = "",
         rng: random.Random | None = None,
         on_parked: ParkedHook | None = None,
     ) -> None:
@@ -48,6 +57,9 @@ class Outbox:
         self.max_attempts = max_attempts
         self.parked_retry_seconds = parked_retry_seconds
         self.concurrency = concurrency
+        self.lease_seconds = lease_seconds  # longer than a send takes (the client's timeouts) plus clock skew
+        self.batch = batch  # rows claimed per round: what one process takes while others may take the rest
+        self.worker = worker or new_worker_id("outbox")
         self.rng = rng or random.Random()
         self.on_parked = on_parked
         self.last_error = ""
@@ -65,16 +77,23 @@ class Outbox:
         self._busy = True
         try:
             now = self.clock.now()
-            with self.store.session() as s:
-                due = s.scalars(
-                    select(TicketOutbox.id)
-                    .where(
-                        or_(TicketOutbox.state == "pending", TicketOutbox.state == "parked"),
-                        TicketOutbox.next_attempt_at <= now,
+            with self.store.session() as s:  # committed before sending: other processes skip these rows
+                due = [
+                    r.id
+                    for r in claim(
+                        s,
+                        TicketOutbox,
+                        worker=self.worker,
+                        where=[
+                            or_(TicketOutbox.state == "pending", TicketOutbox.state == "parked"),
+                            TicketOutbox.next_attempt_at <= now,
+                        ],
+                        order_by=[TicketOutbox.next_attempt_at, TicketOutbox.id],
+                        limit=self.batch,
+                        lease=timedelta(seconds=self.lease_seconds),
+                        now=now,
                     )
-                    .order_by(TicketOutbox.next_attempt_at, TicketOutbox.id)
-                    .limit(200)
-                ).all()
+                ]
             sem = asyncio.Semaphore(self.concurrency)
 
             async def one(oid: int) -> bool:
@@ -89,7 +108,7 @@ class Outbox:
     async def _send(self, outbox_id: int) -> bool:
         with self.store.session() as s:
             row = s.get(TicketOutbox, outbox_id)
-            if row is None or row.state == "done":
+            if row is None or row.state == "done" or row.claimed_by != self.worker:
                 return False
             ticket = s.get(Ticket, row.ticket_id)
             assert ticket is not None
@@ -150,17 +169,22 @@ class Outbox:
             assert row is not None
             ticket = s.get(Ticket, row.ticket_id)
             assert ticket is not None
-            row.state, row.attempts, row.last_error, row.updated_at = (
-                "done",
-                row.attempts + 1,
-                "",
-                self.clock.now(),
-            )
+            now = self.clock.now()
+            values = {
+                "state": "done",
+                "attempts": TicketOutbox.attempts + 1,
+                "last_error": "",
+                "updated_at": now,
+            }
+            if not complete(s, TicketOutbox, [outbox_id], worker=self.worker, values=values):
+                # our lease ran out and another process took the row over: it sends the same idempotency key,
+                # so the backend answers it with this same ticket; recording the answer here is harmless
+                log.warning("lost the claim on ticket outbox row %s (lease over)", outbox_id)
             ticket.remote_id = created.service_request_id
             ticket.remote_token = created.token
             ticket.sync = "sent"
             if ticket.status_version == 0:  # afterwards updated_at is the backend's time (desk.apply_remote)
-                ticket.updated_at = self.clock.now()
+                ticket.updated_at = now
         self.last_ok, self.last_error = True, ""
         log.info("ticket #%s sent: service_request_id=%s", row.ticket_id, created.service_request_id)
         return True
@@ -171,19 +195,34 @@ class Outbox:
         parked_now: tuple[int, str] | None = None
         with self.store.session() as s:
             row = s.get(TicketOutbox, outbox_id)
-            if row is None:
-                return
-            row.attempts += 1
-            row.last_error = err
-            row.updated_at = self.clock.now()
+            if row is None or row.claimed_by != self.worker:
+                return  # taken over by another process (our lease ran out): its attempt counts, not ours
+            attempts = row.attempts + 1
+            state = row.state
             ticket = s.get(Ticket, row.ticket_id)
-            if (not e.transient or row.attempts >= self.max_attempts) and row.state != "parked":
-                row.state = "parked"
+            if (not e.transient or attempts >= self.max_attempts) and state != "parked":
+                state = "parked"
                 if ticket is not None:
                     ticket.sync = "parked"
                 parked_now = (row.ticket_id, err)
-            delay = self.parked_retry_seconds if row.state == "parked" else self.backoff(row.attempts)
-            row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
+            delay = self.parked_retry_seconds if state == "parked" else self.backoff(attempts)
+            now = self.clock.now()
+            released = release(
+                s,
+                TicketOutbox,
+                [outbox_id],
+                worker=self.worker,
+                values={
+                    "attempts": attempts,
+                    "last_error": err,
+                    "updated_at": now,
+                    "state": state,
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                },
+            )
+            if not released:
+                s.rollback()
+                return
         log.warning("ticket outbox row %s failed (%s)%s", outbox_id, err, ": parked" if parked_now else "")
         if parked_now and self.on_parked is not None:
             self.on_parked(*parked_now)
