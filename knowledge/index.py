@@ -4,6 +4,11 @@ asking group's community.
 
 Chroma is embedded (PersistentClient in the index directory) unless a Chroma server URL is configured.
 Vectors always come from our embedding model: Chroma's default embedding function is never called.
+
+The records BM25 is built from (chunks with their tokens, documents, a generation) live next to Chroma: in a
+SQLite file of the index directory when Chroma is embedded, in the Chroma server itself when one is configured
+(several processes share it). Every search first reads the generation (one small read) and rebuilds the BM25
+views when another process, or this one, has changed the index since.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from knowledge.chunks import Chunk
 from knowledge.embeddings import CachedEmbeddings
-from knowledge.store import DocRecord, MetaStore
+from knowledge.store import ChromaMetaStore, DocRecord, MetaStore, Records
 from knowledge.text import Lexicon, add_words, bigrams, tokenize
 
 log = logging.getLogger(__name__)
@@ -77,7 +82,6 @@ class HybridIndex:
         self.directory = directory
         self.embeddings = embeddings
         self.lexicon = lexicon or Lexicon()
-        self.meta = MetaStore(directory / "meta.sqlite")
         self._client = chroma_client(directory / "chroma", chroma_url)
         self.collection_name = (
             f"{collection}-{embeddings.encoder.name}"  # a model change never mixes dimensions
@@ -88,11 +92,18 @@ class HybridIndex:
             embedding_function=embeddings,
             collection_configuration={"hnsw": {"space": "cosine"}},
         )
+        # shared: the records live in the Chroma server, so BM25 is never saved to (nor loaded from) local files
+        self.shared = bool(chroma_url)
+        self.meta: Records = (
+            ChromaMetaStore(self._client, self.vectors._collection, self.collection_name)
+            if self.shared
+            else MetaStore(directory / "meta.sqlite")
+        )
         self._lock = threading.RLock()
         self._lexical: dict[str, bm25s.BM25] = {}
         self._vocabulary: frozenset[str] = frozenset()
-        self._vocabulary_gen: int | None = None
-        self._lexical_gen = -1
+        self._vocabulary_gen: int | str | None = None
+        self._lexical_gen: int | str = -1
         self._ids: list[str] = []
         self._community_of: np.ndarray = np.zeros(0, dtype=np.int32)
         self._community_codes: dict[str, int] = {}
@@ -116,11 +127,14 @@ class HybridIndex:
                     self.vectors.delete(ids=old)
                 vecs = vectors[i : i + len(cs)]
                 i += len(cs)
-                self._add_vectors(cs, vecs)
-                self.meta.replace_doc(rec, cs, [tokenize(c.index_text) for c in cs])
-            self.meta.bump()
+                tokens = [tokenize(c.index_text) for c in cs]
+                self._add_vectors(cs, vecs, self.meta.chunk_extras(rec.key, cs, tokens))
+                self.meta.replace_doc(rec, cs, tokens)
+            self.meta.bump()  # after the data: a reader that sees the new generation sees the new data
 
-    def _add_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def _add_vectors(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, extras: list[dict[str, str | int]] | None = None
+    ) -> None:
         # Straight to the collection: the vectors are computed already (LangChain's add_texts would embed
         # again), and batches stay under Chroma's maximum.
         coll = self.vectors._collection
@@ -131,8 +145,14 @@ class HybridIndex:
                 embeddings=vectors[s : s + UPSERT_BATCH],  # type: ignore[arg-type]
                 documents=[c.text for c in part],
                 metadatas=[
-                    {"source": c.source, "community": c.community, "locator": c.locator, "kind": c.kind}
-                    for c in part
+                    {
+                        "source": c.source,
+                        "community": c.community,
+                        "locator": c.locator,
+                        "kind": c.kind,
+                        **(extras[s + j] if extras else {}),
+                    }
+                    for j, c in enumerate(part)
                 ],
             )
 
@@ -171,21 +191,19 @@ class HybridIndex:
         with self._lock:
             if self._lexical_gen == gen:
                 return self._lexical
-            ids, comms, words = [], [], []
-            for cid, community, toks in self.meta.iter_tokens():
-                ids.append(cid)
-                comms.append(community)
-                words.append(toks or [""])
+            rows = self.meta.corpus()
+            ids = [r[0] for r in rows]
+            comms = [r[1] for r in rows]
+            words = [r[2] or [""] for r in rows]
             codes: dict[str, int] = {}
             self._community_of = np.array([codes.setdefault(c, len(codes)) for c in comms], dtype=np.int32)
             self._community_codes = codes
             self._ids = ids
             self._lexical = {}
             if ids:
-                texts = dict(self.meta.iter_texts())
                 corpora = {
                     "words": lambda: words,
-                    "bigrams": lambda: [bigrams(texts[c]) or [""] for c in ids],
+                    "bigrams": lambda: [bigrams(r[3]) or [""] for r in rows],
                 }
                 for name, corpus in corpora.items():
                     self._lexical[name] = self._load_or_build(name, gen, corpus)
@@ -203,7 +221,11 @@ class HybridIndex:
             self._vocabulary_gen = self._lexical_gen
         return self._vocabulary
 
-    def _load_or_build(self, name: str, gen: int, corpus: Callable[[], list[list[str]]]) -> bm25s.BM25:
+    def _load_or_build(self, name: str, gen: int | str, corpus: Callable[[], list[list[str]]]) -> bm25s.BM25:
+        if self.shared:  # rebuilt from the server's records; a local save could not be trusted to match them
+            retriever = bm25s.BM25()
+            retriever.index(corpus(), show_progress=False)
+            return retriever
         saved = self.directory / f"bm25-{name}"
         marker = saved / "generation.json"
         if marker.exists() and json.loads(marker.read_text()).get("generation") == gen:
@@ -238,9 +260,10 @@ class HybridIndex:
         terms added. Scores are fused linearly after normalisation over each candidate pool, which
         measured better than reciprocal-rank fusion on the dev set (see docs/knowledge.md)."""
         expanded = self.lexicon.expand(question)
+        lexical = self._lexical_ready()  # one generation check per search
         dense = self._dense(question, community, pool)
-        sparse = self._sparse("words", tokenize(expanded), community, pool)
-        chars = self._sparse("bigrams", bigrams(expanded), community, pool)
+        sparse = self._sparse(lexical, "words", tokenize(expanded), community, pool)
+        chars = self._sparse(lexical, "bigrams", bigrams(expanded), community, pool)
         fused: dict[str, float] = {}
         for ranking, weight in (
             (dense, WEIGHTS["dense"]),
@@ -290,8 +313,10 @@ class HybridIndex:
         )
         return [(doc.id, 1.0 - float(dist)) for doc, dist in found if doc.id]  # cosine distance -> similarity
 
-    def _sparse(self, view: str, tokens: list[str], community: str | None, n: int) -> list[tuple[str, float]]:
-        retriever = self._lexical_ready().get(view)
+    def _sparse(
+        self, lexical: dict[str, bm25s.BM25], view: str, tokens: list[str], community: str | None, n: int
+    ) -> list[tuple[str, float]]:
+        retriever = lexical.get(view)
         if retriever is None or not tokens:
             return []
         scores = retriever.get_scores(tokens)

@@ -25,7 +25,13 @@ def encoder() -> HashEncoder:
 
 
 @pytest.fixture
-def kb(config: Config, tmp_path: Path, encoder: HashEncoder) -> Iterator[KnowledgeService]:
+def kb(
+    config: Config, tmp_path: Path, encoder: HashEncoder, chroma_url: str, chroma_collection: str
+) -> Iterator[KnowledgeService]:
+    """The index on both back ends: embedded Chroma with its records in SQLite, and a Chroma server holding
+    the records too (`chroma_url`)."""
+    config.main.index.chroma_url = chroma_url
+    config.main.index.collection = chroma_collection
     service = open_knowledge(
         config, index_dir=tmp_path / "index", ingest_sample_if_empty=False, encoder=encoder
     )
