@@ -155,7 +155,10 @@ def _round(
                                 got.setdefault(m["group"], m["t"])
                     return got
 
-                wait_for("answers", lambda want=want: len(answers()) >= len(want), timeout=300, every=0.01)
+                def all_answered(want: set[str] = want) -> bool:
+                    return len(answers()) >= len(want)
+
+                wait_for("answers", all_answered, timeout=300, every=0.01)
                 latencies += [t - asked for t in answers().values()]
         finally:
             for b in bots:
