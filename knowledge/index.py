@@ -211,8 +211,10 @@ class HybridIndex:
             return self._lexical
 
     def vocabulary(self) -> Set[str]:
-        """Every character bigram the index contains (the bigram BM25's vocabulary), for the found decision."""
-        lexical = self._lexical_ready()
+        """Every character bigram the index contains (the bigram BM25's vocabulary), for the found decision.
+        With a Chroma server, once BM25 is built, the vocabulary of the last search's snapshot: the hits being
+        judged came from it, and it saves a second generation read per answer."""
+        lexical = self._lexical if self.shared and self._lexical_gen != -1 else self._lexical_ready()
         retriever = lexical.get("bigrams")
         if retriever is None:
             return frozenset()
