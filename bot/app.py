@@ -40,15 +40,23 @@ def build_channels(config: Config) -> dict[str, Channel]:
 class App:
     """One bot process. Tests build it with their own clock and channels; `serve` with the defaults."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None, channels: dict[str, Channel] | None = None,
-                 knowledge: Any = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        channels: dict[str, Channel] | None = None,
+        knowledge: Any = None,
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = Store(config.database_url)
         self.store.migrate()
         self.channels = channels if channels is not None else build_channels(config)
         self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
-        for ch in self.channels.values():  # a channel that speaks on its own (the WeChat greeting) uses the throttle too
+        for ch in (
+            self.channels.values()
+        ):  # a channel that speaks on its own (the WeChat greeting) uses the throttle too
             if hasattr(ch, "attach_sender"):
                 ch.attach_sender(self.sender)
         self.services = Services(
@@ -187,9 +195,14 @@ class App:
                 "groups": "all" if owned is None else owned,
                 "ignored_messages": self.not_owned,
             },
-            "store": {"status": "up" if store_ok else "down", "url": self.store.engine.url.render_as_string()},
+            "store": {
+                "status": "up" if store_ok else "down",
+                "url": self.store.engine.url.render_as_string(),
+            },
             "index": self._index_health(),
-            "ticket_backend": self.services.tickets.health() if self.services.tickets else {"status": "not configured"},
+            "ticket_backend": self.services.tickets.health()
+            if self.services.tickets
+            else {"status": "not configured"},
             "channels": {name: ch.health() for name, ch in self.channels.items()},
             "sender": {"pending": self.sender.pending(), "sent": self.sender.sent_count},
         }

@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        # one line per HTTP request (Chroma server, the ticket backend) drowns what the commands say
+        logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         if args.config:
             os.environ["DOORSTEP_CONFIG"] = args.config
         try:

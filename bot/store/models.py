@@ -60,7 +60,9 @@ class InboundMessage(Base):
     sender_name: Mapped[str] = mapped_column(String(128), default="")
     text: Mapped[str] = mapped_column(Text, default="")
     intent: Mapped[str] = mapped_column(String(32), default="")
-    status: Mapped[str] = mapped_column(String(16), default="received")  # received | handled | ignored | failed
+    status: Mapped[str] = mapped_column(
+        String(16), default="received"
+    )  # received | handled | ignored | failed
     reason: Mapped[str] = mapped_column(String(64), default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     __table_args__ = (Index("ux_inbound_channel_message", "channel", "message_id", unique=True),)
@@ -137,7 +139,9 @@ class Notice(Base):
     schedule_label: Mapped[str] = mapped_column(String(64), default="")  # 立即 | 11月24日 08:00 | 每天 08:00
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # null: nothing more
     runs: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled | sending | done | cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), default="scheduled"
+    )  # scheduled | sending | done | cancelled
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     __table_args__ = (Index("ix_notices_due", "status", "next_run_at"),)
@@ -153,7 +157,9 @@ class NoticeDelivery(Base):
     group_id: Mapped[str] = mapped_column(String(128))
     group_name: Mapped[str] = mapped_column(String(128), default="")
     channel: Mapped[str] = mapped_column(String(32), default="")
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed|unknown|cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), default="queued"
+    )  # queued|sending|sent|failed|unknown|cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
