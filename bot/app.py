@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from bot.channels import Channel, channel_class
@@ -22,6 +22,7 @@ from handlers.base import handler_classes
 from handlers.classifier import load_classifier
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT = 10.0  # seconds each part may take to stop
 
 
 def build_channels(config: Config) -> dict[str, Channel]:
@@ -157,18 +158,27 @@ class App:
         self.started = True
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *self._group_workers.values()]:
+        """Stop everything; a part that does not stop within STOP_TIMEOUT is logged and left behind, so a
+        stuck connection can never hang a shutdown (what was accepted is in the store already)."""
+        tasks = [*self._tasks, *self._group_workers.values()]
+        for t in tasks:
             t.cancel()
-        for t in [*self._tasks, *self._group_workers.values()]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await self.services.notices.stop()
-        if self.services.tickets is not None:  # issue 4
-            await self.services.tickets.stop()
-        await self.sender.stop()
-        for ch in self.channels.values():
-            with contextlib.suppress(Exception):
-                await ch.stop()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            for t in stuck:
+                log.warning("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT)
+        steps: list[tuple[str, Awaitable[None]]] = [("notices", self.services.notices.stop())]
+        if self.services.tickets is not None:
+            steps.append(("tickets", self.services.tickets.stop()))
+        steps.append(("sender", self.sender.stop()))
+        steps += [(f"channel {name}", ch.stop()) for name, ch in self.channels.items()]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("%s did not stop within %.0f s", name, STOP_TIMEOUT)
+            except Exception:
+                log.exception("stopping %s failed", name)
         self.store.close()
         self.started = False
 
