@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script for the child process: make `tests` importable
+    sys.path.insert(0, str(ROOT))
+
+from tests.spool import read_sent  # noqa: E402
+
 ACK = "已收到，工单号"
 
 
@@ -97,15 +102,6 @@ def wait_for(what: str, cond: Callable[[], bool], timeout: float = 120.0, every:
         time.sleep(every)
 
 
-def read_sent(workdir: Path) -> list[dict[str, Any]]:
-    p = workdir / "sent.jsonl"
-    if not p.exists():
-        return []
-    data = p.read_bytes()
-    data = data[: data.rfind(b"\n") + 1]
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
-
-
 def acked(sent: Iterable[dict[str, Any]]) -> Counter[str]:
     return Counter(m for s in sent if s["text"].startswith(ACK) for m in s["mentions"])
 
@@ -115,67 +111,15 @@ def acked(sent: Iterable[dict[str, Any]]) -> Counter[str]:
 
 def child(workdir: Path, with_knowledge: bool) -> None:
     from bot.app import App
-    from bot.channels.base import Channel, Inbox
     from bot.config import load_config
-    from bot.message import Message
     from bot.runtime import open_knowledge_for
     from bot.tickets.desk import ReportDesk
-
-    class SpoolChannel(Channel):
-        name = "spool"
-
-        def __init__(self, account: str) -> None:
-            super().__init__(account)
-            self.inbox_path = workdir / "inbox.jsonl"
-            self.sent_path = workdir / "sent.jsonl"
-            self._task: asyncio.Task[None] | None = None
-
-        async def start(self, inbox: Inbox) -> None:
-            self._task = asyncio.create_task(self._follow(inbox))
-
-        async def _follow(self, inbox: Inbox) -> None:
-            offset = 0
-            while True:
-                data = self.inbox_path.read_bytes() if self.inbox_path.exists() else b""
-                end = data.rfind(b"\n") + 1
-                for line in data[offset:end].splitlines():
-                    d = json.loads(line)
-                    await inbox(
-                        Message(
-                            id=d["id"],
-                            channel="spool",
-                            group=d["group"],
-                            sender=d["sender"],
-                            sender_name=d["sender_name"],
-                            text=d["text"],
-                            mentions_bot=True,
-                        )
-                    )
-                offset = end
-                await asyncio.sleep(0.01)
-
-        async def stop(self) -> None:
-            if self._task:
-                self._task.cancel()
-
-        async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
-            line = {"group": group, "text": text, "mentions": list(mentions), "t": time.time()}
-            with self.sent_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-        async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
-            pass
-
-        def messages(self, group: str) -> list[dict[str, Any]]:
-            """The group's history as the platform keeps it (as the simulator channel offers)."""
-            return [{**d, "from_bot": True} for d in read_sent(workdir) if d["group"] == group]
+    from tests.spool import SpoolChannel
 
     async def main() -> None:
         config = load_config(ROOT / "config" / "doorstep.yaml")
         knowledge = open_knowledge_for(config) if with_knowledge else None
-        channel = SpoolChannel(f"doorstep-{config.process_name}")
+        channel = SpoolChannel(workdir, f"doorstep-{config.process_name}", poll_seconds=0.01)
         app = App(config, channels={"spool": channel}, knowledge=knowledge)
         desk = app.services.tickets
         assert isinstance(desk, ReportDesk)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,66 +60,12 @@ def reports() -> list[dict[str, Any]]:
 
 def child(workdir: Path) -> None:
     from bot.app import App
-    from bot.channels.base import Channel, Inbox
     from bot.config import load_config
-    from bot.message import Message
     from bot.tickets.desk import ReportDesk
-
-    class SpoolChannel(Channel):
-        name = "spool"
-
-        def __init__(self) -> None:
-            super().__init__("doorstep-bot")
-            self.inbox_path = workdir / "inbox.jsonl"
-            self.sent_path = workdir / "sent.jsonl"
-            self._task: asyncio.Task[None] | None = None
-
-        async def start(self, inbox: Inbox) -> None:
-            self._task = asyncio.create_task(self._follow(inbox))
-
-        async def _follow(self, inbox: Inbox) -> None:
-            offset = 0
-            while True:
-                data = self.inbox_path.read_bytes() if self.inbox_path.exists() else b""
-                end = data.rfind(b"\n") + 1
-                for line in data[offset:end].splitlines():
-                    d = json.loads(line)
-                    await inbox(
-                        Message(
-                            id=d["id"],
-                            channel="spool",
-                            group=d["group"],
-                            sender=d["sender"],
-                            sender_name=d["sender_name"],
-                            text=d["text"],
-                            mentions_bot=True,
-                        )
-                    )
-                offset = end
-                await asyncio.sleep(0.05)
-
-        async def stop(self) -> None:
-            if self._task:
-                self._task.cancel()
-
-        async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
-            with self.sent_path.open("a", encoding="utf-8") as f:
-                f.write(
-                    json.dumps({"group": group, "text": text, "mentions": list(mentions)}, ensure_ascii=False)
-                    + "\n"
-                )
-                f.flush()
-                os.fsync(f.fileno())
-
-        async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
-            pass
-
-        def messages(self, group: str) -> list[dict[str, Any]]:
-            """The group's history as the platform has it (as the simulator channel offers)."""
-            return [{**d, "from_bot": True} for d in _sent(workdir) if d["group"] == group]
+    from tests.spool import SpoolChannel
 
     async def main() -> None:
-        app = App(load_config(ROOT / "config" / "doorstep.yaml"), channels={"spool": SpoolChannel()})
+        app = App(load_config(ROOT / "config" / "doorstep.yaml"), channels={"spool": SpoolChannel(workdir)})
         desk = app.services.tickets
         assert isinstance(desk, ReportDesk)
         desk.outbox.base_delay, desk.outbox.max_delay = 0.05, 0.4
@@ -147,10 +93,9 @@ def _wait(what: str, cond: Callable[[], bool], timeout: float = 120.0) -> None:
 
 
 def _sent(workdir: Path) -> list[dict[str, Any]]:
-    p = workdir / "sent.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from tests.spool import read_sent
+
+    return read_sent(workdir)
 
 
 def _acked(workdir: Path) -> Counter[str]:
