@@ -173,12 +173,15 @@ class App:
         steps.append(("sender", self.sender.stop()))
         steps += [(f"channel {name}", ch.stop()) for name, ch in self.channels.items()]
         for name, step in steps:
-            try:
-                await asyncio.wait_for(step, STOP_TIMEOUT)
-            except TimeoutError:
-                log.warning("%s did not stop within %.0f s", name, STOP_TIMEOUT)
-            except Exception:
-                log.exception("stopping %s failed", name)
+            # asyncio.wait, not wait_for: wait_for waits for a cancelled step to finish, and a step that
+            # swallows its cancellation (a stuck network close) would then hang the shutdown for good
+            task = asyncio.ensure_future(step)
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+            if not done:
+                task.cancel()
+                log.warning("%s did not stop within %.0f s; left behind", name, STOP_TIMEOUT)
+            elif task.exception() is not None:
+                log.error("stopping %s failed: %r", name, task.exception())
         self.store.close()
         self.started = False
 

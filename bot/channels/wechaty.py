@@ -72,6 +72,19 @@ AT_SEPARATOR = "\u2005"  # WeChat puts a four-per-em space after an @name
 QUOTE_DIVIDER = re.compile(r"\n-(?: -){5,}\s*\n")  # PadLocal's divider between a quote and the reply
 
 
+async def _cancel_and_wait(tasks: Sequence[asyncio.Task[Any]], timeout: float = 5.0) -> None:
+    """Cancel tasks and wait a bounded time for them to finish. Awaiting a cancelled gRPC stream task can
+    block for good (the stream swallows the cancellation while it closes), and suppressing CancelledError
+    around such an await would also swallow our own caller's cancellation: asyncio.wait does neither."""
+    for t in tasks:
+        t.cancel()
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        _, stuck = await asyncio.wait(pending, timeout=timeout)
+        for t in stuck:
+            log.warning("task %s did not stop within %.0f s; left behind", t.get_name(), timeout)
+
+
 class WechatyStartError(ChannelError):
     """The puppet service cannot be used: unreachable, wrong token, TLS-only, or the SDK is broken."""
 
@@ -413,11 +426,7 @@ class WechatyChannel(Channel):
 
     async def stop(self) -> None:
         self._stopping = True
-        for t in (self._supervisor, self._dispatcher):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        await _cancel_and_wait([t for t in (self._supervisor, self._dispatcher) if t is not None])
         self._supervisor = self._dispatcher = None
         await self._close_connection()
         self._inbox = None
@@ -574,11 +583,7 @@ class WechatyChannel(Channel):
         self._connected.clear()
         if conn is None:
             return
-        for t in conn.tasks:
-            t.cancel()
-        for t in conn.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await _cancel_and_wait(conn.tasks)
         conn.channel.close()
 
     async def _supervise(self) -> None:
