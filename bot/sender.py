@@ -129,9 +129,7 @@ class ThrottledSender:
                 await self.clock.sleep(wait + self.rng.uniform(0, self.limits.jitter_seconds))
                 continue
             queue.remove(ready)
-            await self._deliver(channel, ready)
-            if ready in queue:  # put back for a retry
-                continue
+            await self._deliver(channel, ready)  # a failed send is queued again inside, for a retry
 
     async def _deliver(self, channel: str, item: _Outgoing) -> None:
         r = item.reply

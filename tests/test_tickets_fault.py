@@ -24,21 +24,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = [f"故障测试群{g:02d}" for g in range(20)]
-PROBLEMS = [
-    "井盖松了",
-    "路灯不亮了",
-    "垃圾好几天没人清运",
-    "楼道灯坏了",
-    "有人飞线充电",
-    "下水道堵了",
-    "电梯坏了",
-    "装修噪音太大",
-    "狗屎没人清",
-    "树枝挡住窗户了",
-]
 
 
 def reports() -> list[dict[str, Any]]:
+    from tests.reports import (
+        PROBLEMS,
+    )  # here: this file also runs as the child script, without tests/ importable
+
     out = []
     for g, group in enumerate(GROUPS):
         for i in range(5):
