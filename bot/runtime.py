@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.app import App
@@ -10,16 +9,11 @@ from bot.channels import Channel
 from bot.clock import Clock
 from bot.config import Config
 
-log = logging.getLogger(__name__)
-
 
 def open_knowledge_for(config: Config) -> Any:
     """The knowledge service, with the bundled sample ingested on first start with an empty index."""
-    try:
-        from knowledge.service import open_knowledge
-    except ImportError:  # the knowledge package is optional for the foundation's own tests
-        log.warning("knowledge service not available: questions will not be answered from the index")
-        return None
+    from knowledge.service import open_knowledge  # imported here: loading it pulls in the embedding model
+
     return open_knowledge(config, ingest_sample_if_empty=True)
 
 
