@@ -15,6 +15,7 @@ import uvicorn
 
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
+from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
 
@@ -32,10 +33,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(config: Config) -> Iterator[str]:
-    """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own."""
+def server(config: Config, clock: ManualClock) -> Iterator[str]:
+    """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own; the
+    virtual clock reads 10:00 local, so the test does not depend on the hour it runs at."""
     port = free_port()
-    app = App(config, channels={"simulator": SimulatorChannel.from_config(config)})
+    app = App(config, clock=clock, channels={"simulator": SimulatorChannel.from_config(config)})
     server = uvicorn.Server(
         uvicorn.Config(create_web_app(app), host="127.0.0.1", port=port, log_level="warning")
     )
