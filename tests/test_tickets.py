@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -29,31 +28,6 @@ from tests.support import RecordingChannel, Say
 
 KEY = "doorstep-local-key"
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
-
-
-@pytest.fixture
-def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
-    with running(create_backend_app(be, manage_lifecycle=False)) as url:
-        yield be, url
-    be.engine.dispose()
-
-
-@pytest.fixture
-async def tapp(
-    data_dir: Path,
-    backend: tuple[Backend, str],
-    clock: ManualClock,
-    channel: RecordingChannel,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[App]:
-    monkeypatch.setenv("DOORSTEP_OPEN311_URL", backend[1])
-    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", KEY)
-    cfg = load_config(ROOT / "config" / "doorstep.yaml")
-    a = App(cfg, clock=clock, channels={"rec": channel})
-    await a.start(background=False)
-    yield a
-    await a.stop()
 
 
 def desk_of(app: App) -> ReportDesk:
