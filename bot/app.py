@@ -160,6 +160,8 @@ class App:
     async def stop(self) -> None:
         """Stop everything; a part that does not stop within STOP_TIMEOUT is logged and left behind, so a
         stuck connection can never hang a shutdown (what was accepted is in the store already)."""
+        if self.services.knowledge_loading is not None:
+            self.services.knowledge_loading.stop()
         tasks = [*self._tasks, *self._group_workers.values()]
         for t in tasks:
             t.cancel()
@@ -188,7 +190,8 @@ class App:
     def _index_health(self) -> dict[str, Any]:
         kb = self.services.knowledge
         if kb is None:
-            return {"status": "not loaded"}
+            loading = self.services.knowledge_loading
+            return loading.health() if loading is not None else {"status": "not loaded"}
         stats = getattr(kb, "stats", None)
         if stats is None:
             return {"status": "up"}

@@ -101,9 +101,9 @@ def _closed(workdir: Path) -> Counter[str]:
 def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     from sqlalchemy import select
 
-    from backend import Backend, BackendSettings, create_backend_app
+    from backend import Backend, BackendSettings
     from backend.models import ServiceRequest
-    from backend.testing import free_port, running
+    from backend.testing import free_port, running_backend
     from bot.config import load_config
 
     workdir = tmp_path / "bot"
@@ -112,7 +112,7 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DOORSTEP_DATA": str(tmp_path / "data"),
-        "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}",
+        "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}/open311/v2",
         "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
         "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
         "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0",
@@ -158,7 +158,7 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
                 load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{tmp_path / 'open311.db'}"
             )
         )
-        with running(create_backend_app(be, manage_lifecycle=False), port=port):
+        with running_backend(be, port=port):
 
             def requests() -> list[ServiceRequest]:
                 with be.sessions() as s:

@@ -419,11 +419,11 @@ def ticket_no(text: str) -> str | None:
 @pytest.fixture
 def open311(tmp_path: Path, config: Config) -> Iterator[Any]:
     """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend."""
-    from backend import Backend, BackendSettings, create_backend_app
-    from backend.testing import running
+    from backend import Backend, BackendSettings
+    from backend.testing import running_backend
 
     be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
-    with running(create_backend_app(be, manage_lifecycle=False)) as url:
+    with running_backend(be) as url:
         config.main.tickets.open311_url = url
         config.main.tickets.api_key = config.main.tickets.api_keys[0]
         yield be

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.channels.base import Channel, Inbox
 from bot.config import Config
-from bot.message import Attachment, Location, Message, utcnow
+from bot.message import Attachment, Location, Message, run_prefix, utcnow
 
 
 @dataclass
@@ -39,6 +39,7 @@ class SimulatorChannel(Channel):
         super().__init__(account)
         self.bot_name = bot_name
         self._inbox: Inbox | None = None
+        self._run = run_prefix()  # ids stay unique across restarts on the same store
         self._ids = itertools.count(1)
         self.groups: dict[str, list[SimEntry]] = {}
         self.names: dict[str, str] = {}  # sender id -> display name, for rendering @mentions
@@ -53,7 +54,7 @@ class SimulatorChannel(Channel):
         return ch
 
     def _next_id(self) -> str:
-        return f"sim-{next(self._ids):06d}"
+        return f"sim-{self._run}-{next(self._ids):06d}"
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
