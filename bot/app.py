@@ -90,10 +90,15 @@ class App:
             self.not_owned += 1
             log.debug("message %s in %s ignored: the group belongs to another process", msg.id, msg.group)
             return
+        # recorded before the channel acknowledges it (the simulator answers 202 after this returns): a crash
+        # while the message waits in the queue loses nothing, the desk's recovery takes it
+        admitted = self.router.admit(msg)
+        if admitted is None:  # the bot's own message, or one the channel delivered before
+            return
         q = self._group_queues.get(msg.group)
         if q is None:
             q = self._group_queues[msg.group] = asyncio.Queue()
-        q.put_nowait(msg)
+        q.put_nowait(admitted)
         worker = self._group_workers.get(msg.group)
         if worker is None or worker.done():
             self._group_workers[msg.group] = asyncio.create_task(self._group_worker(msg.group, q))
@@ -101,7 +106,7 @@ class App:
     async def _group_worker(self, group: str, q: asyncio.Queue[Message]) -> None:
         while not q.empty():
             msg = q.get_nowait()
-            outcome = await self.router.on_message(msg)
+            outcome = await self.router.on_message(msg, admitted=True)
             self.outcomes.append(outcome)
             del self.outcomes[:-200]
             q.task_done()

@@ -75,9 +75,20 @@ class Router:
 
     # --- the pipeline -----------------------------------------------------------------------------
 
-    async def on_message(self, msg: Message) -> Outcome:
+    def admit(self, msg: Message) -> Message | None:
+        """Record a message as it arrives, before its channel acknowledges it (the simulator's 202): returns the
+        message as recorded (its id may be derived, see `_record`), or None for the bot's own messages and for
+        redeliveries. A message admitted and then cut off by a crash is taken by the desk's recovery."""
+        if msg.from_bot or msg.sender in self.accounts:
+            return None
+        recorded_as = self._record(msg, self.services.clock.now())
+        if recorded_as is None:
+            return None
+        return msg if recorded_as == msg.id else replace(msg, id=recorded_as)
+
+    async def on_message(self, msg: Message, *, admitted: bool = False) -> Outcome:
         try:
-            outcome = await self._route(msg)
+            outcome = await self._route(msg, admitted)
         except Exception:
             log.exception("routing message %s from %s in %s failed", msg.id, msg.channel, msg.group)
             outcome = Outcome("failed", "router error")
@@ -85,16 +96,16 @@ class Router:
             self.services.sender.submit(r if r.channel else r.with_channel(msg.channel))
         return outcome
 
-    async def _route(self, msg: Message) -> Outcome:
+    async def _route(self, msg: Message, admitted: bool = False) -> Outcome:
         svc = self.services
         now = svc.clock.now()
-        if msg.from_bot or msg.sender in self.accounts:
-            return Outcome("ignored", "own message")
-        recorded_as = self._record(msg, now)
-        if recorded_as is None:  # the channel delivered this very message before
-            return Outcome("ignored", "duplicate")
-        if recorded_as != msg.id:
-            msg = replace(msg, id=recorded_as)
+        if not admitted:
+            if msg.from_bot or msg.sender in self.accounts:
+                return Outcome("ignored", "own message")
+            recorded = self.admit(msg)
+            if recorded is None:  # the channel delivered this very message before
+                return Outcome("ignored", "duplicate")
+            msg = recorded
         if self._is_resend(msg, now):  # recorded first: what a channel acknowledged is in the store
             self._mark(msg, "ignored", "resend")
             return Outcome("ignored", "duplicate")
