@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bot.channels import Channel, channel_class
+from bot.classifier_loading import BackgroundClassifier
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.groups import GroupDirectory
@@ -48,6 +49,7 @@ class App:
         clock: Clock | None = None,
         channels: dict[str, Channel] | None = None,
         knowledge: Any = None,
+        train_in_background: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -64,7 +66,8 @@ class App:
             config=config,
             store=self.store,
             clock=self.clock,
-            classifier=load_classifier(config),
+            # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
+            classifier=BackgroundClassifier(config) if train_in_background else load_classifier(config),
             sender=self.sender,
             knowledge=knowledge,
         )
@@ -103,7 +106,12 @@ class App:
         if worker is None or worker.done():
             self._group_workers[msg.group] = asyncio.create_task(self._group_worker(msg.group, q))
 
+    async def _classifier_ready(self) -> None:
+        if isinstance(self.services.classifier, BackgroundClassifier):
+            await self.services.classifier.wait()
+
     async def _group_worker(self, group: str, q: asyncio.Queue[Message]) -> None:
+        await self._classifier_ready()  # recorded already: a message waits here for the model, never lost
         while not q.empty():
             msg = q.get_nowait()
             outcome = await self.router.on_message(msg, admitted=True)
@@ -146,6 +154,7 @@ class App:
                 log.exception("expiring a %s conversation failed", conv.handler)
 
     async def _ticker(self) -> None:
+        await self._classifier_ready()  # the desk's recovery classifies what a crash cut off
         while True:
             await self.tick()
             await asyncio.sleep(1.0)
@@ -221,6 +230,9 @@ class App:
                 "url": self.store.engine.url.render_as_string(),
             },
             "index": self._index_health(),
+            "classifier": self.services.classifier.health()
+            if isinstance(self.services.classifier, BackgroundClassifier)
+            else {"status": "up"},
             "ticket_backend": self.services.tickets.health()
             if self.services.tickets
             else {"status": "not configured"},

@@ -28,9 +28,12 @@ def build_app(
     channels: dict[str, Channel] | None = None,
     clock: Clock | None = None,
     with_knowledge: bool = True,
+    train_in_background: bool = False,
 ) -> App:
     knowledge = open_knowledge_for(config) if with_knowledge else None
-    return App(config, clock=clock, channels=channels, knowledge=knowledge)
+    return App(
+        config, clock=clock, channels=channels, knowledge=knowledge, train_in_background=train_in_background
+    )
 
 
 def load_knowledge_in_background(app: App, console: TextIO | None = None) -> KnowledgeLoading:

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = config.main.http.host, config.http_port
     sock = bind_listener(host, port)
     try:
-        app = build_app(config, with_knowledge=False)
+        app = build_app(config, with_knowledge=False, train_in_background=True)
         asyncio.run(_serve(app, sock, host, port))
     finally:
         sock.close()
