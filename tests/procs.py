@@ -113,6 +113,13 @@ class Proc:
         except httpx.HTTPError:
             return False
 
+    def move_to(self, port: int) -> None:
+        """Listen on another port from the next start (the same data directory)."""
+        self.port = port
+        self.env["DOORSTEP_PORT"] = str(port)
+        self.http.close()
+        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

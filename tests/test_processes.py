@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
+from backend.testing import free_port
 from bot.store.models import InboundMessage, Ticket
 from tests.procs import KEY, ROOT, Procs, Serve, wait_for
 from tests.reports import PROBLEMS
@@ -64,6 +65,7 @@ def test_restart_on_a_data_dir_with_messages_records_and_files_every_new_one(pro
     post_all(bot, first)
     wait_for("the first reports acknowledged", lambda: len(bot.acks(groups)) == 10, 60)
     bot.stop()
+    bot.move_to(free_port())  # the port is item 2's test; this one is about the data directory
     bot.start()  # the same data directory: the store holds the first 10 messages
     post_all(bot, second)
     wait_for("every reporter acknowledged", lambda: len(bot.acks(groups)) == 20, 60)

@@ -98,6 +98,22 @@ def _closed(workdir: Path) -> Counter[str]:
     return Counter(m for s in _sent(workdir) if "已处理完毕" in s["text"] for m in s["mentions"])
 
 
+def _settled(db: Path) -> bool:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.pool import NullPool
+
+    from bot.store.models import Ticket, TicketNotice
+
+    engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            owed = c.execute(select(TicketNotice.id).where(TicketNotice.state != "sent").limit(1)).first()
+            still_open = c.execute(select(Ticket.id).where(Ticket.status != "closed").limit(1)).first()
+            return owed is None and still_open is None
+    finally:
+        engine.dispose()
+
+
 def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     from sqlalchemy import select
 
@@ -168,7 +184,9 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
             for r in requests():  # staff close every ticket
                 be.update_status(r.id, "closed", "已处理", "街道")
             _wait("every reporter told of the closure", lambda: len(_closed(workdir)) == 100)
-            time.sleep(1.5)  # a few more rounds of polling: nothing more may be said
+            # the barrier for "nothing more is said": every ticket closed in the bot's store (no more polling)
+            # and every owed message sent (none pending or in flight); anything more would need a new event
+            _wait("the bot settled", lambda: _settled(tmp_path / "data" / "doorstep.db"))
             final = requests()
         be.engine.dispose()
     finally:
