@@ -131,12 +131,14 @@ class KnowledgeLoading:
         on_ready(service)
 
     def _ingest_sample(self, service: Any, marker: Path) -> None:
+        from knowledge.ingest import discover
+
         paths = [p for p in service.sample_paths if p.exists()]
-        self.files_total = len(paths)
+        self.files_total = len(discover(paths)[0])
         self.state = "ingesting"
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("the bundled sample is being ingested; removed when done\n", encoding="utf-8")
-        self._say(f"first start: ingesting the bundled knowledge ({', '.join(p.name for p in paths)})")
+        self._say(f"first start: ingesting the bundled knowledge ({self.files_total} files)")
 
         def on_file(_: Any) -> None:
             self.files_done += 1
