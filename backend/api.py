@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import FastAPI, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -27,12 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.formats import Format, error_response, render, w3c
 from backend.models import Media, ServiceRequest, StatusUpdate, Subscriber, ensure_schema, utcnow
+from backend.utf8form import Utf8FormMiddleware
 from backend.webhooks import WebhookSender, enqueue
 from bot.config import Config, Service
 from bot.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
+GEOREPORT_PATH = "/open311/v2"  # where the contract puts GeoReport v2: `{base}/open311/v2`
 MAX_DESCRIPTION = 4000  # the spec's limit
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 MAX_RESULTS = 1000  # the spec's default cap on GET requests
@@ -321,7 +323,11 @@ def _fmt_of(request: Request) -> str:
     return "xml" if request.url.path.endswith(".xml") else "json"
 
 
-def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_backend_app(
+    backend: Backend | BackendSettings, *, manage_lifecycle: bool = True, prefix: str = GEOREPORT_PATH
+) -> FastAPI:
+    """The GeoReport v2 API under `prefix` (`/open311/v2`, as the contract says); `serve` mounts the app at
+    /open311/v2 itself and passes `prefix=""`."""
     be = backend if isinstance(backend, Backend) else Backend(backend)
 
     @asynccontextmanager
@@ -341,6 +347,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         description="The built-in ticket backend: Open311 GeoReport v2, JSON and XML.",
     )
     app.state.backend = be
+    app.add_middleware(Utf8FormMiddleware)  # staff notes in raw UTF-8 form data (curl -d) read right
 
     @app.exception_handler(Open311Error)
     async def _open311_error(request: Request, exc: Exception) -> Response:
@@ -361,19 +368,21 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         assert isinstance(exc, StarletteHTTPException)
         return error_response(_fmt_of(request), exc.status_code, str(exc.detail))
 
-    @app.get("/services.{fmt}", tags=["services"], summary="GET Service List")
+    api = APIRouter()
+
+    @api.get("/services.{fmt}", tags=["services"], summary="GET Service List")
     async def services(fmt: Fmt, jurisdiction_id: Jurisdiction = None) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "services", [be.service_doc(s) for s in be.services.values()])
 
-    @app.get("/services/{service_code}.{fmt}", tags=["services"], summary="GET Service Definition")
+    @api.get("/services/{service_code}.{fmt}", tags=["services"], summary="GET Service Definition")
     async def service_definition(
         service_code: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "service_definition", be.definition_doc(be.service(service_code)))
 
-    @app.post("/requests.{fmt}", tags=["requests"], summary="POST Service Request")
+    @api.post("/requests.{fmt}", tags=["requests"], summary="POST Service Request")
     async def create_request(
         request: Request,
         fmt: Fmt,
@@ -473,7 +482,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             r = existing
         return render(fmt, "requests", [_created_doc(r)])
 
-    @app.get("/requests.{fmt}", tags=["requests"], summary="GET Service Requests")
+    @api.get("/requests.{fmt}", tags=["requests"], summary="GET Service Requests")
     async def list_requests(
         fmt: Fmt,
         jurisdiction_id: Jurisdiction = None,
@@ -510,7 +519,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             rows = s.scalars(q.limit(MAX_RESULTS)).all()
         return render(fmt, "requests", [be.request_doc(r) for r in rows])
 
-    @app.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
+    @api.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
     async def get_request(
         service_request_id: Annotated[str, Path(max_length=64)],
         fmt: Fmt,
@@ -519,7 +528,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "requests", [be.request_doc(be.get_request(service_request_id))])
 
-    @app.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
+    @api.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
     async def token(
         token: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
     ) -> Response:
@@ -530,7 +539,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             raise Open311Error(404, f"token {token!r} not found")
         return render(fmt, "requests", [{"service_request_id": str(r.id), "token": r.token}])
 
-    @app.post(
+    @api.post(
         "/requests/{service_request_id}/status.{fmt}",
         tags=["staff"],
         summary="Update a request's status with a note and the agency (beyond the spec)",
@@ -559,7 +568,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         )
         return render(fmt, "requests", [be.request_doc(r)])
 
-    @app.post(
+    @api.post(
         "/subscriptions.{fmt}", tags=["staff"], summary="Subscribe a URL to signed webhooks (beyond the spec)"
     )
     async def subscribe(
@@ -573,7 +582,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         be.subscribe(url)
         return render(fmt, "subscriptions", [{"url": url, "subscribed": True}])
 
-    @app.get(
+    @api.get(
         "/media/{media_id}",
         name="media",
         tags=["media"],
@@ -589,6 +598,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             raise Open311Error(404, "media not found")
         return Response(m.data, media_type=m.mime, headers={"Cache-Control": "public, max-age=86400"})
 
+    app.include_router(api, prefix=prefix)
     return app
 
 

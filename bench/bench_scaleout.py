@@ -70,9 +70,9 @@ def _round(
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from backend import Backend, BackendSettings, create_backend_app
+    from backend import Backend, BackendSettings
     from backend.models import ServiceRequest
-    from backend.testing import free_port, running
+    from backend.testing import free_port, running_backend
     from bot.config import load_config
 
     work = tmp / f"p{n_proc}"
@@ -86,7 +86,7 @@ def _round(
     owner = {g: i for i, gs in enumerate(split) for g in gs}
     with (
         _store_url(tmp, f"p{n_proc}") as (db_url, engine),
-        running(create_backend_app(be, manage_lifecycle=False), port=port),
+        running_backend(be, port=port),
     ):
         bots = []
         for i, groups in enumerate(split):
@@ -94,7 +94,11 @@ def _round(
             if index_seed is not None:  # each process its own copy of one ingested index (embedded Chroma)
                 shutil.copytree(index_seed, data / "index")
             env = env_for(
-                f"bench-{i}", groups, db_url=db_url, backend_url=f"http://127.0.0.1:{port}", data=data
+                f"bench-{i}",
+                groups,
+                db_url=db_url,
+                backend_url=f"http://127.0.0.1:{port}/open311/v2",
+                data=data,
             )
             bots.append(BotProcess(data, env, knowledge=True))
         try:

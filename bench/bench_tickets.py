@@ -181,8 +181,8 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from backend import Backend, BackendSettings, create_backend_app
-    from backend.testing import running
+    from backend import Backend, BackendSettings
+    from backend.testing import running_backend
     from bot.config import load_config
 
     work = Path(tempfile.mkdtemp(prefix="bench-tickets-"))
@@ -192,7 +192,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         config_path = ROOT / "config" / "doorstep.yaml"
         config = load_config(config_path)
         be = Backend(BackendSettings.from_config(config, f"sqlite:///{work / 'open311.db'}"))
-        with running(create_backend_app(be, manage_lifecycle=False)) as url:
+        with running_backend(be) as url:
             pipeline = asyncio.run(_pipeline(config_path, url, 200 if quick else 1000))
         be.engine.dispose()
         classifier = classifier_figures(config)

@@ -125,6 +125,13 @@ class TicketSettings(_Strict):
     webhook_secret: str = "doorstep-webhook-secret"
     merge_window_hours: float = 72.0
     place_timeout_seconds: float = 120.0
+    # recovery timing: the outbox's first retry delay (doubling up to the max), how long a stopped process's
+    # claims (outbox rows, owed messages) hold, and after how long a recorded but unhandled message counts as
+    # cut off by a crash
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0)
+    recovery_grace_seconds: float = Field(30.0, gt=0)
 
 
 class HttpSettings(_Strict):

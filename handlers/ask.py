@@ -95,6 +95,9 @@ class AskHandler(Handler):
         knowledge = self.services.knowledge
         question = ctx.text.strip()
         if knowledge is None:
+            loading = self.services.knowledge_loading  # `serve` still opening the index: say how far
+            if loading is not None and loading.active:
+                return [ctx.reply(loading.reply_text(), kind="status")]
             return [ctx.reply(UNAVAILABLE, kind="error")]
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)

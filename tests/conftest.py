@@ -11,6 +11,7 @@ import pytest
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
+from tests.procs import proc_config, procs  # noqa: F401  (fixtures: the harness of real processes)
 from tests.support import RecordingChannel, Say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,8 +162,8 @@ def chroma_collection() -> str:
 
 # ==== tickets: the built-in backend on a real loopback port, and an app whose ticket client points at it ====
 
-from backend import Backend, BackendSettings, create_backend_app  # noqa: E402
-from backend.testing import running  # noqa: E402
+from backend import Backend, BackendSettings  # noqa: E402
+from backend.testing import running_backend  # noqa: E402
 
 TICKETS_API_KEY = "doorstep-local-key"
 
@@ -170,7 +171,7 @@ TICKETS_API_KEY = "doorstep-local-key"
 @pytest.fixture
 def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
     be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
-    with running(create_backend_app(be, manage_lifecycle=False)) as url:
+    with running_backend(be) as url:
         yield be, url
     be.engine.dispose()
 

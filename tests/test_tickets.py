@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from backend import Backend, BackendSettings, create_backend_app
 from backend.models import ServiceRequest
-from backend.testing import running
-from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from backend.testing import running_backend
+from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
@@ -24,7 +24,7 @@ from bot.tickets.client import GeoReportClient, RemoteRequest
 from bot.tickets.desk import ReportDesk
 from bot.tickets.web import webhook_router
 from tests.conftest import ROOT
-from tests.support import RecordingChannel, Say
+from tests.support import RecordingChannel, Say, documented_signature
 
 KEY = "doorstep-local-key"
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
@@ -104,7 +104,7 @@ async def test_photo_before_and_location_after_join_the_report(
     [req] = requests_in(backend[0])
     assert req.media_url.endswith("/media/1")
     with TestClient(create_backend_app(backend[0], manage_lifecycle=False)) as c:
-        assert c.get("/media/1").content == JPEG
+        assert c.get("/open311/v2/media/1").content == JPEG
     with tapp.store.session() as s:
         r = s.scalars(select(TicketReport)).one()
         assert (r.lat, r.lon) == (39.16, 117.21)
@@ -199,13 +199,16 @@ async def test_signed_webhook_tells_the_group(
         stale = await c.post(
             "/tickets/webhook",
             content=body,
-            headers={SIGNATURE_HEADER: sign(secret, ts - 3600, body), TIMESTAMP_HEADER: str(ts - 3600)},
+            headers={
+                SIGNATURE_HEADER: documented_signature(secret, ts - 3600, body),
+                TIMESTAMP_HEADER: str(ts - 3600),
+            },
         )
         assert stale.status_code == 401
         ok = await c.post(
             "/tickets/webhook",
             content=body,
-            headers={SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: str(ts)},
+            headers={SIGNATURE_HEADER: documented_signature(secret, ts, body), TIMESTAMP_HEADER: str(ts)},
         )
         assert ok.status_code == 200 and ok.json()["changed"] is True
     await tapp.sender.drain()
@@ -291,7 +294,7 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
     from backend.testing import free_port
 
     port = free_port()
-    monkeypatch.setenv("DOORSTEP_OPEN311_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("DOORSTEP_OPEN311_URL", f"http://127.0.0.1:{port}/open311/v2")
     monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", KEY)
     app = App(load_config(ROOT / "config" / "doorstep.yaml"), clock=clock, channels={"rec": channel})
     await app.start(background=False)
@@ -313,7 +316,7 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         await settle(app)
         assert len([s for s in channel.sent if "工单发送失败" in s.text]) == 1
         be = Backend(BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"))
-        with running(create_backend_app(be, manage_lifecycle=False), port=port):
+        with running_backend(be, port=port):
             clock.advance(desk.outbox.parked_retry_seconds + 1)
             await settle(app)
         assert len(requests_in(be)) == 1

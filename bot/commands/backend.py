@@ -1,13 +1,17 @@
-"""`doorstep backend [--host H] [--port P] [--db URL]`: the built-in Open311 GeoReport v2 backend alone."""
+"""`doorstep backend [--host H] [--port P] [--db URL]`: the built-in Open311 GeoReport v2 backend alone, at
+`http://H:P/open311/v2` as the contract says."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import uvicorn
 
 from backend import BackendSettings, create_backend_app
+from backend.api import GEOREPORT_PATH
 from bot.cli import UserError
+from bot.commands.serve import bind_listener
 from bot.config import load_config
 
 
@@ -19,14 +23,18 @@ def run(args: argparse.Namespace) -> int:
     if db is not None and "://" not in db:
         raise UserError(f"--db must be a SQLAlchemy URL such as sqlite:///open311.db, got {db!r}")
     settings = BackendSettings.from_config(config, db)
+    sock = bind_listener(args.host, args.port)  # a taken port is one line; a restart after a crash works
     try:
-        app = create_backend_app(settings)
-    except Exception as e:  # an unreachable or unwritable database
-        raise UserError(f"cannot open the ticket database {settings.db_url}: {e}") from None
-    print(
-        f"Open311 GeoReport v2 backend: http://{args.host}:{args.port}/services.json "
-        f"(jurisdiction_id={settings.jurisdiction_id}, database {settings.db_url})",
-        flush=True,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        try:
+            app = create_backend_app(settings)
+        except Exception as e:  # an unreachable or unwritable database
+            raise UserError(f"cannot open the ticket database {settings.db_url}: {e}") from None
+        print(
+            f"Open311 GeoReport v2 backend: http://{args.host}:{args.port}{GEOREPORT_PATH}/services.json "
+            f"(jurisdiction_id={settings.jurisdiction_id}, database {settings.db_url})",
+            flush=True,
+        )
+        asyncio.run(uvicorn.Server(uvicorn.Config(app, log_level="info")).serve(sockets=[sock]))
+    finally:
+        sock.close()
     return 0

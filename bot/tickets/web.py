@@ -65,5 +65,5 @@ def mount_tickets(web: FastAPI, app: App) -> None:
     http = cfg.main.http
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
     backend.subscribe(f"http://{host}:{cfg.http_port}{WEBHOOK_PATH}")
-    web.mount("/open311/v2", create_backend_app(backend, manage_lifecycle=False))
+    web.mount("/open311/v2", create_backend_app(backend, manage_lifecycle=False, prefix=""))
     desk.embedded_backend = backend
