@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import GroupPolicy
 from bot.message import Message, Reply
+from bot.pii import mask_pii
 from bot.ratelimit import SlidingWindow
 from bot.services import Services
 from bot.store.models import AnsweredQuestion, InboundMessage
@@ -286,7 +287,7 @@ class Router:
                 AnsweredQuestion(
                     group_id=ctx.message.group,
                     question_key=question_key(ctx.text),
-                    question=ctx.text[:500],
+                    question=mask_pii(ctx.text)[:500],
                     asker_name=ctx.message.display_sender,
                     answered_at=now,
                 )
@@ -316,7 +317,7 @@ class Router:
                         group_id=msg.group[:128],
                         sender=msg.sender[:128],
                         sender_name=msg.sender_name[:128],
-                        text=msg.text[:STORED_TEXT_LIMIT],
+                        text=mask_pii(msg.text)[:STORED_TEXT_LIMIT],  # the handlers get the message itself
                         received_at=now,
                     )
                 )

@@ -24,7 +24,7 @@ from backend.models import WebhookDelivery
 from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from bot.config import Config
 
-KEY = "doorstep-local-key"
+KEY = "test-open311-key"
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 200
 
 
@@ -44,6 +44,11 @@ def clock() -> Clock:
 @pytest.fixture
 def hooks() -> list[httpx.Request]:
     return []
+
+
+@pytest.fixture(autouse=True)
+def open311_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEYS", KEY)
 
 
 @pytest.fixture

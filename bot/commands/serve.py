@@ -12,7 +12,8 @@ import uvicorn
 
 from bot.app import App
 from bot.channels.base import ChannelError
-from bot.config import load_config
+from bot.config import Config, load_config
+from bot.credentials import exposure_problem
 from bot.errors import UserError
 from bot.runtime import build_app
 from bot.web.app import create_web_app
@@ -30,6 +31,13 @@ def _check_port_free(host: str, port: int) -> None:
                     f"port {port} on {host} is already in use (set DOORSTEP_PORT to another)"
                 ) from None
             raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def _refuse_shipped_secrets(config: Config, host: str) -> None:
+    """CONTRACT.md "Start-up": with a secret everyone knows, listen on loopback only."""
+    problem = exposure_problem(host, config.shipped_defaults())
+    if problem:
+        raise UserError(problem)
 
 
 async def _serve(app: App, host: str, port: int) -> None:
@@ -56,6 +64,7 @@ async def _serve(app: App, host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config()
     host, port = config.main.http.host, config.http_port
+    _refuse_shipped_secrets(config, host)
     _check_port_free(host, port)
     app = build_app(config)
     asyncio.run(_serve(app, host, port))

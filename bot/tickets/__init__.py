@@ -26,8 +26,7 @@ def build_desk(services: Services) -> ReportDesk:
     if t.open311_url:
         client = GeoReportClient(t.open311_url, t.api_key, t.jurisdiction_id)
         return ReportDesk(services, client, poll_interval_seconds=EXTERNAL_POLL_SECONDS)
-    key = t.api_key or (t.api_keys[0] if t.api_keys else "")
-    client = GeoReportClient(builtin_base_url(services), key, t.jurisdiction_id)
+    client = GeoReportClient(builtin_base_url(services), services.config.ticket_api_key, t.jurisdiction_id)
     return ReportDesk(services, client, poll_interval_seconds=BUILTIN_POLL_SECONDS)
 
 
