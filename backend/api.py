@@ -81,11 +81,13 @@ class BackendSettings:
     webhook_interval_seconds: float = 1.0
 
     @classmethod
-    def from_config(cls, config: Config, db_url: str | None = None) -> BackendSettings:
+    def from_config(
+        cls, config: Config, db_url: str | None = None, *, api_keys: list[str] | None = None
+    ) -> BackendSettings:
         t = config.main.tickets
         return cls(
             db_url=db_url or f"sqlite:///{config.data_dir / 'open311.db'}",
-            api_keys=config.api_keys,
+            api_keys=api_keys if api_keys is not None else config.api_keys,
             services=list(config.services.services),
             jurisdiction_id=t.jurisdiction_id,
             webhook_secret=config.webhook_secret,
@@ -284,12 +286,17 @@ class Backend:
     @classmethod
     def public_doc(cls, r: ServiceRequest) -> dict[str, Any]:
         """What anyone may read (the GET routes answer without a key): the text with phone and ID numbers
-        masked, the place at the community and building level, coordinates to about 100 m."""
+        masked, the place at the community and building level (in the description too), coordinates to about
+        100 m."""
         community = str((r.attributes or {}).get("community", ""))
+        description = mask_pii(r.description)
+        exact = r.address.removeprefix(community).strip()
+        if len(exact) >= 2:  # the resident's words name the place too ("刘阿姨家门口井盖没了")
+            description = description.replace(exact, coarse_place(exact))
         return {
             **cls.request_doc(r),
             "status_notes": mask_pii(r.status_notes) or None,
-            "description": mask_pii(r.description),
+            "description": description,
             "address": coarse_place(r.address, community) or community or None,
             "address_id": None,
             "lat": coarse_coordinate(r.lat),

@@ -336,9 +336,9 @@ class Config(BaseModel):
 
     @property
     def ticket_api_key(self) -> str:
-        """The key the bot's ticket client sends: configured, else (built-in backend) the first one it accepts."""
-        t = self.main.tickets
-        return t.api_key or ("" if t.open311_url else self.api_keys[0])
+        """The key the bot's ticket client sends: configured, else the first one the built-in backend accepts
+        (also right for a `doorstep backend` on the same data directory; an external server needs its own)."""
+        return self.main.tickets.api_key or self.api_keys[0]
 
     def shipped_defaults(self, *, backend_only: bool = False) -> list[str]:
         """Settings that hold a secret Doorstep once shipped with (`serve` refuses them beyond loopback)."""

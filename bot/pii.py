@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 _SEP = " \u3000\u00a0\t.\-－—–·・()（）"
 # a run: an optional + or opening bracket, digits, single separators between digit groups, an optional X
-_RUN = re.compile(rf"[+＋(（]?\d(?:[{_SEP}]{{1,2}}\d|\d)*[XxＸｘ]?")
+_RUN = re.compile(rf"[+＋(（]?\d(?:[{_SEP}]{{1,3}}\d|\d)*[XxＸｘ]?")
 _GROUP = re.compile(r"\d+[XxＸｘ]?")
 # after a run of this kind the number is an amount, a count or a date, not a phone number
 _UNITS = tuple("元块角万亿千百平米㎡斤克吨升年月日天号次个人户楼层室栋幢%％度岁分秒份件台辆张瓶袋箱元") + (

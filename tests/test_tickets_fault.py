@@ -98,7 +98,7 @@ def _closed(workdir: Path) -> Counter[str]:
     return Counter(m for s in _sent(workdir) if "已处理完毕" in s["text"] for m in s["mentions"])
 
 
-def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
+def test_backend_down_bot_killed_backend_back(tmp_path: Path, data_dir: Path) -> None:
     from sqlalchemy import select
 
     from backend import Backend, BackendSettings, create_backend_app
@@ -111,9 +111,8 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet: the backend is down
     env = {
         **os.environ,
-        "DOORSTEP_DATA": str(tmp_path / "data"),
+        "DOORSTEP_DATA": str(data_dir),  # the backend below reads the same generated key
         "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}",
-        "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
         "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
         "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0",
         "DOORSTEP_SEND_LIMITS__GROUP_PER_MINUTE": "1000",

@@ -124,7 +124,11 @@ def has_module(name: str) -> bool:
 
 @pytest.fixture
 async def wx(
-    config: Config, peer: Peer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+    config: Config,
+    peer: Peer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    clock: ManualClock,
 ) -> AsyncIterator[App]:
     """A real Doorstep App whose only channel is WeChat through the peer, on a manual clock (10:00 in Shanghai:
     no quiet hours, and the sender's pauses between messages pass at once)."""
@@ -132,7 +136,7 @@ async def wx(
         monkeypatch.setenv("DOORSTEP_INDEX", str(_index_dir(tmp_path_factory)))
     cfg = wechat_config(config, peer)
     ch = make_channel(cfg)
-    app = build_app(cfg, channels={"wechaty": ch}, clock=ManualClock())
+    app = build_app(cfg, channels={"wechaty": ch}, clock=clock)
     await app.start()
     assert await ch.wait_logged_in(30), ch.health()
     yield app
@@ -417,15 +421,16 @@ def ticket_no(text: str) -> str | None:
 
 
 @pytest.fixture
-def open311(tmp_path: Path, config: Config) -> Iterator[Any]:
-    """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend."""
+def open311(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[Any]:
+    """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend (on the App's clock:
+    an update is never stamped ahead of the bot's time)."""
     from backend import Backend, BackendSettings, create_backend_app
     from backend.testing import running
 
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
+    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"), now=clock.now)
     with running(create_backend_app(be, manage_lifecycle=False)) as url:
         config.main.tickets.open311_url = url
-        config.main.tickets.api_key = config.main.tickets.api_keys[0]
+        config.main.tickets.api_key = config.api_keys[0]
         yield be
     be.engine.dispose()
 

@@ -17,6 +17,7 @@ def _refuse_shipped_secrets(config: Config, host: str) -> None:
     problem = exposure_problem(host, config.shipped_defaults(backend_only=True))
     if problem:
         raise UserError(problem)
+    _ = (config.webhook_secret, config.api_keys)  # generated now, or one line if unreadable
 
 
 def run(args: argparse.Namespace) -> int:

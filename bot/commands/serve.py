@@ -38,6 +38,11 @@ def _refuse_shipped_secrets(config: Config, host: str) -> None:
     problem = exposure_problem(host, config.shipped_defaults())
     if problem:
         raise UserError(problem)
+    _ = (
+        config.admin_token,
+        config.webhook_secret,
+        config.api_keys,
+    )  # generated now, or one line if unreadable
 
 
 async def _serve(app: App, host: str, port: int) -> None:

@@ -24,7 +24,7 @@ def builtin_base_url(services: Services) -> str:
 def build_desk(services: Services) -> ReportDesk:
     t = services.config.main.tickets
     if t.open311_url:
-        client = GeoReportClient(t.open311_url, t.api_key, t.jurisdiction_id)
+        client = GeoReportClient(t.open311_url, services.config.ticket_api_key, t.jurisdiction_id)
         return ReportDesk(services, client, poll_interval_seconds=EXTERNAL_POLL_SECONDS)
     client = GeoReportClient(builtin_base_url(services), services.config.ticket_api_key, t.jurisdiction_id)
     return ReportDesk(services, client, poll_interval_seconds=BUILTIN_POLL_SECONDS)
