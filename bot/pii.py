@@ -4,7 +4,7 @@ One module, used wherever a resident's words are stored (inbound messages, repor
 repeated into a group, or served (the admin API, the public GeoReport GET). Staff-written text (notices, the
 knowledge base, service hotlines in answers) is not passed through it: those numbers are meant to be read.
 
-Numbers are found as *runs*: digit groups joined by single separators (space, dot, dash, brackets, full-width
+Numbers are found as *runs*: digit groups joined by short separators (space, dot, dash, brackets, full-width
 forms), so "138.1234.5678", "138 1234 5678", "+86 138-1234-5678", "１３８１２３４５６７８", "(022)2345-6789" and
 "110101 19900307 123X" are each one run. Inside a run the longest phone- or ID-like stretch is masked, and the
 rest is kept: "2026-11-23", "3号楼2单元401", "#123", "1.5元/平方米" and "9:00-12:00" are never touched.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 # --- numbers ------------------------------------------------------------------------------------------------
 
 _SEP = " \u3000\u00a0\t.\-－—–·・()（）"
-# a run: an optional + or opening bracket, digits, single separators between digit groups, an optional X
+# a run: an optional + or opening bracket, digits, one to three separators between digit groups, an optional X
 _RUN = re.compile(rf"[+＋(（]?\d(?:[{_SEP}]{{1,3}}\d|\d)*[XxＸｘ]?")
 _GROUP = re.compile(r"\d+[XxＸｘ]?")
 # after a run of this kind the number is an amount, a count or a date, not a phone number
@@ -28,6 +28,7 @@ _UNITS = tuple("元块角万亿千百平米㎡斤克吨升年月日天号次个�
     "公斤",
     "小时",
 )
+MAX_DIGITS = 19  # the longest number masked: an 18-digit ID, a 19-digit card
 _NOT_BEFORE = ("#", "＃", "№", "No.", "NO.", "no.")  # ticket and order numbers: #12345678
 _CN_NUMBER = re.compile(r"[零〇一二三四五六七八九幺]{7,}")
 _EMAIL = re.compile(
@@ -101,14 +102,17 @@ def _find(text: str) -> list[_Found]:
         spans = [
             (m.start() + run.start(), m.end() + run.start(), _ascii(m.group(0))) for m in _GROUP.finditer(raw)
         ]
-        # an X is only the check character of an ID number at the very end of the run
-        if any("X" in g for _, _, g in spans[:-1]):
-            continue
         after = text[run.end() : run.end() + 2]
         i = 0
         while i < len(spans):
             hit: tuple[int, str] | None = None
-            for j in range(len(spans), i, -1):  # the longest stretch from i that is personal data
+            # the longest stretch from i that is personal data; none is longer than 19 digits, so a run of
+            # thousands of groups costs no more than a short one
+            last, digits = i, 0
+            while last < len(spans) and digits + len(spans[last][2]) <= MAX_DIGITS:
+                digits += len(spans[last][2])
+                last += 1
+            for j in range(last, i, -1):
                 groups = [g for _, _, g in spans[i:j]]
                 kind = _kind(groups, plus and i == 0)
                 if kind is None:
@@ -122,6 +126,8 @@ def _find(text: str) -> list[_Found]:
                         continue
                 hit = (j, kind)
                 break
+            if hit is None and last == i:  # one group longer than any number: whatever it hides, hide it
+                hit = (i + 1, "phone")
             if hit is None:
                 i += 1
                 continue

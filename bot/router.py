@@ -317,7 +317,7 @@ class Router:
                         group_id=msg.group[:128],
                         sender=msg.sender[:128],
                         sender_name=msg.sender_name[:128],
-                        text=mask_pii(msg.text)[:STORED_TEXT_LIMIT],  # the handlers get the message itself
+                        text=mask_pii(msg.text[:STORED_TEXT_LIMIT]),  # the handlers get the message itself
                         received_at=now,
                     )
                 )

@@ -149,3 +149,10 @@ def test_coarse_place_keeps_the_community_and_building_only(place: str, communit
 def test_coarse_coordinates_are_about_a_hundred_metres() -> None:
     assert coarse_coordinate(39.123456) == 39.123 and coarse_coordinate(117.6549) == 117.655
     assert coarse_coordinate(None) is None
+
+
+def test_numbers_run_together_are_not_let_through() -> None:
+    assert mask_pii("1381234567813912345678") == "138****5678"  # two mobiles without a space: hidden whole
+    assert mask_pii("123X 13812345678") == "123X 138****5678"
+    long_run = " ".join(["1"] * 5000) + " 13812345678"
+    assert mask_pii(long_run).endswith(" 138****5678")  # the search per run is bounded, the result the same
