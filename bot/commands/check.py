@@ -15,7 +15,11 @@ def secret_warnings(c: Config) -> list[str]:
     out = []
     host = c.main.http.host
     for setting in c.shipped_defaults():
-        where = f"serve refuses it on {host or 'every interface'}" if not is_loopback(host) else "serve refuses it beyond loopback"
+        where = (
+            f"serve refuses it on {host or 'every interface'}"
+            if not is_loopback(host)
+            else "serve refuses it beyond loopback"
+        )
         out.append(
             f"warning: {setting} is the value Doorstep once shipped with, known to everyone ({where}); "
             f"set your own (${ENV_OF[setting]}) or leave it empty to have one generated"
