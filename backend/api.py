@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import math
 import uuid
@@ -30,6 +31,7 @@ from backend.models import Media, ServiceRequest, StatusUpdate, Subscriber, ensu
 from backend.utf8form import Utf8FormMiddleware
 from backend.webhooks import WebhookSender, enqueue
 from bot.config import Config, Service
+from bot.pii import coarse_coordinate, coarse_place, mask_pii
 from bot.store.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,14 @@ IMAGE_MAGIC = {
 
 Fmt = Annotated[Format, Path(description="json or xml")]
 Jurisdiction = Annotated[str | None, Query(max_length=128)]
+StaffKey = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="beyond the spec: with a valid key the exact place and the reporter's contact; without, "
+        "masked text and a coarse place",
+    ),
+]
 
 
 class Open311Error(Exception):
@@ -65,20 +75,24 @@ class BackendSettings:
     api_keys: list[str]
     services: list[Service]
     jurisdiction_id: str = "doorstep.local"
-    webhook_secret: str = "doorstep-webhook-secret"
+    webhook_secret: str = (
+        ""  # from the config: configured or generated (bot/credentials.py); empty: no webhooks
+    )
     subscribers: list[str] = field(default_factory=list)  # webhook URLs besides those registered by API
     max_media_bytes: int = MAX_MEDIA_BYTES
     webhook_interval_seconds: float = 1.0
 
     @classmethod
-    def from_config(cls, config: Config, db_url: str | None = None) -> BackendSettings:
+    def from_config(
+        cls, config: Config, db_url: str | None = None, *, api_keys: list[str] | None = None
+    ) -> BackendSettings:
         t = config.main.tickets
         return cls(
             db_url=db_url or f"sqlite:///{config.data_dir / 'open311.db'}",
-            api_keys=list(t.api_keys),
+            api_keys=api_keys if api_keys is not None else config.api_keys,
             services=list(config.services.services),
             jurisdiction_id=t.jurisdiction_id,
-            webhook_secret=t.webhook_secret,
+            webhook_secret=config.webhook_secret,
         )
 
 
@@ -167,8 +181,14 @@ class Backend:
 
     # --- checks -------------------------------------------------------------------------------------
 
+    def valid_key(self, api_key: str | None) -> bool:
+        given = (api_key or "").encode()
+        return bool(given) and any(
+            hmac.compare_digest(given, k.encode()) for k in self.settings.api_keys if k
+        )
+
     def check_key(self, api_key: str | None) -> None:
-        if not api_key or api_key not in self.settings.api_keys:
+        if not self.valid_key(api_key):
             raise Open311Error(403, "api_key was not provided or is invalid")
 
     def check_jurisdiction(self, jurisdiction_id: str | None) -> None:
@@ -264,6 +284,35 @@ class Backend:
             "long": r.long,
             "media_url": r.media_url or None,
         }
+
+    @classmethod
+    def public_doc(cls, r: ServiceRequest) -> dict[str, Any]:
+        """What anyone may read (the GET routes answer without a key): the text with phone and ID numbers
+        masked, the place at the community and building level (in the description too), coordinates to about
+        100 m."""
+        community = str((r.attributes or {}).get("community", ""))
+        description = mask_pii(r.description)
+        exact = r.address.removeprefix(community).strip()
+        if len(exact) >= 2:  # the resident's words name the place too ("刘阿姨家门口井盖没了")
+            description = description.replace(exact, coarse_place(exact))
+        return {
+            **cls.request_doc(r),
+            "status_notes": mask_pii(r.status_notes) or None,
+            "description": description,
+            "address": coarse_place(r.address, community) or community or None,
+            "address_id": None,
+            "lat": coarse_coordinate(r.lat),
+            "long": coarse_coordinate(r.long),
+        }
+
+    @classmethod
+    def staff_doc(cls, r: ServiceRequest) -> dict[str, Any]:
+        """With a valid api_key: the exact place and the contact the reporter gave (beyond the spec)."""
+        contact = {"first_name": r.first_name, "last_name": r.last_name, "email": r.email, "phone": r.phone}
+        return {**cls.request_doc(r), **{k: v or None for k, v in contact.items()}}
+
+    def doc_for(self, r: ServiceRequest, api_key: str | None) -> dict[str, Any]:
+        return self.staff_doc(r) if self.valid_key(api_key) else self.public_doc(r)
 
     def event(self, r: ServiceRequest, kind: str) -> dict[str, Any]:
         return {"type": kind, "jurisdiction_id": self.settings.jurisdiction_id, **self.request_doc(r)}
@@ -491,6 +540,7 @@ def create_backend_app(
         start_date: Annotated[str | None, Query(max_length=40)] = None,
         end_date: Annotated[str | None, Query(max_length=40)] = None,
         status: Annotated[str | None, Query(max_length=40)] = None,
+        api_key: StaffKey = None,
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         q = select(ServiceRequest)
@@ -517,16 +567,17 @@ def create_backend_app(
             q = q.order_by(ServiceRequest.requested_datetime.desc())
         with be.sessions() as s:
             rows = s.scalars(q.limit(MAX_RESULTS)).all()
-        return render(fmt, "requests", [be.request_doc(r) for r in rows])
+        return render(fmt, "requests", [be.doc_for(r, api_key) for r in rows])
 
     @api.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
     async def get_request(
         service_request_id: Annotated[str, Path(max_length=64)],
         fmt: Fmt,
         jurisdiction_id: Jurisdiction = None,
+        api_key: StaffKey = None,
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
-        return render(fmt, "requests", [be.request_doc(be.get_request(service_request_id))])
+        return render(fmt, "requests", [be.doc_for(be.get_request(service_request_id), api_key)])
 
     @api.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
     async def token(

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.scaleout_support import ACK, BotProcess, acked, env_for, wait_for  # noqa: E402
+from tests.scaleout_support import ACK, OPEN311_KEY, BotProcess, acked, env_for, wait_for  # noqa: E402
 
 PROBLEMS = ["井盖松了", "路灯不亮了", "垃圾好几天没人清运", "楼道灯坏了", "下水道堵了", "电梯坏了"]
 QUESTIONS = ["助老食堂几点开饭", "垃圾分类怎么投放", "居住证怎么办理", "社区医院周末开门吗"]
@@ -79,7 +79,9 @@ def _round(
     port = free_port()
     be = Backend(
         BackendSettings.from_config(
-            load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{work}.open311.db"
+            load_config(ROOT / "config" / "doorstep.yaml"),
+            f"sqlite:///{work}.open311.db",
+            api_keys=[OPEN311_KEY],
         )
     )
     split = [GROUPS[i::n_proc] for i in range(n_proc)]

@@ -118,7 +118,6 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
 
     os.environ.update(
         DOORSTEP_OPEN311_URL=url,
-        DOORSTEP_OPEN311_API_KEY="doorstep-local-key",
         DOORSTEP_POLICY__USER_PER_MINUTE="100000",
         DOORSTEP_POLICY__GROUP_PER_MINUTE="100000",
         DOORSTEP_POLICY__QUIET_HOURS="null",
@@ -154,7 +153,7 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
     total = time.perf_counter() - t0
     await app.stop()
 
-    client = GeoReportClient(url, "doorstep-local-key")
+    client = GeoReportClient(url, cfg.ticket_api_key)  # generated in this run's data directory
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(8)
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import GroupPolicy
 from bot.message import Message, Reply
+from bot.pii import mask_pii
 from bot.ratelimit import SlidingWindow
 from bot.services import Services
 from bot.store.models import AnsweredQuestion, InboundMessage
@@ -315,7 +316,7 @@ class Router:
                 AnsweredQuestion(
                     group_id=ctx.message.group,
                     question_key=question_key(ctx.text),
-                    question=ctx.text[:500],
+                    question=mask_pii(ctx.text)[:500],
                     asker_name=ctx.message.display_sender,
                     answered_at=now,
                 )
@@ -382,8 +383,9 @@ class Router:
 
     @staticmethod
     def _stored_text(msg: Message) -> str:
-        """The text as `inbound_messages` keeps it (one place, so a redelivery compares equal)."""
-        return msg.text[:STORED_TEXT_LIMIT]
+        """The text as `inbound_messages` keeps it, personal data masked (one place, so a redelivery compares
+        equal); the handlers get the message itself."""
+        return mask_pii(msg.text[:STORED_TEXT_LIMIT])
 
     def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
         with self.services.store.session() as s:

@@ -165,12 +165,16 @@ def chroma_collection() -> str:
 from backend import Backend, BackendSettings  # noqa: E402
 from backend.testing import running_backend  # noqa: E402
 
-TICKETS_API_KEY = "doorstep-local-key"
+TICKETS_API_KEY = "test-open311-key"  # configured for both sides: the bot's client and the backend agree
 
 
 @pytest.fixture
-def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
+def backend(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[tuple[Backend, str]]:
+    # on the test's clock, as `serve` runs it on the bot's: its times are never ahead of the desk's
+    settings = BackendSettings.from_config(
+        config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY]
+    )
+    be = Backend(settings, now=clock.now)
     with running_backend(be) as url:
         yield be, url
     be.engine.dispose()

@@ -30,7 +30,7 @@ from backend.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_KNOWLEDGE = ROOT / "tests" / "data" / "procs_knowledge"
-KEY = "doorstep-local-key"
+KEY = "test-procs-open311-key"  # configured for every process the harness starts, so they agree
 ACK = "已收到，工单号"
 
 
@@ -56,6 +56,7 @@ def write_test_config(src: Path, dst: Path) -> Path:
     main["tickets"].update(
         retry_base_seconds=0.2, retry_max_seconds=1.0, lease_seconds=2.0, recovery_grace_seconds=2.0
     )
+    main["tickets"]["api_keys"] = [KEY]
     main["knowledge_paths"] = [str(SMALL_KNOWLEDGE)]
     main_path.write_text(yaml.safe_dump(main, allow_unicode=True, sort_keys=False), encoding="utf-8")
     groups_path = dst / main.get("files", {}).get("groups", "groups.yaml")

@@ -25,7 +25,7 @@ from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from bot.config import Config
 from tests.support import documented_signature
 
-KEY = "doorstep-local-key"
+KEY = "test-open311-key"
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 200
 
 
@@ -45,6 +45,11 @@ def clock() -> Clock:
 @pytest.fixture
 def hooks() -> list[httpx.Request]:
     return []
+
+
+@pytest.fixture(autouse=True)
+def open311_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEYS", KEY)
 
 
 @pytest.fixture

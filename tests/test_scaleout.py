@@ -25,7 +25,7 @@ from bot.store import Store
 from bot.store.models import InboundMessage, Notice, Ticket, TicketNotice, TicketOutbox, TicketReport
 from bot.tickets.client import Created, GeoReportClient
 from bot.tickets.outbox import Outbox
-from tests.scaleout_support import BotProcess, acked, env_for, wait_for
+from tests.scaleout_support import OPEN311_KEY, BotProcess, acked, env_for, wait_for
 
 PROBLEMS = [
     "井盖松了",
@@ -231,7 +231,7 @@ def _reports() -> list[dict[str, Any]]:
     ]
 
 
-def test_two_processes_one_database_one_killed(db_url: str, tmp_path: Path) -> None:
+def test_two_processes_one_database_one_killed(db_url: str, tmp_path: Path, data_dir: Path) -> None:
     from backend import Backend, BackendSettings
     from backend.models import ServiceRequest
     from backend.testing import free_port, running_backend
@@ -241,7 +241,9 @@ def test_two_processes_one_database_one_killed(db_url: str, tmp_path: Path) -> N
     port = free_port()
     be = Backend(
         BackendSettings.from_config(
-            load_config(root / "config" / "doorstep.yaml"), f"sqlite:///{tmp_path / 'open311.db'}"
+            load_config(root / "config" / "doorstep.yaml"),
+            f"sqlite:///{tmp_path / 'open311.db'}",
+            api_keys=[OPEN311_KEY],
         )
     )
     owned = {"a": GROUPS[0::2], "b": GROUPS[1::2]}

@@ -23,11 +23,16 @@ from bot.store.models import InboundMessage, Ticket, TicketOutbox, TicketReport
 from bot.tickets.client import GeoReportClient, RemoteRequest
 from bot.tickets.desk import ReportDesk
 from bot.tickets.web import webhook_router
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TICKETS_API_KEY
 from tests.support import RecordingChannel, Say, documented_signature
 
-KEY = "doorstep-local-key"
+KEY = TICKETS_API_KEY  # configured: the bot's client and the backend agree on it
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
+
+
+@pytest.fixture(autouse=True)
+def open311_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEYS", KEY)
 
 
 def desk_of(app: App) -> ReportDesk:
@@ -185,10 +190,11 @@ async def test_signed_webhook_tells_the_group(
     await settle(tapp)
     desk = desk_of(tapp)
     web = FastAPI()
-    web.include_router(webhook_router(desk, tapp.config.main.tickets.webhook_secret))
-    body = json.dumps({"service_request_id": "1", "status": "closed", "status_notes": "已修好"}).encode()
+    web.include_router(webhook_router(desk, tapp.config.webhook_secret))
+    doc = {"service_request_id": "1", "status": "closed", "status_notes": "已修好"}
+    body = json.dumps({**doc, "updated_datetime": clock.now().isoformat()}).encode()
     ts = int(clock.now().timestamp())
-    secret = tapp.config.main.tickets.webhook_secret
+    secret = tapp.config.webhook_secret
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as c:
         bad = await c.post(
             "/tickets/webhook",
@@ -251,7 +257,7 @@ async def test_my_tickets_is_answered_without_a_mention(
 
 
 async def test_a_stale_update_never_moves_a_ticket_backwards(
-    tapp: App, backend, channel: RecordingChannel, say: Say
+    tapp: App, backend, channel: RecordingChannel, say: Say, clock: ManualClock
 ) -> None:
     """The demo's step 7: the creation's "open" webhook arrived after a poll had seen the ticket closed, and the
     group was told 已处理完毕, 已重新打开, 已处理完毕."""
@@ -261,6 +267,7 @@ async def test_a_stale_update_never_moves_a_ticket_backwards(
     desk = desk_of(tapp)
     created = RemoteRequest.from_doc(Backend.request_doc(requests_in(be)[0]))  # the creation event, held back
     # the backend keeps microseconds: a creation and a closing within one second are still ordered
+    clock.advance(0.25)
     closed = Backend.request_doc(be.update_status(1, "closed", "已更换井盖", "街道城管科"))
     assert created.updated_datetime < closed["updated_datetime"]
     assert await desk.poll_once() == 1
@@ -273,6 +280,7 @@ async def test_a_stale_update_never_moves_a_ticket_backwards(
         t = s.get(Ticket, 1)
         assert t is not None and (t.status, t.status_version, t.status_notes) == ("closed", 1, "已更换井盖")
     # a real reopening, newer than the closing, is applied and told once
+    clock.advance(0.25)
     reopened = be.update_status(1, "open", "居民反映仍松动")
     stale_poll = RemoteRequest.from_doc(closed)  # a poll read before the reopening, applied after it
     assert desk.apply_remote(RemoteRequest.from_doc(Backend.request_doc(reopened))) is True
@@ -315,7 +323,9 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)
         assert len([s for s in channel.sent if "工单发送失败" in s.text]) == 1
-        be = Backend(BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"))
+        be = Backend(
+            BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now
+        )
         with running_backend(be, port=port):
             clock.advance(desk.outbox.parked_retry_seconds + 1)
             await settle(app)

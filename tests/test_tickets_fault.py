@@ -114,7 +114,7 @@ def _settled(db: Path) -> bool:
         engine.dispose()
 
 
-def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
+def test_backend_down_bot_killed_backend_back(tmp_path: Path, data_dir: Path) -> None:
     from sqlalchemy import select
 
     from backend import Backend, BackendSettings
@@ -127,9 +127,8 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet: the backend is down
     env = {
         **os.environ,
-        "DOORSTEP_DATA": str(tmp_path / "data"),
+        "DOORSTEP_DATA": str(data_dir),  # the backend below reads the same generated key
         "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}/open311/v2",
-        "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
         "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
         "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0",
         "DOORSTEP_SEND_LIMITS__GROUP_PER_MINUTE": "1000",
@@ -186,7 +185,7 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
             _wait("every reporter told of the closure", lambda: len(_closed(workdir)) == 100)
             # the barrier for "nothing more is said": every ticket closed in the bot's store (no more polling)
             # and every owed message sent (none pending or in flight); anything more would need a new event
-            _wait("the bot settled", lambda: _settled(tmp_path / "data" / "doorstep.db"))
+            _wait("the bot settled", lambda: _settled(data_dir / "doorstep.db"))
             final = requests()
         be.engine.dispose()
     finally:

@@ -116,14 +116,18 @@ def make_channel(config: Config) -> WechatyChannel:
 
 @pytest.fixture
 async def wx(
-    config: Config, peer: Peer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+    config: Config,
+    peer: Peer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    clock: ManualClock,
 ) -> AsyncIterator[App]:
     """A real Doorstep App whose only channel is WeChat through the peer, on a manual clock (10:00 in Shanghai:
     no quiet hours, and the sender's pauses between messages pass at once)."""
     monkeypatch.setenv("DOORSTEP_INDEX", str(_index_dir(tmp_path_factory)))  # one index: ingested once
     cfg = wechat_config(config, peer)
     ch = make_channel(cfg)
-    app = build_app(cfg, channels={"wechaty": ch}, clock=ManualClock())
+    app = build_app(cfg, channels={"wechaty": ch}, clock=clock)
     await app.start()
     assert await ch.wait_logged_in(30), ch.health()
     yield app
@@ -365,9 +369,9 @@ async def test_messages_during_a_slow_handler_are_not_lost(wx: App, peer: Peer) 
     gate = asyncio.Event()
     original = wx.router.on_message
 
-    async def slow(msg: Message) -> Any:
+    async def slow(msg: Message, **kw: Any) -> Any:
         await gate.wait()
-        return await original(msg)
+        return await original(msg, **kw)
 
     wx.router.on_message = slow  # type: ignore[method-assign]
     for text in ("帮助", "菜单", "功能"):
@@ -407,15 +411,16 @@ def ticket_no(text: str) -> str | None:
 
 
 @pytest.fixture
-def open311(tmp_path: Path, config: Config) -> Iterator[Any]:
-    """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend."""
+def open311(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[Any]:
+    """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend (on the App's clock:
+    an update is never stamped ahead of the bot's time)."""
     from backend import Backend, BackendSettings
     from backend.testing import running_backend
 
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
+    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"), now=clock.now)
     with running_backend(be) as url:
         config.main.tickets.open311_url = url
-        config.main.tickets.api_key = config.main.tickets.api_keys[0]
+        config.main.tickets.api_key = config.api_keys[0]
         yield be
     be.engine.dispose()
 

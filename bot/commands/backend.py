@@ -12,11 +12,21 @@ from backend import BackendSettings, create_backend_app
 from backend.api import GEOREPORT_PATH
 from bot.cli import UserError
 from bot.commands.serve import bind_listener
-from bot.config import load_config
+from bot.config import Config, load_config
+from bot.credentials import exposure_problem
+
+
+def _refuse_shipped_secrets(config: Config, host: str) -> None:
+    """As `serve` does: with a shipped API key or webhook secret, listen on loopback only."""
+    problem = exposure_problem(host, config.shipped_defaults(backend_only=True))
+    if problem:
+        raise UserError(problem)
+    _ = (config.webhook_secret, config.api_keys)  # generated now, or one line if unreadable
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config()
+    _refuse_shipped_secrets(config, args.host)
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     db = args.db or config.main.storage.url or None

@@ -13,7 +13,8 @@ import uvicorn
 
 from bot.app import App
 from bot.channels.base import ChannelError
-from bot.config import load_config
+from bot.config import Config, load_config
+from bot.credentials import exposure_problem
 from bot.errors import UserError
 from bot.runtime import build_app, load_knowledge_in_background
 from bot.web.app import create_web_app
@@ -42,6 +43,18 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _refuse_shipped_secrets(config: Config, host: str) -> None:
+    """CONTRACT.md "Start-up": with a secret everyone knows, listen on loopback only."""
+    problem = exposure_problem(host, config.shipped_defaults())
+    if problem:
+        raise UserError(problem)
+    _ = (
+        config.admin_token,
+        config.webhook_secret,
+        config.api_keys,
+    )  # generated now, or one line if unreadable
+
+
 async def _serve(app: App, sock: socket.socket, host: str, port: int) -> None:
     # The web side first: it connects the built-in backend to the desk, so `app.start()` starts the backend's
     # webhook loop. Then the channels, before HTTP answers, so a wrong WeChat token or an unreachable puppet
@@ -68,6 +81,7 @@ async def _serve(app: App, sock: socket.socket, host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config()
     host, port = config.main.http.host, config.http_port
+    _refuse_shipped_secrets(config, host)
     sock = bind_listener(host, port)
     try:
         app = build_app(config, with_knowledge=False, train_in_background=True)
