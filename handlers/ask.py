@@ -15,6 +15,7 @@ from bot.groups import resolve_group
 from bot.message import Reply
 from handlers.base import Context, Handler, intent_is, register
 from knowledge.gaps import mark_forwarded, record_gap
+from knowledge.types import IndexUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,11 @@ class AskHandler(Handler):
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)
         community = group.community if group else ""
-        answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+        try:
+            answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+        except IndexUnavailable as e:  # logged by the index; the next question reopens it
+            log.warning("question not answered, the index is unavailable: %s", e)
+            return [ctx.reply(UNAVAILABLE, kind="error")]
         if answer.found:
             ctx.extra["answered"] = True
             return [ctx.reply(answer.answer, kind="answer")]

@@ -5,6 +5,9 @@ failed upload leaves nothing on disk and stores nothing."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -71,15 +74,21 @@ async def upload(
 async def test_an_unknown_community_is_refused_before_anything_is_written(
     client: httpx.AsyncClient, app: App, data_dir: Path, community: str
 ) -> None:
-    absolute = data_dir.parent / "outside"
+    absolute = (
+        Path(tempfile.gettempdir()) / f"doorstep-outside-{uuid.uuid4().hex[:8]}"
+    )  # short: the form takes 64
     community = community.replace("{absolute}", str(absolute))
     before = files_under(data_dir.parent)
-    r = await upload(client, "停车管理办法.md", DOC.encode(), community)
+    try:
+        r = await upload(client, "停车管理办法.md", DOC.encode(), community)
+    finally:
+        written = absolute.exists()
+        shutil.rmtree(absolute, ignore_errors=True)
+    assert not written
     assert r.status_code == 422, r.text
     if len(community) <= 64:  # a longer one is refused by the form's length limit already
         assert "没有这个社区" in r.json()["detail"] and "示例社区" in r.json()["detail"]
     assert files_under(data_dir.parent) == before  # not a byte written, inside the data directory or out
-    assert not absolute.exists()
     assert knowledge(app).stats()["documents"] == 0  # and the bad value is not stored as a community
 
 

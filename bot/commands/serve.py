@@ -10,12 +10,13 @@ import socket
 
 import uvicorn
 
-from bot.app import App
+from bot.app import STOP_TIMEOUT, App
 from bot.channels.base import ChannelError
 from bot.config import load_config
 from bot.errors import UserError
 from bot.runtime import build_app
 from bot.web.app import create_web_app
+from knowledge.handoff import local_url, serve_claim
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,13 @@ async def _serve(app: App, host: str, port: int) -> None:
         await app.stop()
         raise UserError(str(e)) from None
     server = uvicorn.Server(
-        uvicorn.Config(create_web_app(app, manage_lifecycle=False), host=host, port=port, log_level="info")
+        uvicorn.Config(
+            create_web_app(app, manage_lifecycle=False),
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_graceful_shutdown=int(STOP_TIMEOUT),  # then an upload still ingesting is interrupted
+        )
     )
     print(
         f"Doorstep is running: open http://{host}:{port}/ (simulator), http://{host}:{port}/health",
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     host, port = config.main.http.host, config.http_port
     _check_port_free(host, port)
-    app = build_app(config)
-    asyncio.run(_serve(app, host, port))
+    # the one writer of its index while it runs: `kb ingest` hands its files to this process (knowledge/handoff.py)
+    with serve_claim(config.index_dir, local_url(host, port), shared=bool(config.main.index.chroma_url)):
+        app = build_app(config)
+        asyncio.run(_serve(app, host, port))
     return 0

@@ -27,6 +27,7 @@ from bot.groups import GroupError, GroupInfo, all_groups, bind_group, resolve_gr
 from bot.notices import Draft, NoticeError, NoticeReport, NoticeService
 from bot.store.models import InboundMessage
 from bot.web.uploads import UploadArea, UploadRefused, check_community, upload_name
+from knowledge.handoff import serving_token
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -45,7 +46,9 @@ GroupId = Annotated[
 
 class Problem(BaseModel):
     detail: str = Field(description="what is wrong, in Chinese for staff")
-    reason: str = Field("", description="for a failed ingest: the reason in English, as `kb ingest` prints it")
+    reason: str = Field(
+        "", description="for a failed ingest: the reason in English, as `kb ingest` prints it"
+    )
 
 
 class StaffOut(BaseModel):
@@ -269,9 +272,10 @@ def admin_router(app: App) -> APIRouter:
     )
 
     def require_token(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008
-        expected = app.config.main.http.admin_token
         given = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else ""
-        if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        # the admin token, or the token `serve` wrote into its index's lock file for `kb ingest` (handoff.py)
+        accepted = [t for t in (app.config.main.http.admin_token, serving_token()) if t]
+        if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in accepted):
             raise HTTPException(
                 status_code=401,
                 detail="需要管理令牌：请求头 Authorization: Bearer <admin_token>",
@@ -549,6 +553,7 @@ class IngestOut(BaseModel):
     community: str
     chunks: int
     reason: str
+    warnings: list[str] = Field(default_factory=list, description="what the loader noted (merged cells ...)")
     summary: str
 
 
@@ -668,8 +673,8 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
 
     uploads = UploadArea(app.config.data_dir / "uploads")
 
-    def refused(e: UploadRefused, reason: str = "") -> JSONResponse:
-        return JSONResponse({"detail": e.message, "reason": reason}, status_code=e.status)
+    def refused(e: UploadRefused) -> JSONResponse:
+        return JSONResponse({"detail": e.message, "reason": e.reason}, status_code=e.status)
 
     @router.post(
         "/knowledge/documents",
@@ -678,7 +683,10 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
         tags=["knowledge"],
         responses={
             **unavailable,
-            400: {"model": Problem, "description": "the file cannot be ingested (reason in Chinese and English)"},
+            400: {
+                "model": Problem,
+                "description": "the file cannot be ingested (reason in Chinese and English)",
+            },
             413: {"model": Problem, "description": "the file is larger than the limit"},
             422: {"model": Problem, "description": "not a community of the configuration"},
         },
@@ -697,10 +705,18 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             name = upload_name(file.filename)
             suffix = FilePath(name).suffix.lower()
             if suffix not in SUPPORTED:
-                raise UploadRefused(400, f"不支持的文件类型“{suffix or name}”，支持：{SUPPORTED_LIST}")
+                raise UploadRefused(
+                    400,
+                    f"不支持的文件类型“{suffix or name}”，支持：{SUPPORTED_LIST}",
+                    f"unsupported file type {suffix or '(none)'}",
+                )
             data = file.file.read(MAX_UPLOAD + 1)
             if len(data) > MAX_UPLOAD:
-                raise UploadRefused(413, f"文件太大（上限{MAX_UPLOAD // 1048576}MB）")
+                raise UploadRefused(
+                    413,
+                    f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
+                    f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
+                )
         except UploadRefused as e:
             log.info("admin API refused an upload: %s", e.message)
             return refused(e)
@@ -711,7 +727,7 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             if result is None or result.status == "failed":
                 reason = result.reason if result else "nothing to ingest"
                 log.info("admin API upload of %s failed: %s", name, reason)
-                return refused(UploadRefused(400, f"“{name}”导入失败：{reason}"), reason)
+                return refused(UploadRefused(400, f"“{name}”导入失败：{reason}", reason))
             final = uploads.keep(staged, result.community)
             k.index.meta.touch_doc(doc_key(result.community, name), str(final))
         finally:
@@ -723,6 +739,7 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             community=result.community,
             chunks=result.chunks,
             reason=result.reason,
+            warnings=result.warnings,
             summary=report.summary(),
         )
 

@@ -23,12 +23,14 @@ GLOBAL_FOLDER = "_all"
 
 
 class UploadRefused(Exception):
-    """The upload cannot be taken; `message` says why in Chinese (staff read it), `status` is the HTTP one."""
+    """The upload cannot be taken: `message` says why in Chinese (staff read it), `reason` in English (what
+    `kb ingest` prints), `status` is the HTTP status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason or message
 
 
 def known_communities(config: Config) -> set[str]:
@@ -45,7 +47,11 @@ def check_community(config: Config, community: str) -> str:
     known = known_communities(config)
     if c not in known or c.startswith(".") or any(ch in c for ch in "/\\\0"):
         listed = "、".join(sorted(known)) or "（没有配置社区）"
-        raise UploadRefused(422, f"没有这个社区：“{c[:64]}”。社区必须是 config/groups.yaml 里的：{listed}")
+        raise UploadRefused(
+            422,
+            f"没有这个社区：“{c[:64]}”。社区必须是 config/groups.yaml 里的：{listed}",
+            f"community {c[:64]!r} is not in config/groups.yaml",
+        )
     return c
 
 
@@ -55,9 +61,9 @@ def upload_name(raw: str | None) -> str:
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable() and unicodedata.category(ch) != "Cf").strip()
     if not name or name in (".", ".."):
-        raise UploadRefused(400, "文件名不能为空")
+        raise UploadRefused(400, "文件名不能为空", "empty file name")
     if name.startswith("."):
-        raise UploadRefused(400, f"文件名不能以“.”开头：{name[:64]}")
+        raise UploadRefused(400, f"文件名不能以“.”开头：{name[:64]}", "hidden file name")
     stem, dot, suffix = name.rpartition(".")
     if not dot or not stem:
         stem, suffix = name, ""
@@ -65,7 +71,7 @@ def upload_name(raw: str | None) -> str:
     while len((stem + tail).encode("utf-8")) > MAX_NAME_BYTES and stem:
         stem = stem[:-1]
     if not stem or len(tail.encode("utf-8")) > MAX_NAME_BYTES // 2:
-        raise UploadRefused(400, "文件名太长了，请改短一些再上传")
+        raise UploadRefused(400, "文件名太长了，请改短一些再上传", "file name too long")
     return stem + tail
 
 
@@ -78,7 +84,7 @@ class UploadArea:
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
-            raise UploadRefused(400, "文件路径不合法")
+            raise UploadRefused(400, "文件路径不合法", "path outside the upload area")
         return resolved
 
     def stage(self, name: str, data: bytes) -> Path:
