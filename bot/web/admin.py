@@ -721,6 +721,7 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             log.info("admin API refused an upload: %s", e.message)
             return refused(e)
         staged = uploads.stage(name, data)
+        log.info("admin API: ingesting %s (%s, %d bytes)", name, comm or "all", len(data))
         try:
             report = k.ingest([staged], community=comm)
             result = next((f for f in report.files if f.path == staged), None)
