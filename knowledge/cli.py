@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from bot.config import Config, load_config
-from knowledge.handoff import ServerClient
+from knowledge.handoff import ServerClient, index_writer
 from knowledge.ingest import FileResult, IngestReport, community_of, discover
 from knowledge.loaders import MAX_BYTES
 from knowledge.service import KnowledgeService, open_knowledge
@@ -37,15 +37,24 @@ def open_for_command(index: str | None, *, ingest_sample_if_empty: bool) -> tupl
     except OSError as e:
         raise UserError(f"cannot open the index in {directory}: {e}") from None
     if ingest_sample_if_empty and service.is_empty():
-        print(
-            f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...",
-            file=sys.stderr,
-        )
-        with IngestProgress() as progress:
-            report = service.ingest(
-                [p for p in service.sample_paths if p.exists()], on_embed=progress.embedded
-            )
-        print(f"doorstep: {report.summary()}", file=sys.stderr)
+        # writing: as the index's one writer (knowledge/handoff.py), never beside a serve that is building it
+        with index_writer(directory, shared=bool(config.main.index.chroma_url)) as writer:
+            if writer.server is not None:
+                service.close()
+                raise UserError(
+                    f"the index in {directory} is empty and doorstep serve (pid {writer.server.pid}) is "
+                    "building it; try again when it has finished"
+                )
+            if service.is_empty():
+                print(
+                    f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...",
+                    file=sys.stderr,
+                )
+                with IngestProgress() as progress:
+                    report = service.ingest(
+                        [p for p in service.sample_paths if p.exists()], on_embed=progress.embedded
+                    )
+                print(f"doorstep: {report.summary()}", file=sys.stderr)
     return config, service
 
 

@@ -115,6 +115,7 @@ class WriterLock:
 
     def _took(self, fd: int, holder: Holder) -> None:
         self._fd = fd
+        os.fchmod(fd, 0o600)  # it may hold a token: a copied index may have brought the file with other modes
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
         os.fsync(fd)

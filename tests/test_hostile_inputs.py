@@ -228,7 +228,12 @@ def test_a_shutdown_stops_a_running_ingest_between_batches(config: Config, tmp_p
         encoder.then = kb.interrupt
         done = threading.Event()
         report: list[Any] = []
-        worker = threading.Thread(target=lambda: (report.append(kb.ingest([docs])), done.set()))
+
+        def run() -> None:
+            report.append(kb.ingest([docs]))
+            done.set()
+
+        worker = threading.Thread(target=run)
         worker.start()
         worker.join(timeout=60)  # a real thread: it ends at the next batch, not after all of them
         assert done.is_set()

@@ -6,6 +6,7 @@ failed index read is answered in Chinese and recovered from; a shutdown never wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from bot.clock import ManualClock
 from bot.config import Config
 from bot.router import HANDLER_FAILED
 from handlers.ask import UNAVAILABLE
-from knowledge.handoff import Holder, WriterLock
+from knowledge.handoff import Holder, ServerClient, WriterLock
 from knowledge.service import open_knowledge
 from tests.knowledge_support import HashEncoder
 from tests.serve_support import ROOT, ServeProcess, build_sample_index, doorstep, wait_for
@@ -291,4 +292,57 @@ async def test_a_failed_index_read_is_answered_in_chinese_and_recovered(
         assert failures["left"] == 0 and len(channel.texts()) == 2
     finally:
         await app.stop()
+        kb.close()
+
+
+# --- the hand-off's own logic, against the web app on a real port ----------------------------------------------
+
+
+def test_the_hand_off_reports_each_file_and_replaces(
+    config: Config, clock: ManualClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `kb ingest` does through a server, line by line: files added, a failure named with its reason
+    (an unknown community, a broken file, a missing path), `--replace` removing the server's other documents,
+    and `kb remove` by name and by community/name."""
+    from backend.testing import running
+    from bot.web.app import create_web_app
+    from knowledge.cli import ingest_via_server, remove_via_server
+
+    config.main.http.admin_token = "handoff-test-token"
+    kb = open_knowledge(config, ingest_sample_if_empty=False, encoder=HashEncoder())
+    app = App(config, clock=clock, channels={}, knowledge=kb)
+    docs = tmp_path / "docs"
+    (docs / "communities" / "示例社区").mkdir(parents=True)
+    (docs / "communities" / "外星社区").mkdir(parents=True)
+    (docs / "游泳馆.md").write_text(SWIMMING, encoding="utf-8")
+    (docs / "communities" / "示例社区" / "停车.md").write_text(
+        "# 停车\n\n第一条 消防通道禁止停车。\n", "utf-8"
+    )
+    (docs / "communities" / "外星社区" / "飞船.md").write_text("# 飞船\n\n飞船停在楼顶。\n", "utf-8")
+    (docs / "坏.pdf").write_bytes(b"%PDF-1.4 garbage")
+    try:
+        with running(create_web_app(app, manage_lifecycle=False)) as url:
+            holder = Holder(pid=__import__("os").getpid(), role="serve", url=url, token="handoff-test-token")
+            with ServerClient(holder) as client:
+                report = ingest_via_server(client, [str(docs), str(tmp_path / "没有.md")])
+                by_name = {r.source: r for r in report.files}
+                assert by_name["游泳馆.md"].status == "added" and by_name["停车.md"].community == "示例社区"
+                assert (
+                    by_name["飞船.md"].status == "failed"
+                    and "not in config/groups.yaml" in by_name["飞船.md"].reason
+                )
+                assert by_name["坏.pdf"].status == "failed" and "PDF" in by_name["坏.pdf"].reason
+                assert by_name["没有.md"].reason == "no such file or directory"
+                again = ingest_via_server(client, [str(docs / "游泳馆.md")], replace=True)
+                assert [(r.source, r.status) for r in again.files] == [
+                    ("游泳馆.md", "unchanged"),
+                    ("停车.md", "removed"),
+                ]
+                assert [d["source"] for d in client.documents()] == ["游泳馆.md"]
+                assert remove_via_server(client, ["示例社区/游泳馆.md"]) == []
+                assert remove_via_server(client, ["游泳馆.md"]) == ["/游泳馆.md"]
+        out = capsys.readouterr().out
+        assert "FAILED" in out and "added" in out and "removed" in out
+    finally:
+        asyncio.run(app.stop())
         kb.close()
