@@ -5,6 +5,7 @@ failed upload leaves nothing on disk and stores nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 import uuid
@@ -170,3 +171,19 @@ async def test_photo_and_simulator_paths_cannot_name_files(client: httpx.AsyncCl
         r = await client.get(path)
         assert r.status_code == 404, (path, r.status_code, r.text[:200])
         assert b"SQLite" not in r.content and b"<html" not in r.content.lower()
+
+
+async def test_a_catalog_naming_an_unknown_community_itself_is_refused(
+    client: httpx.AsyncClient, app: App, data_dir: Path
+) -> None:
+    for community in ["../../outside", "外星社区"]:
+        catalog = json.dumps({"community": community, "services": [{"name": "助老食堂", "地点": "12号楼"}]})
+        r = await upload(client, "目录.json", catalog.encode())
+        assert r.status_code == 422, r.text
+        assert "没有这个社区" in r.json()["detail"]
+    assert files_under(data_dir / "uploads") == [] and not (data_dir.parent / "outside").exists()
+    assert knowledge(app).stats()["documents"] == 0
+    catalog = json.dumps({"community": "焕玉里社区", "services": [{"name": "助老食堂", "地点": "12号楼"}]})
+    r = await upload(client, "目录.json", catalog.encode())
+    assert r.status_code == 201 and r.json()["community"] == "焕玉里社区"
+    assert files_under(data_dir / "uploads") == [data_dir / "uploads" / "焕玉里社区" / "目录.json"]

@@ -729,8 +729,18 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
                 reason = result.reason if result else "nothing to ingest"
                 log.info("admin API upload of %s failed: %s", name, reason)
                 return refused(UploadRefused(400, f"“{name}”导入失败：{reason}", reason))
+            key = doc_key(result.community, name)
+            if (
+                result.community != comm
+            ):  # a JSON catalog that names its community itself: that one must exist
+                try:
+                    check_community(app.config, result.community)
+                except UploadRefused as e:
+                    k.remove([key])
+                    log.info("admin API upload of %s refused: %s", name, e.reason)
+                    return refused(e)
             final = uploads.keep(staged, result.community)
-            k.index.meta.touch_doc(doc_key(result.community, name), str(final))
+            k.index.meta.touch_doc(key, str(final))
         finally:
             uploads.discard(staged)
         log.info("admin API ingested %s (%s): %s", name, result.community or "all", result.status)
