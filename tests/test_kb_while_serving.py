@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -144,25 +145,25 @@ def test_kb_ingest_and_remove_while_serving_answer_at_once_and_never_fail(
 
 def test_serve_started_while_kb_writes_waits_for_it(tmp_path: Path, sample_index: Path) -> None:
     s = ServeProcess(tmp_path / "data", index_seed=sample_index)
+    again = ServeProcess(s.data)  # then a second serve on the same index
     lock = WriterLock(s.data / "index")
-    assert lock.try_acquire(Holder(pid=__import__("os").getpid(), role="kb"))  # as `kb ingest` holds it
+    assert lock.try_acquire(Holder(pid=os.getpid(), role="kb"))  # as `kb ingest` holds it
     try:
         s.start(wait=False)
         wait_for("serve to say it waits", lambda: "waiting for `doorstep kb`" in s.log(), 60)
         assert s.exited() is None
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{s.url}/health", timeout=2)  # it has not opened the index, nor started
-    finally:
         lock.release()
-    try:
         s.wait_healthy()
-        again = ServeProcess(s.data)  # a second serve on the same index: refused, one line
-        again.start(wait=False)
+        again.start(wait=False)  # refused, one line
         assert again.proc is not None and again.proc.wait(timeout=120) == 2
         last = again.log().strip().splitlines()[-1]
         assert last.startswith("doorstep: error: the index in") and "in use by another doorstep serve" in last
         assert "Traceback" not in again.log()
     finally:
+        lock.release()
+        again.kill()
         s.stop()
 
 
@@ -171,7 +172,10 @@ def test_a_damaged_store_stops_serve_with_one_line(tmp_path: Path, sample_index:
     s.data.mkdir(parents=True, exist_ok=True)
     (s.data / "doorstep.db").write_bytes(b"overwritten by something that was not SQLite" * 200)
     s.start(wait=False)
-    assert s.proc is not None and s.proc.wait(timeout=180) == 2
+    try:
+        assert s.proc is not None and s.proc.wait(timeout=180) == 2
+    finally:
+        s.kill()
     out = s.log()
     assert "Traceback" not in out
     assert (
@@ -322,7 +326,7 @@ def test_the_hand_off_reports_each_file_and_replaces(
     (docs / "坏.pdf").write_bytes(b"%PDF-1.4 garbage")
     try:
         with running(create_web_app(app, manage_lifecycle=False)) as url:
-            holder = Holder(pid=__import__("os").getpid(), role="serve", url=url, token="handoff-test-token")
+            holder = Holder(pid=os.getpid(), role="serve", url=url, token="handoff-test-token")
             with ServerClient(holder) as client:
                 report = ingest_via_server(client, [str(docs), str(tmp_path / "没有.md")])
                 by_name = {r.source: r for r in report.files}
