@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -29,6 +30,16 @@ def w3c(dt: datetime | None, *, precise: bool = False) -> str | None:
     return dt.isoformat(timespec="microseconds" if precise else "seconds")
 
 
+# Characters XML 1.0 does not allow even escaped (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/FFFF).
+# A report's text may hold them (pasted from anywhere); ElementTree would write them as they are and the
+# document would not be well-formed, so they are dropped from text.
+XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    return XML_ILLEGAL.sub("", value)
+
+
 def _xml_value(parent: ET.Element, key: str, value: Any) -> None:
     el = ET.SubElement(parent, key)
     if value is None:
@@ -43,7 +54,7 @@ def _xml_value(parent: ET.Element, key: str, value: Any) -> None:
         for v in value:
             _xml_value(el, item, v)
     else:
-        el.text = str(value)
+        el.text = xml_text(str(value))
 
 
 def to_xml(kind: str, items: Sequence[dict[str, Any]] | dict[str, Any]) -> bytes:

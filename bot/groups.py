@@ -360,8 +360,8 @@ class GroupDirectory:
             if self._known.get(group) != channel:
                 try:
                     self.joined(group, channel)
-                except Exception:  # the store is down: try again next tick
-                    log.exception("recording group %s failed", group)
+                except Exception as e:  # the store is down: try again next tick (logged with backoff)
+                    self.services.store.failed(f"recording group {group}", e, self.services.clock.now())
 
     def joined(self, group_id: str, channel: str, name: str = "") -> bool:
         """Record that the bot is in this group on this channel; greet it if it is new. True if greeted."""

@@ -519,8 +519,8 @@ class NoticeService:
         self._loop = asyncio.get_running_loop()
         try:
             self.recover()
-        except Exception:  # the store is down: try again next tick
-            log.exception("recovering notice deliveries failed")
+        except Exception as e:  # the store is down: try again next tick (logged once, then with backoff)
+            self.services.store.failed("recovering notice deliveries", e, self.services.clock.now())
         self.kick()
 
     def kick(self) -> None:
@@ -632,8 +632,8 @@ class NoticeService:
             self._finish_notices()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("notice delivery stopped on an error; the next tick resumes it")
+        except Exception as e:  # the next tick resumes it; logged once, then with backoff
+            self.services.store.failed("notice delivery", e, self.services.clock.now())
 
     def _next_ready(self) -> NoticeDelivery | None:
         now = self.services.clock.now()

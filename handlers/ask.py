@@ -16,6 +16,7 @@ from bot.message import Reply
 from bot.pii import mask_pii
 from handlers.base import Context, Handler, intent_is, register
 from knowledge.gaps import mark_forwarded, record_gap
+from knowledge.types import IndexUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,11 @@ class AskHandler(Handler):
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)
         community = group.community if group else ""
-        answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+        try:
+            answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+        except IndexUnavailable as e:  # logged by the index; the next question reopens it
+            log.warning("question not answered, the index is unavailable: %s", e)
+            return [ctx.reply(UNAVAILABLE, kind="error")]
         if answer.found:
             ctx.extra["answered"] = True
             return [ctx.reply(answer.answer, kind="answer")]

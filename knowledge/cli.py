@@ -1,17 +1,22 @@
-"""What the `kb`, `ask` and `eval` commands share: opening the knowledge for `--index`, and showing ingest
-progress (a rich progress bar on a terminal, plain lines otherwise, e.g. in CI)."""
+"""What the `kb`, `ask` and `eval` commands share: opening the knowledge for `--index`, showing ingest
+progress (a rich progress bar on a terminal, plain lines otherwise, e.g. in CI), and `kb ingest/remove` handed
+to a running `serve` (knowledge/handoff.py)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
 from bot.config import Config, load_config
-from knowledge.ingest import FileResult
+from knowledge.handoff import ServerClient, index_writer
+from knowledge.ingest import FileResult, IngestReport, community_of, discover
+from knowledge.loaders import MAX_BYTES
 from knowledge.service import KnowledgeService, open_knowledge
+from knowledge.store import doc_key
 
 
 def index_dir_for(config: Config, index: str | None) -> Path:
@@ -32,15 +37,24 @@ def open_for_command(index: str | None, *, ingest_sample_if_empty: bool) -> tupl
     except OSError as e:
         raise UserError(f"cannot open the index in {directory}: {e}") from None
     if ingest_sample_if_empty and service.is_empty():
-        print(
-            f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...",
-            file=sys.stderr,
-        )
-        with IngestProgress() as progress:
-            report = service.ingest(
-                [p for p in service.sample_paths if p.exists()], on_embed=progress.embedded
-            )
-        print(f"doorstep: {report.summary()}", file=sys.stderr)
+        # writing: as the index's one writer (knowledge/handoff.py), never beside a serve that is building it
+        with index_writer(directory, shared=bool(config.main.index.chroma_url)) as writer:
+            if writer.server is not None:
+                service.close()
+                raise UserError(
+                    f"the index in {directory} is empty and doorstep serve (pid {writer.server.pid}) is "
+                    "building it; try again when it has finished"
+                )
+            if service.is_empty():
+                print(
+                    f"doorstep: the index in {directory} is empty; ingesting the bundled knowledge first ...",
+                    file=sys.stderr,
+                )
+                with IngestProgress() as progress:
+                    report = service.ingest(
+                        [p for p in service.sample_paths if p.exists()], on_embed=progress.embedded
+                    )
+                print(f"doorstep: {report.summary()}", file=sys.stderr)
     return config, service
 
 
@@ -96,3 +110,73 @@ class IngestProgress:
             self._progress.console.print(line, markup=False, highlight=False)
         else:
             print(line, file=self.stream, flush=True)
+
+
+# --- `kb ingest/remove` while `serve` runs: the work handed to it (knowledge/handoff.py) ----------------------
+
+
+def ingest_via_server(
+    client: ServerClient, paths: Sequence[str], *, community: str = "", replace: bool = False
+) -> IngestReport:
+    """Each file to the running server, one upload at a time, with the same per-file checks and lines as a
+    local ingest (printed as each file is in); `replace` then removes the server's other documents."""
+    t0 = time.perf_counter()
+    report = IngestReport()
+
+    def done(r: FileResult) -> None:
+        report.files.append(r)
+        print(r.line(), flush=True)
+
+    files, problems = discover(paths)
+    for r in problems:
+        done(r)
+    seen: dict[str, Path] = {}
+    for path in files:
+        comm = community or community_of(path)
+        key = doc_key(comm, path.name)
+        try:
+            size = path.stat().st_size
+        except OSError as e:
+            done(FileResult(path, "failed", comm, reason=f"cannot read the file ({e.strerror or e})"))
+            continue
+        if size > MAX_BYTES:
+            reason = f"file too large ({size / 1048576:.1f} MB, the limit is {MAX_BYTES / 1048576:.0f} MB)"
+            done(FileResult(path, "failed", comm, reason=reason))
+            continue
+        if key in seen:
+            reason = f"another file with the same name was ingested: {seen[key]}"
+            done(FileResult(path, "failed", comm, reason=reason))
+            continue
+        seen[key] = path
+        done(client.upload(path, comm))
+    if replace:
+        kept = {doc_key(r.community, r.source) for r in report.files if r.status != "failed"} | set(seen)
+        for d in client.documents():
+            key = doc_key(d["community"], d["source"])
+            if key not in kept:
+                for _ in client.remove(d["source"], d["community"]):
+                    done(FileResult(Path(d["source"]), "removed", d["community"], int(d["chunks"])))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def summary_via_server(report: IngestReport, client: ServerClient) -> str:
+    parts = [
+        f"{report.count(s)} {s}"
+        for s in ("added", "updated", "unchanged", "removed", "failed")
+        if report.count(s)
+    ]
+    chunks = sum(f.chunks for f in report.files if f.status in ("added", "updated"))
+    return (
+        f"{len(report.files)} files: {', '.join(parts) or 'nothing to do'}; {chunks} chunks written "
+        f"in {report.seconds:.1f}s by {client.name}, which answers from them now"
+    )
+
+
+def remove_via_server(client: ServerClient, sources: Sequence[str]) -> list[str]:
+    """`kb remove NAME|COMMUNITY/NAME ...` through the running server; the keys removed."""
+    removed: list[str] = []
+    for s in sources:
+        community, _, name = s.rpartition("/") if "/" in s else (None, "", s)
+        removed += client.remove(Path(name).name, community)
+    return removed

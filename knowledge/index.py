@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import bm25s
@@ -29,6 +30,7 @@ from knowledge.chunks import Chunk
 from knowledge.embeddings import CachedEmbeddings
 from knowledge.store import ChromaMetaStore, DocRecord, MetaStore, Records
 from knowledge.text import Lexicon, add_words, bigrams, tokenize
+from knowledge.types import IndexUnavailable
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -38,6 +40,9 @@ WEIGHTS = {"dense": 0.75, "words": 0.125, "bigrams": 0.125}
 POOL = 60  # candidates taken from each retriever before fusion
 DENSE_FLOOR = 0.80  # e5 cosine between unrelated Chinese texts rarely falls below this: the 0 of the scale
 UPSERT_BATCH = 1000
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +82,14 @@ class HybridIndex:
         chroma_url: str = "",
         collection: str = "doorstep",
     ) -> None:
-        from langchain_chroma import Chroma
-
         self.directory = directory
         self.embeddings = embeddings
         self.lexicon = lexicon or Lexicon()
-        self._client = chroma_client(directory / "chroma", chroma_url)
+        self.chroma_url = chroma_url
         self.collection_name = (
             f"{collection}-{embeddings.encoder.name}"  # a model change never mixes dimensions
         )
-        self.vectors = Chroma(
-            client=self._client,  # type: ignore[arg-type]
-            collection_name=self.collection_name,
-            embedding_function=embeddings,
-            collection_configuration={"hnsw": {"space": "cosine"}},
-        )
+        self._open_vectors()
         # shared: the records live in the Chroma server, so BM25 is never saved to (nor loaded from) local files
         self.shared = bool(chroma_url)
         self.meta: Records = (
@@ -109,6 +107,47 @@ class HybridIndex:
         self._community_codes: dict[str, int] = {}
         add_words(self.meta.names())
         self._retokenise_if_lexicon_changed()
+        self._vectors_gen = self.meta.generation  # the generation this process's Chroma client matches
+        self._reopens = 0
+
+    def _open_vectors(self) -> None:
+        from langchain_chroma import Chroma
+
+        self._client = chroma_client(self.directory / "chroma", self.chroma_url)
+        self.vectors = Chroma(
+            client=self._client,  # type: ignore[arg-type]
+            collection_name=self.collection_name,
+            embedding_function=self.embeddings,
+            collection_configuration={"hnsw": {"space": "cosine"}},
+        )
+
+    def _reopen_vectors(self) -> None:
+        """Embedded Chroma holds part of the index in this process's memory; after another process wrote the
+        directory that memory no longer matches the files ("Error finding id"). Open it afresh from disk."""
+        with self._lock:
+            # closed first: Chroma shares one in-memory state per directory between the clients of a process,
+            # so a new client opened while the old one lives would get the same stale state
+            close = getattr(self._client, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as e:  # the old client is being dropped anyway
+                    log.debug("closing the old Chroma client: %s", e)
+            self._open_vectors()
+            self._reopens += 1
+
+    def _follow_other_writers(self) -> None:
+        """When the generation moved without this process writing, another process wrote (a `kb` run while
+        nothing served, an older version): read the index afresh before answering from it."""
+        if self.shared:
+            return  # a Chroma server is one state for every client
+        gen = self.meta.generation
+        if gen != self._vectors_gen:
+            with self._lock:
+                if gen != self._vectors_gen:
+                    log.info("the index changed in another process: reopening it")
+                    self._reopen_vectors()
+                    self._vectors_gen = gen
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -119,6 +158,7 @@ class HybridIndex:
         batch so the model works on full batches; unchanged chunk texts come from the embedding cache."""
         chunks = [c for _, cs in docs for c in cs]
         vectors = self.embeddings.passages([c.embed_text for c in chunks], progress=progress)
+        self._follow_other_writers()  # never write from a stale view
         with self._lock:
             i = 0
             for rec, cs in docs:
@@ -130,7 +170,7 @@ class HybridIndex:
                 tokens = [tokenize(c.index_text) for c in cs]
                 self._add_vectors(cs, vecs, self.meta.chunk_extras(rec.key, cs, tokens))
                 self.meta.replace_doc(rec, cs, tokens)
-            self.meta.bump()  # after the data: a reader that sees the new generation sees the new data
+            self._vectors_gen = self.meta.bump()  # after the data: who sees the new generation sees the data
 
     def _add_vectors(
         self, chunks: Sequence[Chunk], vectors: np.ndarray, extras: list[dict[str, str | int]] | None = None
@@ -157,12 +197,13 @@ class HybridIndex:
             )
 
     def remove(self, key: str) -> int:
+        self._follow_other_writers()
         with self._lock:
             ids = self.meta.chunk_ids(key)
             if ids:
                 self.vectors.delete(ids=ids)
             self.meta.delete_doc(key)
-            self.meta.bump()
+            self._vectors_gen = self.meta.bump()
             return len(ids)
 
     def clear(self) -> None:
@@ -262,8 +303,9 @@ class HybridIndex:
         terms added. Scores are fused linearly after normalisation over each candidate pool, which
         measured better than reciprocal-rank fusion on the dev set (see docs/knowledge.md)."""
         expanded = self.lexicon.expand(question)
+        self._follow_other_writers()
         lexical = self._lexical_ready()  # one generation check per search
-        dense = self._dense(question, community, pool)
+        dense = self._vector_read(lambda: self._dense(question, community, pool))
         sparse = self._sparse(lexical, "words", tokenize(expanded), community, pool)
         chars = self._sparse(lexical, "bigrams", bigrams(expanded), community, pool)
         fused: dict[str, float] = {}
@@ -287,7 +329,7 @@ class HybridIndex:
         missing = [c for c in order if c not in dense_of]
         if missing and dense:
             qvec = self.embeddings.query(question)
-            got = self.vectors._collection.get(ids=missing, include=["embeddings"])
+            got = self._vector_read(lambda: self.vectors._collection.get(ids=missing, include=["embeddings"]))
             for cid, vec in zip(
                 got["ids"], got["embeddings"] if got["embeddings"] is not None else [], strict=False
             ):
@@ -304,6 +346,28 @@ class HybridIndex:
             for c in order
             if c in chunks
         ]
+
+    def _vector_read(self, read: Callable[[], T]) -> T:
+        """A read from Chroma; when it fails (a view gone stale, a file replaced under it) the index is
+        reopened from disk and the read tried once more. Still failing: IndexUnavailable, which the bot
+        answers with a clear "try again later" while the next question tries afresh."""
+        from chromadb.errors import ChromaError
+
+        reopens = self._reopens
+        try:
+            return read()
+        except (ChromaError, RuntimeError) as e:
+            log.warning("reading the index failed (%s: %s); reopening it", type(e).__name__, e)
+            if self.shared:
+                raise IndexUnavailable(str(e)) from e
+            with self._lock:
+                if self._reopens == reopens:  # not reopened by another thread meanwhile
+                    self._reopen_vectors()
+        try:
+            return read()
+        except (ChromaError, RuntimeError) as e:
+            log.error("the index cannot be read even after reopening it: %s: %s", type(e).__name__, e)
+            raise IndexUnavailable(str(e)) from e
 
     def _dense(self, text: str, community: str | None, n: int) -> list[tuple[str, float]]:
         vec = self.embeddings.query(text)

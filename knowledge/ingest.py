@@ -8,6 +8,7 @@ at ingest, else to the folder it sits in under communities/<社区名>/, else it
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ from knowledge.store import DocRecord, doc_key, now_iso
 
 Status = Literal["added", "updated", "unchanged", "failed", "removed"]
 SKIPPED_NAMES = ("readme", "license", "licence")  # attribution notes beside the knowledge, not knowledge
+INTERRUPTED = "interrupted: the process is stopping (nothing of this file was written; ingest it again)"
+
+
+class _Interrupted(Exception):
+    pass
 
 
 @dataclass
@@ -127,9 +133,16 @@ def ingest(
     max_bytes: int = MAX_BYTES,
     on_file: Callable[[FileResult], None] | None = None,
     on_embed: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> IngestReport:
     """`on_file` hears each file's result as soon as it is known; `on_embed(done, total)` follows the
-    embedding of new chunks, the slow part."""
+    embedding of new chunks, the slow part. `cancel`, once set (a server shutting down), stops the run between
+    files and between embedding batches: what was not written yet fails as interrupted, nothing is half
+    written (the vectors embedded so far stay in the cache, so the next run resumes there)."""
+
+    def stopping() -> bool:
+        return cancel is not None and cancel.is_set()
+
     t0 = time.perf_counter()
     stats0 = dict(index.embeddings.stats)
     report = IngestReport()
@@ -149,6 +162,9 @@ def ingest(
 
     for path in files:
         comm = community or community_of(path)
+        if stopping():
+            done(FileResult(path, "failed", comm, reason=INTERRUPTED))
+            continue
         try:
             size = path.stat().st_size
             if size > max_bytes:
@@ -212,17 +228,23 @@ def ingest(
 
         def advance(n: int) -> None:
             nonlocal embedded
+            if stopping():
+                raise _Interrupted
             embedded += n
             if on_embed is not None:
                 on_embed(embedded, total)
 
-        index.upsert([(rec, cs) for rec, cs, _ in pending], progress=advance)
+        try:
+            index.upsert([(rec, cs) for rec, cs, _ in pending], progress=advance)
+        except _Interrupted:
+            for _, _, r in pending:
+                r.status, r.chunks, r.reason, r.warnings = "failed", 0, INTERRUPTED, []
         for _, _, r in pending:
             report.files.append(r)
             if on_file is not None:
                 on_file(r)
 
-    if replace:
+    if replace and not stopping():  # an interrupted run never removes the documents it did not get to
         keep = set(seen)
         for d in index.meta.docs():
             if d.key not in keep:

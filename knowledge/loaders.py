@@ -21,6 +21,20 @@ DocKind = Literal["regulation", "markdown", "prose", "catalog"]
 SUPPORTED = {".md", ".markdown", ".txt", ".docx", ".pdf", ".html", ".htm", ".csv", ".xlsx", ".json"}
 MAX_BYTES = 20 * 1024 * 1024  # larger files are refused: no policy or catalog is that big, a dump is
 
+# Every parser is bounded in time and memory, whatever a file claims (docs/knowledge.md, "Limits"): a small file
+# can still describe a huge document (a merged range over half a million cells, a million empty paragraphs, a
+# zip that inflates a thousandfold). Past a limit the file is refused with the reason; the batch goes on.
+MAX_CHARS = 1_000_000  # text of one document (~500 pages; ~2,000 chunks to embed)
+MAX_PARAGRAPHS = 50_000  # DOCX paragraphs, empty ones included
+MAX_CELLS = (
+    1_000_000  # spreadsheet cells read (XLSX rows x columns, empty ones included; CSV fields; DOCX tables)
+)
+MAX_COLUMNS = 100  # XLSX columns read per sheet; a catalog has a dozen
+MAX_MERGED = 10_000  # XLSX merged ranges per sheet
+MAX_UNZIPPED = 200 * 1024 * 1024  # what a DOCX/XLSX may inflate to, all parts together
+MAX_PAGES = 2_000  # PDF pages
+MAX_MARKUP = 300_000  # HTML tags, JSON objects and arrays
+
 # A line that starts an article: 第十五条, 第二百七十一条, 第15条
 ARTICLE_RE = re.compile(r"^\s*第[一二三四五六七八九十百千零〇两\d]+条(?:之[一二三四五六七八九十]+)?")
 
@@ -109,11 +123,38 @@ def load(path: Path, max_bytes: int = MAX_BYTES) -> LoadedDocument:
     if doc.kind == "catalog":
         if not doc.entries:
             raise LoadError("no catalog entries found")
+        chars = sum(len(k) + len(v) for e in doc.entries for k, v in e.items())
+        if chars > MAX_CHARS:
+            raise LoadError(_too_many("characters of text", chars, MAX_CHARS))
+    elif len(doc.text) > MAX_CHARS:
+        raise LoadError(_too_many("characters of text", len(doc.text), MAX_CHARS))
     elif not doc.text.strip():
         raise LoadError(
             "no text found (a scanned PDF needs OCR first)" if suffix == ".pdf" else "no text found"
         )
     return doc
+
+
+def _too_many(what: str, n: int, limit: int, more: bool = False) -> str:
+    count = f"more than {limit:,}" if more else f"{n:,}"
+    return f"too large to ingest: {count} {what} (the limit is {limit:,}); split the file"
+
+
+def _check_unzipped(path: Path) -> None:
+    """A DOCX/XLSX is a zip: refuse one that inflates past MAX_UNZIPPED (sizes from its directory; zipfile
+    checks them while reading)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except zipfile.BadZipFile:
+        raise LoadError(f"not a readable {path.suffix[1:].upper()} file (not a zip archive)") from None
+    if total > MAX_UNZIPPED:
+        raise LoadError(
+            f"too large to ingest: it unpacks to {total / 1048576:.0f} MB "
+            f"(the limit is {MAX_UNZIPPED / 1048576:.0f} MB)"
+        )
 
 
 # --- text formats -----------------------------------------------------------------------------------
@@ -176,7 +217,15 @@ def load_pdf(path: Path) -> LoadedDocument:
         reader = PdfReader(path)
         if reader.is_encrypted:
             raise LoadError("encrypted PDF")
-        pages = [p.extract_text() or "" for p in reader.pages]
+        if len(reader.pages) > MAX_PAGES:
+            raise LoadError(_too_many("pages", len(reader.pages), MAX_PAGES))
+        pages: list[str] = []
+        chars = 0
+        for page in reader.pages:
+            pages.append(page.extract_text() or "")
+            chars += len(pages[-1])
+            if chars > MAX_CHARS:
+                raise LoadError(_too_many("characters of text", chars, MAX_CHARS, more=True))
     except PdfReadError as e:
         raise LoadError(f"broken PDF: {str(e)[:120]}") from None
     meta_title = (reader.metadata.title if reader.metadata else None) or ""
@@ -186,9 +235,40 @@ def load_pdf(path: Path) -> LoadedDocument:
     return doc
 
 
+def _scan_docx(path: Path) -> None:
+    """Count the body's paragraphs, table cells and characters in one streaming pass, stopping at the first
+    limit passed: python-docx builds every paragraph in memory (a million empty ones: 31 s, 280 MB)."""
+    import zipfile
+    from xml.etree.ElementTree import iterparse
+
+    w = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+    paragraphs = cells = chars = 0
+    with zipfile.ZipFile(path) as z:
+        if "word/document.xml" not in z.namelist():
+            raise LoadError("not a Word document (no word/document.xml)")
+        with z.open("word/document.xml") as f:
+            for _, el in iterparse(f, events=("end",)):
+                if el.tag == f"{w}t":
+                    chars += len(el.text or "")
+                    if chars > MAX_CHARS:
+                        raise LoadError(_too_many("characters of text", chars, MAX_CHARS, more=True))
+                elif el.tag == f"{w}p":
+                    paragraphs += 1
+                    if paragraphs > MAX_PARAGRAPHS:
+                        raise LoadError(_too_many("paragraphs", paragraphs, MAX_PARAGRAPHS, more=True))
+                    el.clear()
+                elif el.tag == f"{w}tc":
+                    cells += 1
+                    if cells > MAX_CELLS:
+                        raise LoadError(_too_many("table cells", cells, MAX_CELLS, more=True))
+                    el.clear()
+
+
 def load_docx(path: Path) -> LoadedDocument:
     import docx  # python-docx
 
+    _check_unzipped(path)
+    _scan_docx(path)
     d = docx.Document(str(path))
     lines: list[str] = []
     for p in d.paragraphs:
@@ -224,7 +304,11 @@ def load_docx(path: Path) -> LoadedDocument:
 def load_html(path: Path) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(_read_text(path), "html.parser")
+    text = _read_text(path)
+    tags = text.count("<")
+    if tags > MAX_MARKUP:
+        raise LoadError(_too_many("HTML tags", tags, MAX_MARKUP))
+    soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "nav", "footer", "header", "noscript"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
@@ -286,48 +370,112 @@ def load_csv(path: Path) -> LoadedDocument:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
     except csv.Error:
         dialect = csv.excel  # type: ignore[assignment]
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    rows: list[list[str]] = []
+    cells = 0
+    for row in csv.reader(io.StringIO(text), dialect):
+        cells += len(row)
+        if cells > MAX_CELLS:
+            raise LoadError(_too_many("cells", cells, MAX_CELLS, more=True))
+        rows.append(row)
     return LoadedDocument(
         path=path, title=clean_title(path.stem), kind="catalog", entries=_rows_to_entries(rows)
     )
 
 
+def _merged_ranges(path: Path, part: str) -> list[tuple[int, int, int, int]]:
+    """(min_col, min_row, max_col, max_row) of each merged range of a sheet, read from its XML in a streaming
+    pass (openpyxl's full model creates an object for every merged cell: 9 s for A3:AX10002, and filling them
+    took 400 s)."""
+    import zipfile
+    from xml.etree.ElementTree import iterparse
+
+    from openpyxl.utils.cell import range_boundaries
+
+    found: list[tuple[int, int, int, int]] = []
+    with zipfile.ZipFile(path) as z, z.open(part) as f:
+        for _, el in iterparse(f, events=("end",)):
+            if el.tag.endswith("}mergeCell"):
+                try:
+                    bounds = range_boundaries(el.get("ref", ""))
+                except (TypeError, ValueError):
+                    continue
+                if None not in bounds:
+                    found.append(tuple(int(b) for b in bounds))  # type: ignore[arg-type]
+                if len(found) > MAX_MERGED:
+                    raise LoadError(
+                        _too_many("merged cell ranges in a sheet", len(found), MAX_MERGED, more=True)
+                    )
+            el.clear()
+    return found
+
+
 def load_xlsx(path: Path) -> LoadedDocument:
+    """Each sheet read as a stream (openpyxl's read-only mode), at most MAX_COLUMNS columns and MAX_CELLS cells
+    in all. A category or place cell merged over several rows applies to each of them: the merged value is
+    filled in, within the cells that hold data (a range reaching past them adds nothing but empty rows)."""
     import openpyxl
 
+    _check_unzipped(path)
     try:
-        wb = openpyxl.load_workbook(path, data_only=True)  # merged cells need the full (not read-only) model
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as e:
         raise LoadError(f"not a readable XLSX workbook: {type(e).__name__}") from None
     entries: list[dict[str, str]] = []
     warnings: list[str] = []
-    for ws in wb.worksheets:
-        merged = list(ws.merged_cells.ranges)
-        if merged:
-            # A category or place cell merged over several rows applies to each of them: fill it down
-            names = ", ".join(str(r) for r in merged[:3]) + (" ..." if len(merged) > 3 else "")
-            warnings.append(
-                f"sheet {ws.title!r}: {len(merged)} merged cell range(s) ({names}) filled with their value"
-            )
-            for rng in merged:
-                value = ws.cell(rng.min_row, rng.min_col).value
-                ws.unmerge_cells(str(rng))
-                for row in ws.iter_rows(
-                    min_row=rng.min_row, max_row=rng.max_row, min_col=rng.min_col, max_col=rng.max_col
-                ):
-                    for cell in row:
-                        cell.value = value
-        rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
-        entries.extend(_rows_to_entries(rows))
-    wb.close()
+    cells = 0
+    try:
+        for ws in wb.worksheets:
+            width = min(int(getattr(ws, "max_column", None) or MAX_COLUMNS), MAX_COLUMNS)
+            rows: list[list[str]] = []
+            last_row = last_col = 0
+            for values in ws.iter_rows(max_col=width, values_only=True):
+                cells += max(width, len(values))
+                if cells > MAX_CELLS:
+                    raise LoadError(_too_many("cells", cells, MAX_CELLS, more=True))
+                row = ["" if v is None else str(v) for v in values]
+                rows.append(row)
+                filled = [i for i, v in enumerate(row) if v.strip()]
+                if filled:
+                    last_row, last_col = len(rows), max(last_col, filled[-1] + 1)
+            del rows[last_row:]  # trailing empty rows, however many the sheet claims
+            part = getattr(ws, "_worksheet_path", "")
+            merged = _merged_ranges(path, part) if part else []
+            if merged:
+                names = ", ".join(_range_name(r) for r in merged[:3]) + (" ..." if len(merged) > 3 else "")
+                warnings.append(
+                    f"sheet {ws.title!r}: {len(merged)} merged cell range(s) ({names}) filled with their value"
+                )
+                for min_col, min_row, max_col, max_row in merged:
+                    if min_row > len(rows) or min_col > last_col:
+                        continue
+                    value = rows[min_row - 1][min_col - 1] if min_col <= len(rows[min_row - 1]) else ""
+                    for r in range(min_row - 1, min(max_row, len(rows))):
+                        row = rows[r]
+                        row.extend([""] * (min(max_col, last_col) - len(row)))
+                        for c in range(min_col - 1, min(max_col, last_col)):
+                            row[c] = value
+            entries.extend(_rows_to_entries(rows))
+    finally:
+        wb.close()
     return LoadedDocument(
         path=path, title=clean_title(path.stem), kind="catalog", entries=entries, warnings=warnings
     )
 
 
+def _range_name(r: tuple[int, int, int, int]) -> str:
+    from openpyxl.utils import get_column_letter
+
+    min_col, min_row, max_col, max_row = r
+    return f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{max_row}"
+
+
 def load_json(path: Path) -> LoadedDocument:
+    text = _read_text(path)
+    nodes = text.count("{") + text.count("[")  # an upper bound on what json.loads would build
+    if nodes > MAX_MARKUP:
+        raise LoadError(_too_many("JSON objects and lists", nodes, MAX_MARKUP))
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise LoadError(f"not valid JSON (line {e.lineno}: {e.msg})") from None
     title, community = clean_title(path.stem), ""

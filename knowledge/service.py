@@ -4,6 +4,7 @@ configured) with its source, or an honest "not found". What the bot, the CLI and
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class KnowledgeService:
         self.sample_paths = list(sample_paths)
         self.store = store  # bot.store.Store holding the knowledge gaps; opened from database_url when needed
         self.database_url = database_url
+        self.stopping = threading.Event()  # set by `interrupt()`: a running ingest stops at the next batch
 
     # --- answering -------------------------------------------------------------------------------
 
@@ -143,8 +145,19 @@ class KnowledgeService:
         on_embed: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         return ingest(
-            self.index, paths, community=community, replace=replace, on_file=on_file, on_embed=on_embed
+            self.index,
+            paths,
+            community=community,
+            replace=replace,
+            on_file=on_file,
+            on_embed=on_embed,
+            cancel=self.stopping,
         )
+
+    def interrupt(self) -> None:
+        """The process is stopping: a running ingest ends at its next file or embedding batch (shutdown never
+        waits for minutes of embedding); later ingests fail at once as interrupted."""
+        self.stopping.set()
 
     def ingest_sample(self) -> IngestReport:
         return self.ingest([p for p in self.sample_paths if p.exists()])

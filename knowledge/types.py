@@ -41,3 +41,7 @@ class Answer:
 
 class Answerer(Protocol):
     def answer(self, question: str, community: str | None = None) -> Answer: ...
+
+
+class IndexUnavailable(Exception):
+    """The index cannot be read just now (it was reopened and still failed); ask again later."""

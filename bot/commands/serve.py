@@ -11,13 +11,14 @@ import sys
 
 import uvicorn
 
-from bot.app import App
+from bot.app import STOP_TIMEOUT, App
 from bot.channels.base import ChannelError
 from bot.config import Config, load_config
 from bot.credentials import exposure_problem
 from bot.errors import UserError
 from bot.runtime import build_app, load_knowledge_in_background
 from bot.web.app import create_web_app
+from knowledge.handoff import local_url, serve_claim
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,13 @@ async def _serve(app: App, sock: socket.socket, host: str, port: int) -> None:
         raise UserError(str(e)) from None
     # the index opens (and on a first start fills) in the background: HTTP, reports and /health at once
     load_knowledge_in_background(app, console=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(web, log_level="info"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            web,
+            log_level="info",
+            timeout_graceful_shutdown=int(STOP_TIMEOUT),  # then an upload still ingesting is interrupted
+        )
+    )
     print(
         f"Doorstep is running: open http://{host}:{port}/ (simulator), http://{host}:{port}/health",
         flush=True,
@@ -84,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
     _refuse_shipped_secrets(config, host)
     sock = bind_listener(host, port)
     try:
-        app = build_app(config, with_knowledge=False, train_in_background=True)
-        asyncio.run(_serve(app, sock, host, port))
+        # the one writer of its index while it runs: `kb ingest` hands its files to this process
+        # (knowledge/handoff.py)
+        with serve_claim(config.index_dir, local_url(host, port), shared=bool(config.main.index.chroma_url)):
+            app = build_app(config, with_knowledge=False, train_in_background=True)
+            asyncio.run(_serve(app, sock, host, port))
     finally:
         sock.close()
     return 0

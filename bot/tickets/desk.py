@@ -632,8 +632,8 @@ class ReportDesk:
                 self._next_poll = now + timedelta(seconds=self.poll_interval_seconds)
                 await self.poll_once()
             self.notifier.flush()
-        except Exception:
-            log.exception("ticket desk tick failed")
+        except Exception as e:  # logged once, then with backoff (a damaged store fails every tick)
+            self.store.failed("ticket desk tick", e, self.clock.now())
 
     async def stop(self) -> None:
         await self.client.aclose()

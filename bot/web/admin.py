@@ -15,7 +15,7 @@ from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Security, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +28,8 @@ from bot.groups import GroupError, GroupInfo, all_groups, bind_group, resolve_gr
 from bot.notices import Draft, NoticeError, NoticeReport, NoticeService
 from bot.pii import mask_pii
 from bot.store.models import InboundMessage
+from bot.web.uploads import UploadArea, UploadRefused, check_community, upload_name
+from knowledge.handoff import serving_token
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -46,6 +48,9 @@ GroupId = Annotated[
 
 class Problem(BaseModel):
     detail: str = Field(description="what is wrong, in Chinese for staff")
+    reason: str = Field(
+        "", description="for a failed ingest: the reason in English, as `kb ingest` prints it"
+    )
 
 
 class StaffOut(BaseModel):
@@ -270,9 +275,10 @@ def admin_router(app: App) -> APIRouter:
     )
 
     def require_token(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008
-        expected = app.config.admin_token
         given = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else ""
-        if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        # the admin token, or the token `serve` wrote into its index's lock file for `kb ingest` (handoff.py)
+        accepted = [t for t in (app.config.admin_token, serving_token()) if t]
+        if not given or not any(hmac.compare_digest(given.encode(), t.encode()) for t in accepted):
             raise HTTPException(
                 status_code=401,
                 detail="需要管理令牌：请求头 Authorization: Bearer <admin_token>",
@@ -550,6 +556,7 @@ class IngestOut(BaseModel):
     community: str
     chunks: int
     reason: str
+    warnings: list[str] = Field(default_factory=list, description="what the loader noted (merged cells ...)")
     summary: str
 
 
@@ -635,7 +642,11 @@ def group_gaps(gaps: list[dict[str, Any]], threshold: float = _GAP_SIMILARITY) -
 
 
 def _knowledge_routes(router: APIRouter, app: App) -> None:
+    from knowledge.loaders import SUPPORTED
     from knowledge.service import KnowledgeService
+    from knowledge.store import doc_key
+
+    SUPPORTED_LIST = "、".join(sorted(s[1:] for s in SUPPORTED))  # noqa: N806
 
     unavailable: dict[int | str, dict[str, Any]] = {
         503: {"model": Problem, "description": "the knowledge base is not loaded in this process"}
@@ -663,41 +674,86 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
     def documents() -> list[KnowledgeFile]:
         return [KnowledgeFile.model_validate(f) for f in knowledge().stats().get("files", [])]
 
+    uploads = UploadArea(app.config.data_dir / "uploads")
+
+    def refused(e: UploadRefused) -> JSONResponse:
+        return JSONResponse({"detail": e.message, "reason": e.reason}, status_code=e.status)
+
     @router.post(
         "/knowledge/documents",
         response_model=IngestOut,
         status_code=201,
         tags=["knowledge"],
-        responses={**unavailable, 400: {"model": Problem, "description": "the file cannot be ingested"}},
+        responses={
+            **unavailable,
+            400: {
+                "model": Problem,
+                "description": "the file cannot be ingested (reason in Chinese and English)",
+            },
+            413: {"model": Problem, "description": "the file is larger than the limit"},
+            422: {"model": Problem, "description": "not a community of the configuration"},
+        },
         summary="Upload a document (Markdown, TXT, DOCX, PDF, HTML, CSV, XLSX, JSON catalog): ingested at once",
     )
     def upload(
         file: Annotated[UploadFile, File(description="the document")],
-        community: Annotated[str, Form(max_length=64, description="its community; empty: all")] = "",
-    ) -> IngestOut:
+        community: Annotated[
+            str, Form(max_length=64, description="its community (one of config/groups.yaml); empty: all")
+        ] = "",
+    ) -> Any:
+        # Everything the request names is checked before a byte is written (uploads.py)
         k = knowledge()
-        name = FilePath(file.filename or "").name.strip()
-        if not name or name.startswith("."):
-            raise HTTPException(400, "文件名不能为空")
-        data = file.file.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise HTTPException(400, f"文件太大（上限{MAX_UPLOAD // 1048576}MB）")
-        folder = app.config.data_dir / "uploads" / (community or "_all")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name[:200]
-        path.write_bytes(data)
-        report = k.ingest([path], community=community)
-        result = next((f for f in report.files if f.path.name == path.name), None)
-        if result is None or result.status == "failed":
-            reason = result.reason if result else "没有可以导入的内容"
-            raise HTTPException(400, f"“{name}”导入失败：{reason}")
-        log.info("admin API ingested %s (%s): %s", name, community or "all", result.status)
+        try:
+            comm = check_community(app.config, community)
+            name = upload_name(file.filename)
+            suffix = FilePath(name).suffix.lower()
+            if suffix not in SUPPORTED:
+                raise UploadRefused(
+                    400,
+                    f"不支持的文件类型“{suffix or name}”，支持：{SUPPORTED_LIST}",
+                    f"unsupported file type {suffix or '(none)'}",
+                )
+            data = file.file.read(MAX_UPLOAD + 1)
+            if len(data) > MAX_UPLOAD:
+                raise UploadRefused(
+                    413,
+                    f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
+                    f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
+                )
+        except UploadRefused as e:
+            log.info("admin API refused an upload: %s", e.message)
+            return refused(e)
+        staged = uploads.stage(name, data)
+        log.info("admin API: ingesting %s (%s, %d bytes)", name, comm or "all", len(data))
+        try:
+            report = k.ingest([staged], community=comm)
+            result = next((f for f in report.files if f.path == staged), None)
+            if result is None or result.status == "failed":
+                reason = result.reason if result else "nothing to ingest"
+                log.info("admin API upload of %s failed: %s", name, reason)
+                return refused(UploadRefused(400, f"“{name}”导入失败：{reason}", reason))
+            key = doc_key(result.community, name)
+            if (
+                result.community != comm
+            ):  # a JSON catalog that names its community itself: that one must exist
+                try:
+                    check_community(app.config, result.community)
+                except UploadRefused as e:
+                    k.remove([key])
+                    log.info("admin API upload of %s refused: %s", name, e.reason)
+                    return refused(e)
+            final = uploads.keep(staged, result.community)
+            k.index.meta.touch_doc(key, str(final))
+        finally:
+            uploads.discard(staged)
+        log.info("admin API ingested %s (%s): %s", name, result.community or "all", result.status)
         return IngestOut(
             source=result.source,
             status=result.status,
             community=result.community,
             chunks=result.chunks,
             reason=result.reason,
+            warnings=result.warnings,
             summary=report.summary(),
         )
 
@@ -706,12 +762,24 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
         response_model=RemoveOut,
         tags=["knowledge"],
         responses={**unavailable, 404: {"model": Problem, "description": "no such document"}},
-        summary="Remove a document by its file name",
+        summary="Remove a document by its file name (in every community, or in the one given)",
     )
-    def remove(source: Annotated[str, Path(min_length=1, max_length=255)]) -> RemoveOut:
-        removed = knowledge().remove([source])
+    def remove(
+        source: Annotated[str, Path(min_length=1, max_length=255)],
+        community: Annotated[
+            str | None, Query(max_length=64, description="only this community's (empty: the global one)")
+        ] = None,
+    ) -> RemoveOut:
+        k = knowledge()
+        name = FilePath(source).name
+        target = name if community is None else doc_key(community.strip(), name)
+        docs = {d.key: d for d in k.index.meta.docs_by_source(target)}
+        removed = k.remove([target])
         if not removed:
             raise HTTPException(404, f"没有找到文档“{source}”")
+        for key in removed:
+            if key in docs:
+                uploads.remove_copy(docs[key].path)
         return RemoveOut(removed=removed)
 
     @router.get(

@@ -41,6 +41,9 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            interrupt = getattr(app.services.knowledge, "interrupt", None)
+            if callable(interrupt):  # an upload still ingesting ends now rather than hold up the shutdown
+                interrupt()
             if manage_lifecycle:
                 await app.stop()
 

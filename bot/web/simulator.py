@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("simulator.html")
 MAX_TEXT = 200_000  # beyond this the request itself is refused; the router refuses long texts politely
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# A small file can claim a huge picture (a PNG header saying 30000x30000 decodes to 2.7 GB): the size in the
+# header is checked before anything is decoded. 50 megapixels is more than any phone camera takes.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 class SimLocation(BaseModel):
@@ -76,10 +80,22 @@ def decode_image(data: str) -> tuple[bytes, str]:
             f"image is larger than {MAX_IMAGE_BYTES // 1024 // 1024} MB",
             "图片太大了，请发送10MB以内的图片。",
         )
+    too_big = _error(
+        413,
+        f"image is larger than {MAX_IMAGE_PIXELS // 1_000_000} megapixels",
+        "图片尺寸太大了，请发送普通的手机照片（5000万像素以内）。",
+    )
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            img.verify()
-            fmt = (img.format or "jpeg").lower()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:  # reads the header only
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise too_big
+                img.verify()
+                fmt = (img.format or "jpeg").lower()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_big from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise _error(
             422,

@@ -1,0 +1,121 @@
+"""Knowledge files uploaded through the admin API, confined to `<data>/uploads/`.
+
+A request names two things that could become paths: the file's name and its community. The name is cut to its
+last component and cleaned; the community must be one of the configuration's (so it is a directory name we
+chose, never a request's); the final path is checked to lie inside the upload area. The file is written to a
+staging directory (`uploads/.incoming/<random>/`) and moved into place (one rename on the same file system)
+only when ingestion succeeded, so a refused or failed upload leaves nothing behind and never replaces the
+copy of an earlier good version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import unicodedata
+import uuid
+from pathlib import Path
+
+from bot.config import Config
+
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes; a Chinese character is 3
+GLOBAL_FOLDER = "_all"
+
+
+class UploadRefused(Exception):
+    """The upload cannot be taken: `message` says why in Chinese (staff read it), `reason` in English (what
+    `kb ingest` prints), `status` is the HTTP status."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason or message
+
+
+def known_communities(config: Config) -> set[str]:
+    """The communities of config/groups.yaml (listed, or named by a group)."""
+    groups = config.groups
+    return {c.name for c in groups.communities} | {g.community for g in groups.groups if g.community}
+
+
+def check_community(config: Config, community: str) -> str:
+    """The community as given when the configuration knows it ("" is global); else refused (422)."""
+    c = community.strip()
+    if not c:
+        return ""
+    known = known_communities(config)
+    if c not in known or c.startswith(".") or any(ch in c for ch in "/\\\0"):
+        listed = "、".join(sorted(known)) or "（没有配置社区）"
+        raise UploadRefused(
+            422,
+            f"没有这个社区：“{c[:64]}”。社区必须是 config/groups.yaml 里的：{listed}",
+            f"community {c[:64]!r} is not in config/groups.yaml",
+        )
+    return c
+
+
+def upload_name(raw: str | None) -> str:
+    """The file's own name: the last path component (either slash), printable characters only, at most
+    MAX_NAME_BYTES of UTF-8 with the extension kept; refused (400) when nothing usable is left."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and unicodedata.category(ch) != "Cf").strip()
+    if not name or name in (".", ".."):
+        raise UploadRefused(400, "文件名不能为空", "empty file name")
+    if name.startswith("."):
+        raise UploadRefused(400, f"文件名不能以“.”开头：{name[:64]}", "hidden file name")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = name, ""
+    tail = f".{suffix}" if suffix else ""
+    while len((stem + tail).encode("utf-8")) > MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+    if not stem or len(tail.encode("utf-8")) > MAX_NAME_BYTES // 2:
+        raise UploadRefused(400, "文件名太长了，请改短一些再上传", "file name too long")
+    return stem + tail
+
+
+class UploadArea:
+    """`<data>/uploads`: kept copies in `<community or _all>/<name>`, staging in `.incoming/`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _inside(self, path: Path) -> Path:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root):
+            raise UploadRefused(400, "文件路径不合法", "path outside the upload area")
+        return resolved
+
+    def stage(self, name: str, data: bytes) -> Path:
+        """Write the data under a fresh staging directory; the file keeps its name (ingestion names the
+        document after it)."""
+        folder = self._inside(self.root / ".incoming" / uuid.uuid4().hex)
+        folder.mkdir(parents=True)
+        path = self._inside(folder / name)
+        with path.open("xb") as f:
+            f.write(data)
+        return path
+
+    def keep(self, staged: Path, community: str) -> Path:
+        """Move a staged file into place (replacing an earlier copy of the same document atomically)."""
+        folder = self._inside(self.root / (community or GLOBAL_FOLDER))
+        folder.mkdir(parents=True, exist_ok=True)
+        final = self._inside(folder / staged.name)
+        os.replace(staged, final)
+        self.discard(staged)
+        return final
+
+    def discard(self, staged: Path) -> None:
+        """Remove a staging directory and whatever is left in it."""
+        folder = staged.parent
+        if folder.parent == self.root / ".incoming":
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_copy(self, recorded: str) -> None:
+        """Delete the kept copy of a removed document, when the recorded path is one of ours."""
+        if not recorded:
+            return
+        path = Path(recorded).resolve()
+        if path.is_relative_to(self.root) and ".incoming" not in path.relative_to(self.root).parts:
+            path.unlink(missing_ok=True)
