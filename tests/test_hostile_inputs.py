@@ -419,9 +419,7 @@ async def test_a_damaged_page_shows_in_health_and_is_logged_once(
                 clock.advance(1)
             h = (await c.get("/health")).json()
             assert h["status"] == "degraded" and h["parts"]["store"]["status"] == "down"
-            r = await c.get(
-                "/admin/tickets", headers={"Authorization": f"Bearer {config.admin_token}"}
-            )
+            r = await c.get("/admin/tickets", headers={"Authorization": f"Bearer {config.admin_token}"})
             assert r.status_code == 500  # the page is damaged; health says so now
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         desk = [r for r in errors if r.getMessage().startswith("ticket desk tick")]
