@@ -124,6 +124,9 @@ class TicketSettings(_Strict):
     webhook_secret: str = "doorstep-webhook-secret"
     merge_window_hours: float = 72.0
     place_timeout_seconds: float = 120.0
+    # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
+    retrain_nightly: bool = False
+    retrain_at: str = "03:00"
 
 
 class HttpSettings(_Strict):
