@@ -78,7 +78,7 @@ def cn_number(s: str) -> str:
 # --- places -------------------------------------------------------------------------------------------
 
 _NUM = r"(?:\d{1,4}|[一二三四五六七八九十两]{1,3})"
-_UNIT = r"(?:号楼|号院|号门|号口|号线|栋|幢|座|单元|层|楼|号|期|区|排|门)"
+_UNIT = r"(?:号楼|号院|号门|号口|号线|栋|幢|座|单元|层|楼(?![道梯顶])|号|期|区|排|门)"
 _NAME_SUFFIX = (
     r"(?:小区|社区|花园|家园|公寓|大厦|广场|菜市场|农贸市场|市场|超市|公园|小学|中学|幼儿园|医院|卫生站|"
     r"大街|大道|新村|新城|路(?![灯面牙沿])|街(?![道灯])|巷|胡同|里(?![面头边])|苑|园|院(?!子)|庄|村|湾|府|城|郡|居)"
@@ -94,9 +94,11 @@ _POS = (
     r"东边|西边|南边|北边|入口|出口|拐角|拐弯|路口|十字路口|里面|后面|前面|边上|底下|门前|后头|一楼|顶楼|天台|外面|"
     r"那块|那边|这边|跟前|中间|转角)"
 )
+# a flat number after a building or entrance ("2单元401", "5栋302室"): kept, it is where the worker goes
+_ROOM = r"\d{3,4}(?:室|户|号房|房)?(?![\d号栋层]|楼(?![道梯]))"
 _PLACE = re.compile(
     rf"(?:(?P<name>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)?"
-    rf"(?P<units>(?:{_NUM}{_UNIT}){{1,4}})(?P<spot1>{_SPOT})?(?P<pos1>{_POS})?)"
+    rf"(?P<units>(?:{_NUM}{_UNIT}){{1,4}}(?:{_ROOM})?)(?P<spot1>{_SPOT})?(?P<pos1>{_POS})?)"
     rf"|(?:(?P<name2>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)(?P<spot2>{_SPOT})?(?P<pos2>{_POS})?)"
     rf"|(?:(?P<spot3>{_SPOT})(?P<pos3>{_POS})?)"
 )
@@ -321,6 +323,24 @@ def clean_description(text: str, limit: int = 200) -> str:
     t = re.sub(r"([!！?？。，,~～])\1+", r"\1", t).strip(" ,，")
     t = mask_pii(t) or mask_pii(normalise(text))
     return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+_PREAMBLE = re.compile(
+    r"^(?:我想|想|我要|要|我来|来)?(?:反映|投诉|报修|说)(?:一下|个|下)?(?:我们|咱们)?(?:楼|小区|这边|这里)?的?(?:情况|问题|事)?[，,：:。\s]*"
+)
+
+
+def ticket_title(description: str, place: str = "", limit: int = 32) -> str:
+    """What a worker reads first: the place, then the problem ("3号楼2单元 楼道灯不亮")."""
+    clauses = [c.strip() for c in re.split(r"[。！!？?\n，,；;]", description) if c.strip()]
+    clauses = [c for c in (_PREAMBLE.sub("", c).strip() for c in clauses) if c] or [description.strip()]
+    problem = short_title("，".join(clauses), limit)
+    if place:
+        head = re.sub(rf"(?:{_SPOT}|{_POS})+$", "", place) or place  # "3号楼2单元楼道" -> "3号楼2单元"
+        problem = problem.replace(head, "", 1).strip(" ，,的") or problem
+        title = f"{head} {problem}"
+        return title if len(title) <= limit else title[: limit - 1] + "…"
+    return problem
 
 
 def short_title(description: str, limit: int = 20) -> str:

@@ -21,7 +21,11 @@ _CJK_WORD = re.compile(r"[\u4e00-\u9fff]+")
 
 class TermVectors:
     def __init__(self, path: Path = TABLE) -> None:
+        import logging
+
         import jieba
+
+        jieba.setLogLevel(logging.WARNING)  # its start-up chatter is not the user's business
 
         with np.load(path) as z:
             words = str(z["words"]).split("\n")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from handlers.classifier import cross_validate, held_out, load_classifier
+from handlers.classifier import TRAIN_FILE, VARIED_FILE, evaluate, held_out, load_classifier, read_examples, train
 from handlers.extract import clean_description, extract_place, mask_pii, place_key, short_title, urgency_of
 from handlers.intent import INTENTS
 from tests.conftest import ROOT
@@ -38,18 +38,46 @@ def test_dev_set_is_big_varied_and_labelled(dev: list[dict[str, Any]], config: C
         assert r["urgency"] in ("normal", "urgent")
 
 
-def test_cross_validated_accuracy_meets_the_targets(dev: list[dict[str, Any]], config: Config) -> None:
-    m = cross_validate(config, dev)
-    print("5-fold cross-validation on the dev set:", {k: round(v, 3) for k, v in m.items()})
-    for key, target in TARGETS.items():
-        assert m[key] >= target, f"{key}: {m[key]:.3f} < {target}"
+REAL = ROOT / "tests" / "data" / "classify_real.jsonl"
 
 
-def test_held_out_accuracy_does_not_regress(dev: list[dict[str, Any]], config: Config) -> None:
-    """Trained without a single dev message (the bundled training set alone): a floor, not the target."""
+@pytest.fixture(scope="module")
+def real() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_real_set_is_labelled_sourced_and_never_trained_on(real: list[dict[str, Any]], config: Config) -> None:
+    assert len(real) >= 200 and len({r["text"] for r in real}) == len(real)
+    assert {r["split"] for r in real} == {"dev", "heldout"}
+    codes = {s.service_code for s in config.services.services}
+    for r in real:
+        assert r["source"]["title"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] in ("normal", "urgent")
+    trained = {e.text for f in (TRAIN_FILE, VARIED_FILE) for e in read_examples(f)}
+    assert not trained & {r["text"] for r in real}
+
+
+def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], config: Config) -> None:
+    """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
-    print("held out (no dev message in training):", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.92 and m["intent"] >= 0.85 and m["service_code"] >= 0.78
+    print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
+    assert m["needs_ticket"] >= 0.95 and m["intent"] >= 0.87 and m["service_code"] >= 0.88
+    assert m["urgent_recall"] >= 0.95
+
+
+def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], config: Config) -> None:
+    """Floors on both halves of the real set (neither is ever a training row); the targets and the figures are
+    in docs/understanding.md, honestly below target where they are."""
+    model = train([e for f in (TRAIN_FILE, VARIED_FILE) for e in read_examples(f)], config)
+    for split, floor in (("dev", {"needs_ticket": 0.93, "intent": 0.85, "service_code": 0.70}),
+                         ("heldout", {"needs_ticket": 0.92, "intent": 0.74, "service_code": 0.72})):
+        m = evaluate(model, [r for r in real if r["split"] == split])
+        print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
+        for key, target in floor.items():
+            assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
+        assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
 
 
 @pytest.mark.parametrize(

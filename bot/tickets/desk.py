@@ -32,7 +32,7 @@ from bot.tickets import texts
 from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
 from bot.tickets.notify import Notifier, owe
 from bot.tickets.outbox import Outbox
-from handlers.extract import clean_description, mask_pii, normalise, place_key, short_title
+from handlers.extract import clean_description, mask_pii, normalise, place_key, ticket_title
 from handlers.intent import Classification
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class ReportDesk:
                     in_reply_to=r.message_id,
                 )
                 return Filed(r.id, match.id, True)
-            title = short_title(r.description or "居民反映的问题")
+            title = ticket_title(r.description or "居民反映的问题", r.place)
             t = Ticket(
                 service_code=svc.service_code,
                 service_name=svc.service_name,
