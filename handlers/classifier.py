@@ -50,7 +50,9 @@ REPORT_INTENTS: tuple[Intent, ...] = ("complaint", "hazard")
 KEYWORD_WEIGHT = 0.3  # how much a configured keyword adds to the model's service probability
 SEMANTIC_WEIGHT = 1.0  # scale of the semantic vector beside the (unit-norm) n-gram vector
 CORRECTION_WEIGHT = 3.0  # a staff correction counts as this many training rows
-URGENT_CUTOFF = 0.7  # the urgency model's probability at or above which a report is urgent (docs/understanding.md)
+URGENT_CUTOFF = (
+    0.7  # the urgency model's probability at or above which a report is urgent (docs/understanding.md)
+)
 
 _COMMAND = re.compile(r"^\s*(?:[/／]|帮助$|菜单$|help$|功能$)", re.IGNORECASE)
 # A resident asking after a ticket ("我的工单", "查询工单 #12") is a question the bot answers unprompted in an
@@ -178,7 +180,9 @@ def _model(c: float) -> _OneVsRest:
 class _Head:
     """One classifier over its own fitted features."""
 
-    def __init__(self, features: Features, texts: Sequence[str], labels: Sequence[str], weights: Sequence[float]):
+    def __init__(
+        self, features: Features, texts: Sequence[str], labels: Sequence[str], weights: Sequence[float]
+    ):
         self.features = features
         self.model = _model(c=20.0)
         self.model.fit(features.fit_transform(texts), list(labels), sample_weight=np.asarray(weights))
@@ -317,7 +321,9 @@ def _service_terms() -> dict[str, list[str]]:
 
 
 def train(examples: Iterable[Example], config: Config, *, semantic: bool = True) -> TrainedClassifier:
-    return TrainedClassifier(list(examples), config.lexicon.terms, config.services.services, semantic=semantic)
+    return TrainedClassifier(
+        list(examples), config.lexicon.terms, config.services.services, semantic=semantic
+    )
 
 
 def corrections_file(config: Config) -> Path:

@@ -48,8 +48,6 @@ _URGENT = re.compile(
 )
 
 
-
-
 def urgency_of(text: str) -> str:
     return "urgent" if _URGENT.search(normalise(text)) else "normal"
 
@@ -195,7 +193,6 @@ def _service_terms() -> dict[str, list[str]]:
 
 def train(examples: Iterable[Example], config: Config) -> BaselineClassifier:
     return BaselineClassifier(list(examples), config.lexicon.terms, config.services.services)
-
 
 
 def load_baseline(config: Config) -> BaselineClassifier:

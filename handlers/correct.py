@@ -55,7 +55,9 @@ class CorrectHandler(Handler):
                 )
             else:
                 urgency = "urgent" if verb == "紧急" else "normal"
-                done = correct(svc.store, svc.config, svc.clock, ticket_id, urgency=urgency, staff_id=ctx.staff.id)
+                done = correct(
+                    svc.store, svc.config, svc.clock, ticket_id, urgency=urgency, staff_id=ctx.staff.id
+                )
         except CorrectionError as e:
             return [ctx.reply(f"{e}\n{USAGE}", kind="refusal")]
         level = "紧急" if done.urgency == "urgent" else "一般"

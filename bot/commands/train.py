@@ -37,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(out, ensure_ascii=False))
     else:
-        print(f"已纳入 {out['corrections']} 条人工纠正，模型已重新训练（{out['train_seconds']} 秒）：{out['file']}")
+        print(
+            f"已纳入 {out['corrections']} 条人工纠正，模型已重新训练（{out['train_seconds']} 秒）：{out['file']}"
+        )
     return 0

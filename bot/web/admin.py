@@ -782,7 +782,9 @@ class TicketDetail(TicketOut):
 
 
 class CorrectionIn(BaseModel):
-    service_code: str | None = Field(default=None, max_length=64, description="a service code or its Chinese name")
+    service_code: str | None = Field(
+        default=None, max_length=64, description="a service code or its Chinese name"
+    )
     urgency: Literal["normal", "urgent"] | None = None
     staff: str = Field(default="", max_length=128, description="who corrects (a staff id), for the record")
 
