@@ -360,7 +360,7 @@ def ticket_title(description: str, place: str = "", limit: int = 32) -> str:
     clauses = [c for c in (_PREAMBLE.sub("", c).strip() for c in clauses) if c] or [description.strip()]
     problem = short_title("，".join(clauses), limit)
     if place:
-        head = re.sub(rf"(?:{_SPOT}|{_POS})+$", "", place) or place  # "3号楼2单元楼道" -> "3号楼2单元"
+        head = re.sub(rf"{_SPOT}$", "", place) or place  # "3号楼2单元楼道" -> "3号楼2单元"
         problem = problem.replace(head, "", 1).strip(" ，,的") or problem
         title = f"{head} {problem}"
         return title if len(title) <= limit else title[: limit - 1] + "…"

@@ -174,7 +174,7 @@ async def test_duplicates_merge_and_everyone_is_told(
         ("幸福里3号楼", ("u_zhang", "u_wang")),
         ("幸福里5号楼", ("u_li",)),
     }
-    assert closed[0].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕")
+    assert closed[0].text.startswith("工单 #1（3号楼门口 井盖松了）已处理完毕")  # place, then problem
     assert "138****5678" in closed[0].text and "13812345678" not in closed[0].text
     await desk_of(tapp).poll_once()  # polling again tells nobody twice
     await settle(tapp)
