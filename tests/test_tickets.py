@@ -235,7 +235,7 @@ async def test_signed_webhook_tells_the_group(
         )
         assert ok.status_code == 200 and ok.json()["changed"] is True
     await tapp.sender.drain()
-    assert channel.sent[-1].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕（已修好")
+    assert channel.sent[-1].text.startswith("工单 #1（3号楼门口 井盖松了）已处理完毕（已修好")
 
 
 async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: RecordingChannel, say: Say) -> None:
@@ -244,7 +244,7 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     backend[0].update_status(1, "open", "已派人查看", "街道城管科")
     await say_all(tapp, say("查询工单 #1", mention=True))
     assert (
-        "工单 #1（3号楼门口井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看"
+        "工单 #1（3号楼门口 井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看"
         in channel.sent[-1].text
     )
     await say_all(tapp, say("查询工单 #99", mention=True))
@@ -265,7 +265,7 @@ async def test_my_tickets_is_answered_without_a_mention(
     assert outcome.status == "handled" and outcome.handler == "status"
     assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口井盖松了：处理中")
     (outcome,) = await say_all(tapp, say("查询工单 #1", sender="u_other"))
-    assert outcome.handler == "status" and "工单 #1（3号楼门口井盖松了）：处理中" in channel.sent[-1].text
+    assert outcome.handler == "status" and "工单 #1（3号楼门口 井盖松了）：处理中" in channel.sent[-1].text
     with tapp.store.session() as s:
         rows = s.scalars(
             select(InboundMessage).where(InboundMessage.text.in_(["我的工单", "查询工单 #1"]))
