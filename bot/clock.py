@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -16,6 +16,27 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class OffsetClock:
+    """Wall time moved by a fixed offset: time still passes at its real pace, but the day starts where the
+    caller pins it. The demo runs at 10:00 local whatever the hour, so quiet hours never silence it."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    @classmethod
+    def pinned_at(cls, local: time, tz: tzinfo, now: datetime | None = None) -> OffsetClock:
+        """A clock that reads `local` o'clock today (in `tz`) right now."""
+        real = now or datetime.now(UTC)
+        today = real.astimezone(tz).date()
+        return cls(datetime.combine(today, local, tzinfo=tz) - real)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
@@ -384,6 +385,21 @@ class Config(BaseModel):
             k: getattr(g.policy, k) for k in type(g.policy).model_fields if getattr(g.policy, k) is not None
         }
         return self.main.policy.model_copy(update=overrides)
+
+    def quiet_now(self, group_id: str, at: datetime) -> bool:
+        """Whether `at` falls in the group's quiet hours (local time of the configured zone)."""
+        return self.quiet_until(group_id, at) is not None
+
+    def quiet_until(self, group_id: str, at: datetime) -> datetime | None:
+        """When the group's quiet hours that `at` falls in are over; None if `at` is not in quiet hours."""
+        quiet = self.policy_for(group_id).quiet_hours
+        local = at.astimezone(ZoneInfo(self.main.timezone))
+        if quiet is None or not quiet.contains(local.time()):
+            return None
+        end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
+        if end <= local:
+            end += timedelta(days=1)
+        return end.astimezone(at.tzinfo)
 
     def staff_member(self, sender: str) -> StaffMember | None:
         return next((s for s in self.staff.staff if s.id == sender), None)

@@ -24,8 +24,11 @@ def new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    lat: float
-    lon: float
+    """A place sent as a location: coordinates (WeChat's location messages carry them), a place name, or both.
+    A location picked by name only (the simulator without coordinates) has lat and lon None."""
+
+    lat: float | None
+    lon: float | None
     address: str = ""
 
 

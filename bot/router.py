@@ -14,7 +14,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +29,7 @@ from handlers.intent import Classification
 log = logging.getLogger(__name__)
 
 STORED_TEXT_LIMIT = 20_000  # longer texts are cut in the store; the policy limit refuses them anyway
+AUTO_CONFIDENCE = 0.6  # an unaddressed message is taken as a question or report for the bot above this
 CONTENT_DEDUP_SECONDS = 30  # the same text from the same person within this is a resend, not a new message
 
 TEXT_TOO_LONG = "消息太长了（{n}字），我一次最多能看{limit}字。请把问题或要反映的情况精简一下再发，谢谢！"
@@ -70,7 +70,6 @@ class Router:
         self._group_window: dict[int, SlidingWindow] = {}
         self._warned_fast: dict[tuple[str, str], datetime] = {}
         self._recent_texts: dict[tuple[str, str, str], datetime] = {}
-        self.tz = ZoneInfo(services.config.main.timezone)
         self.accounts: set[str] = {services.config.main.bot.account}
 
     # --- the pipeline -----------------------------------------------------------------------------
@@ -146,7 +145,9 @@ class Router:
             self._mark(msg, "ignored", why, ctx.intent)
             return Outcome("ignored", why, classification=ctx.classification)
 
-        limited = self._rate_limited(msg, policy, now)
+        # a report is filed however fast its sender or group talks: the limits protect answering, and the
+        # acknowledgements go through the sender's own throttle anyway
+        limited = self._rate_limited(msg, policy, now, exempt=ctx.classification.needs_ticket)
         if limited is not None:
             self._mark(msg, "ignored", "rate limited", ctx.intent)
             return Outcome("ignored", "rate limited", replies=limited, classification=ctx.classification)
@@ -186,6 +187,14 @@ class Router:
                     (self._reply(msg, HANDLER_FAILED, "error"),),
                     ctx.classification,
                 )
+            if ctx.quiet_until is not None:
+                # quiet hours: the report is filed; what it owes the group waits in the store for the morning
+                self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
+                if replies:
+                    log.info(
+                        "quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id
+                    )
+                return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
             self._mark(msg, "handled", h.name, ctx.intent)
             if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
                 self._remember_answer(ctx, now)
@@ -216,14 +225,17 @@ class Router:
         return False, text
 
     def _should_speak(self, ctx: Context, policy: GroupPolicy, now: datetime) -> tuple[bool, str]:
+        """Whether the bot takes the message. A clear report is always taken, whatever the group's policy:
+        the policy decides when the bot talks, never whether a report is filed (quiet hours only hold back the
+        acknowledgement until morning, see `Context.quiet_until`)."""
         msg, c = ctx.message, ctx.classification
         urgent = c.urgency == "urgent"
         direct = msg.mentions_bot or msg.private
-        if (
-            policy.quiet_hours
-            and policy.quiet_hours.contains(now.astimezone(self.tz).time())
-            and not (direct or urgent)
-        ):
+        quiet_until = None if direct or urgent else self.services.config.quiet_until(msg.group, now)
+        if c.needs_ticket and (ctx.addressed or c.confidence >= AUTO_CONFIDENCE or urgent):
+            ctx.quiet_until = quiet_until
+            return True, ""
+        if quiet_until is not None:
             return False, "quiet hours"
         if ctx.addressed:
             return True, ""
@@ -232,7 +244,7 @@ class Router:
         if (
             policy.respond == "auto"
             and c.intent in ("question", "complaint", "hazard")
-            and c.confidence >= 0.6
+            and c.confidence >= AUTO_CONFIDENCE
         ):
             return True, ""
         if urgent:
@@ -244,11 +256,13 @@ class Router:
             cache[limit] = SlidingWindow(limit, timedelta(minutes=1))
         return cache[limit]
 
-    def _rate_limited(self, msg: Message, policy: GroupPolicy, now: datetime) -> tuple[Reply, ...] | None:
+    def _rate_limited(
+        self, msg: Message, policy: GroupPolicy, now: datetime, *, exempt: bool = False
+    ) -> tuple[Reply, ...] | None:
         users = self._window(self._user_window, policy.user_per_minute)
         groups = self._window(self._group_window, policy.group_per_minute)
         key = (msg.group, msg.sender)
-        if not groups.allowed(msg.group, now) or not users.allowed(key, now):
+        if not exempt and (not groups.allowed(msg.group, now) or not users.allowed(key, now)):
             last = self._warned_fast.get(key)
             if last is None or now - last > timedelta(minutes=1):  # say it once a minute, not every time
                 self._warned_fast[key] = now

@@ -13,6 +13,7 @@ import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from bot.config import GroupConfig, GroupPolicy, StaffMember
@@ -35,6 +36,8 @@ class Context:
     staff: StaffMember | None
     services: Services
     addressed: bool  # @-mentioned, a trigger word, or a private chat
+    # quiet hours (an unaddressed, non-urgent message): act, e.g. file the report, but say nothing before this
+    quiet_until: datetime | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -204,6 +204,23 @@ def place_key(place: str) -> str:
     return t
 
 
+# synonyms of a position, so "门前" and "门口" name the same spot and "东侧" and "西边" do not
+_SAME_POSITION = {
+    "大门口": "门口",
+    "门前": "门口",
+    "东边": "东侧",
+    "西边": "西侧",
+    "南边": "南侧",
+    "北边": "北侧",
+}
+
+
+def place_position(place: str) -> str:
+    """The position word that ends a place ('3号楼门口' -> '门口'), in a canonical form; '' if none."""
+    m = re.search(rf"{_POS}$", normalise(place).replace(" ", ""))
+    return _SAME_POSITION.get(m.group(0), m.group(0)) if m else ""
+
+
 # --- urgency ------------------------------------------------------------------------------------------
 # Danger to people now, as concepts rather than phrases: a *thing* (a lift, a manhole cover, a wire, a tree)
 # near a *state* that makes it dangerous (someone inside, gone, exposed, falling), or a danger word that needs no

@@ -47,7 +47,8 @@ class ReportHandler(Handler):
         if report is None:  # this message was already taken as a report
             return []
         now = self.services.clock.now()
-        if not report.place and report.lat is None and not msg.private:
+        # at night nobody is asked "where?": the report is filed as it is and the grid follows up
+        if not report.place and report.lat is None and not msg.private and ctx.quiet_until is None:
             self.services.conversations.open(
                 self.name, msg.group, msg.sender, now, timeout, {"report_id": report.id, "mode": "place"}
             )
@@ -56,7 +57,7 @@ class ReportHandler(Handler):
         return []
 
     def _file(self, desk: ReportDesk, report_id: int, ctx: Context) -> None:
-        desk.file(report_id)
+        desk.file(report_id, hold_until=ctx.quiet_until)
         desk.notifier.flush()
         msg = ctx.message
         if not msg.private:  # a photo or location in the next minute still joins the report

@@ -157,3 +157,36 @@ def chroma_collection() -> str:
 
 
 # ==== end of the back-end block (issue 7) ====
+
+
+# ==== tickets: the built-in backend on a real loopback port, and an app whose ticket client points at it ====
+
+from backend import Backend, BackendSettings, create_backend_app  # noqa: E402
+from backend.testing import running  # noqa: E402
+
+TICKETS_API_KEY = "doorstep-local-key"
+
+
+@pytest.fixture
+def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
+    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
+    with running(create_backend_app(be, manage_lifecycle=False)) as url:
+        yield be, url
+    be.engine.dispose()
+
+
+@pytest.fixture
+async def tapp(
+    data_dir: Path,
+    backend: tuple[Backend, str],
+    clock: ManualClock,
+    channel: RecordingChannel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[App]:
+    monkeypatch.setenv("DOORSTEP_OPEN311_URL", backend[1])
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", TICKETS_API_KEY)
+    cfg = load_config(ROOT / "config" / "doorstep.yaml")
+    a = App(cfg, clock=clock, channels={"rec": channel})
+    await a.start(background=False)
+    yield a
+    await a.stop()

@@ -15,6 +15,7 @@ import uvicorn
 
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
+from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
 
@@ -32,10 +33,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(config: Config) -> Iterator[str]:
-    """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own."""
+def server(config: Config, clock: ManualClock) -> Iterator[str]:
+    """`serve`'s HTTP app with the simulator channel, on a real loopback port in a thread of its own; the
+    virtual clock reads 10:00 local, so the test does not depend on the hour it runs at."""
     port = free_port()
-    app = App(config, channels={"simulator": SimulatorChannel.from_config(config)})
+    app = App(config, clock=clock, channels={"simulator": SimulatorChannel.from_config(config)})
     server = uvicorn.Server(
         uvicorn.Config(create_web_app(app), host="127.0.0.1", port=port, log_level="warning")
     )
@@ -81,6 +83,26 @@ def test_post_in_the_page_and_see_the_reply(server: str, tmp_path) -> None:
             expect(reply.first).to_contain_text("我是家门口助手", timeout=15_000)
             expect(group.locator(".msg:not(.bot) .who").first).to_have_text("刘阿姨")
             page.screenshot(path=str(tmp_path / "simulator.png"), full_page=True)
+
+            # "发位置" sends coordinates only when the person types them: no default pin for every report
+            posted: list[dict] = []
+            page.on(
+                "request",
+                lambda req: posted.append(req.post_data_json) if req.url.endswith("/sim/messages") else None,
+            )
+            group.locator("textarea").fill("3号楼门口井盖松了")
+            group.locator("label", has_text="发位置").locator("input").check()
+            group.locator("input[placeholder^='位置']").fill("3号楼门口")
+            group.locator("button[type=submit]").click()
+            expect(group.locator(".msg:not(.bot) .bubble", has_text="[位置] 3号楼门口")).to_be_visible()
+            assert posted[-1]["location"] == {"address": "3号楼门口"}
+            group.locator("textarea").fill("南门口井盖没了")
+            group.locator("label", has_text="发位置").locator("input").check()
+            group.locator("input[placeholder^='位置']").fill("南门口")
+            group.locator("input[placeholder^='坐标']").fill("39.1601, 117.2102")
+            group.locator("button[type=submit]").click()
+            expect(group.locator(".msg:not(.bot) .bubble", has_text="[位置] 南门口")).to_be_visible()
+            assert posted[-1]["location"] == {"address": "南门口", "lat": 39.1601, "lon": 117.2102}
 
             # a non-image file chosen as the photo gets a clear Chinese error under the form
             bad = tmp_path / "not-an-image.jpg"

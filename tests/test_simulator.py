@@ -136,3 +136,17 @@ async def test_unknown_group_listing(sim) -> None:
     _, client = sim
     r = await client.get("/sim/groups/nope/messages")
     assert r.status_code == 404
+
+
+async def test_a_location_by_name_has_no_made_up_coordinates(sim) -> None:
+    app, client = sim
+    r = await post(client, text="", location={"address": "幸福里3号楼门口"})
+    assert r.status_code == 202
+    await app.settle()
+    sent = app.channels["simulator"]
+    assert isinstance(sent, SimulatorChannel)
+    [entry] = [e for e in sent.groups["幸福里3号楼"] if e.message_id == r.json()["message_id"]]
+    assert entry.location == {"lat": None, "lon": None, "address": "幸福里3号楼门口"}
+    for bad in ({"lat": 39.16}, {"lat": None, "lon": None, "address": " "}):
+        r = await post(client, text="", location=bad)
+        assert r.status_code == 422, bad

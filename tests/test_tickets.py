@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -29,31 +28,6 @@ from tests.support import RecordingChannel, Say
 
 KEY = "doorstep-local-key"
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
-
-
-@pytest.fixture
-def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
-    with running(create_backend_app(be, manage_lifecycle=False)) as url:
-        yield be, url
-    be.engine.dispose()
-
-
-@pytest.fixture
-async def tapp(
-    data_dir: Path,
-    backend: tuple[Backend, str],
-    clock: ManualClock,
-    channel: RecordingChannel,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[App]:
-    monkeypatch.setenv("DOORSTEP_OPEN311_URL", backend[1])
-    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", KEY)
-    cfg = load_config(ROOT / "config" / "doorstep.yaml")
-    a = App(cfg, clock=clock, channels={"rec": channel})
-    await a.start(background=False)
-    yield a
-    await a.stop()
 
 
 def desk_of(app: App) -> ReportDesk:
@@ -250,7 +224,7 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     await say_all(tapp, say("查询工单 #99", mention=True))
     assert "没有找到工单 #99" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True))
-    assert "#1 3号楼门口井盖松了：处理中" in channel.sent[-1].text
+    assert "#1 3号楼门口 井盖松了：处理中" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True, sender="u_new"))
     assert "您还没有反映过问题" in channel.sent[-1].text
 

@@ -15,7 +15,9 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import time as dtime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
@@ -24,6 +26,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
+from bot.clock import OffsetClock
 from bot.config import load_config
 from bot.message import Location
 from bot.runtime import build_app
@@ -33,6 +36,7 @@ from bot.web.app import create_web_app
 # Demo pace: the scenario's replies are spaced 0.1 s apart instead of WeChat's one a second, so that it
 # finishes in seconds; every other limit is the configured one.
 DEMO_ACCOUNT_INTERVAL = "0.1"
+DEMO_TIME = dtime(10, 0)  # the local time of day the scenario runs at
 
 
 def _photo() -> bytes:
@@ -161,7 +165,10 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
 async def _main() -> None:
     config = load_config()
     sim = SimulatorChannel.from_config(config)
-    app = build_app(config, channels={"simulator": sim})
+    # The scenario happens at 10:00 local whatever the hour it is run: at night quiet hours would (rightly)
+    # hold back the acknowledgements the transcript shows.
+    clock = OffsetClock.pinned_at(DEMO_TIME, ZoneInfo(config.main.timezone))
+    app = build_app(config, channels={"simulator": sim}, clock=clock)
     server = uvicorn.Server(
         uvicorn.Config(
             create_web_app(app, manage_lifecycle=False),
@@ -199,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS"] = DEMO_ACCOUNT_INTERVAL
         os.environ["DOORSTEP_SEND_LIMITS__JITTER_SECONDS"] = "0.05"
         print("Doorstep 演示：模拟器里的几个居民群，真实的消息处理流程（知识库、工单系统、通知）。")
+        print("（演示按当天上午10点的时间运行，不受夜间免打扰影响。）")
         asyncio.run(_main())
     print("\n演示结束。")
     return 0

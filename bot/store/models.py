@@ -335,4 +335,6 @@ class TicketNotice(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # quiet hours: not sent before this (the end of the group's quiet hours); None: at once
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     __table_args__ = (Index("ix_ticket_notices_state", "state"),)

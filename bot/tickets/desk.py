@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,19 +25,24 @@ from sqlalchemy.exc import IntegrityError
 from bot.config import Config, Service
 from bot.message import Attachment, Location, Message
 from bot.services import Services
-from bot.store.models import InboundMessage, Ticket, TicketMedia, TicketOutbox, TicketReport
+from bot.store.models import (
+    InboundMessage,
+    Ticket,
+    TicketMedia,
+    TicketOutbox,
+    TicketReport,
+)
 from bot.tickets import texts
 from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
+from bot.tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from bot.tickets.notify import Notifier, owe
 from bot.tickets.outbox import Outbox
-from handlers.extract import clean_description, mask_pii, normalise, place_key, ticket_title
+from handlers.extract import clean_description, mask_pii, place_key, ticket_title
 from handlers.intent import Classification
 
 log = logging.getLogger(__name__)
 MEDIA_WINDOW_SECONDS = 60.0  # photos and locations within this join the report
 MAX_PHOTOS = 6
-TEXT_SIMILARITY = 0.5  # bigram overlap above which two reports without a place are the same problem
-NEARBY_METRES = 60.0
 
 
 @dataclass
@@ -47,16 +50,6 @@ class Filed:
     report_id: int
     ticket_id: int
     merged: bool
-
-
-def _bigrams(text: str) -> set[str]:
-    t = re.sub(r"[\W_\d]+", "", normalise(text))
-    return {t[i : i + 2] for i in range(len(t) - 1)} or ({t} if t else set())
-
-
-def similarity(a: str, b: str) -> float:
-    x, y = _bigrams(a), _bigrams(b)
-    return len(x & y) / len(x | y) if x and y else 0.0
 
 
 def _utc(dt: datetime) -> datetime:
@@ -71,16 +64,6 @@ def _remote_time(value: str) -> datetime | None:
         return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except ValueError:
         return None
-
-
-def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p = math.pi / 180
-    a = (
-        0.5
-        - math.cos((lat2 - lat1) * p) / 2
-        + math.cos(lat1 * p) * math.cos(lat2 * p) * (1 - math.cos((lon2 - lon1) * p)) / 2
-    )
-    return 12_742_000 * math.asin(math.sqrt(max(0.0, a)))
 
 
 class ReportDesk:
@@ -243,8 +226,10 @@ class ReportDesk:
 
     # --- filing and merging ----------------------------------------------------------------------------
 
-    def file(self, report_id: int) -> Filed | None:
-        """Draft -> a new ticket or a merge into an open one. Idempotent: a filed report is returned as is."""
+    def file(self, report_id: int, *, hold_until: datetime | None = None) -> Filed | None:
+        """Draft -> a new ticket or a merge into an open one. Idempotent: a filed report is returned as is.
+        `hold_until`: the report came in quiet hours, so what it owes the group waits until then (unless
+        the problem is urgent)."""
         now = self.clock.now()
         window = timedelta(hours=self.config.main.tickets.merge_window_hours)
         with self.store.session() as s:
@@ -267,6 +252,8 @@ class ReportDesk:
                 return None
             community, grid, group_name = self._group_info(r.group_id)
             svc = self.service(r.service_code)
+            if r.urgency == "urgent":
+                hold_until = None
             match = self._find_duplicate(s, r, community, now - window)
             mention = [r.sender]
             if match is not None:
@@ -292,6 +279,7 @@ class ReportDesk:
                     text=texts.MERGED.format(id=match.id, n=n),
                     mentions=mention,
                     in_reply_to=r.message_id,
+                    not_before=hold_until,
                 )
                 return Filed(r.id, match.id, True)
             title = ticket_title(r.description or "居民反映的问题", r.place)
@@ -341,6 +329,7 @@ class ReportDesk:
                 text=ack,
                 mentions=mention,
                 in_reply_to=r.message_id,
+                not_before=hold_until,
             )
             if r.urgency == "urgent":
                 for staff in self._staff_for(community, grid):
@@ -362,33 +351,33 @@ class ReportDesk:
             return Filed(r.id, t.id, False)
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
+        """An open ticket about the same problem at the same place (see bot/tickets/merge.py)."""
         candidates = s.scalars(
             select(Ticket)
             .where(Ticket.service_code == r.service_code, Ticket.status == "open", Ticket.created_at >= since)
             .order_by(Ticket.id.desc())
             .limit(200)
         ).all()
-        key = place_key(r.place) if r.place else ""
+        new = Sighting(r.place, r.lat, r.lon, r.description)
+        things = self.service(r.service_code).keywords
         for t in candidates:
             if community and t.community and t.community != community:
                 continue
-            if r.lat is not None and r.lon is not None and t.lat is not None and t.lon is not None:
-                if metres(r.lat, r.lon, t.lat, t.lon) <= NEARBY_METRES:
-                    return t
+            if not same_problem(r.description, t.description, things):
                 continue
-            if key and t.place_key:
-                short, long = sorted((key, t.place_key), key=len)
-                # the same place, or a finer place within it ("3号楼" and "3号楼2单元"); never "1号楼" in "21号楼"
-                if key == t.place_key or (len(short) >= 3 and long.startswith(short)):
-                    return t
-                continue
-            # no place on one side: the same problem told in the same group
-            same_group = s.scalars(
-                select(TicketReport.id).where(
-                    TicketReport.ticket_id == t.id, TicketReport.group_id == r.group_id
+            place = same_place(new, Sighting(t.place, t.lat, t.lon, t.description))
+            if place is None:
+                # no place on one side: only the same problem told again in the same group
+                place = (
+                    s.scalars(
+                        select(TicketReport.id).where(
+                            TicketReport.ticket_id == t.id, TicketReport.group_id == r.group_id
+                        )
+                    ).first()
+                    is not None
+                    and similarity(r.description, t.description) >= TEXT_SIMILARITY
                 )
-            ).first()
-            if same_group is not None and similarity(r.description, t.description) >= TEXT_SIMILARITY:
+            if place:
                 return t
         return None
 

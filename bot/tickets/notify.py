@@ -19,10 +19,10 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -47,8 +47,10 @@ def owe(
     ticket_id: int | None = None,
     mentions: list[str] | None = None,
     in_reply_to: str = "",
+    not_before: datetime | None = None,
 ) -> bool:
-    """Record a notice in the caller's transaction; False if one with this key exists already."""
+    """Record a notice in the caller's transaction; False if one with this key exists already.
+    `not_before` holds it back (the end of the group's quiet hours)."""
     if s.scalars(select(TicketNotice.id).where(TicketNotice.key == key)).first() is not None:
         return False
     s.add(
@@ -61,6 +63,7 @@ def owe(
             ticket_id=ticket_id,
             mentions=list(dict.fromkeys(mentions or [])),
             in_reply_to=in_reply_to,
+            not_before=not_before,
         )
     )
     return True
@@ -114,7 +117,10 @@ class Notifier:
         with self.store.session() as s:
             pending = s.scalars(
                 select(TicketNotice)
-                .where(TicketNotice.state == "pending")
+                .where(
+                    TicketNotice.state == "pending",
+                    or_(TicketNotice.not_before.is_(None), TicketNotice.not_before <= self.clock.now()),
+                )
                 .order_by(TicketNotice.id)
                 .limit(500)
             ).all()

@@ -60,7 +60,8 @@ def mount_tickets(web: FastAPI, app: App) -> None:
     web.include_router(webhook_router(desk, cfg.main.tickets.webhook_secret))
     if cfg.main.tickets.open311_url:
         return
-    backend = Backend(BackendSettings.from_config(cfg))
+    # the embedded backend keeps the bot's clock, so a pinned or virtual clock holds for both sides
+    backend = Backend(BackendSettings.from_config(cfg), now=app.clock.now)
     http = cfg.main.http
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
     backend.subscribe(f"http://{host}:{cfg.http_port}{WEBHOOK_PATH}")

@@ -25,9 +25,20 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 class SimLocation(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    """Coordinates only when the person picked them: a made-up default would make every report look like it
+    came from one spot (and merge reports of different places)."""
+
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
     address: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _coordinates_or_a_name(self) -> SimLocation:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("a location needs both lat and lon, or neither")
+        if self.lat is None and not self.address.strip():
+            raise ValueError("a location needs coordinates or an address")
+        return self
 
 
 class SimPost(BaseModel):

@@ -1,7 +1,7 @@
 """corrections: staff corrections of a ticket's service and urgency, kept as labelled training examples
 
-Revision ID: 0006_corrections
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 import bot.store.models
 
-revision = "0006_corrections"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
