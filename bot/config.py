@@ -127,7 +127,7 @@ class TicketSettings(_Strict):
     place_timeout_seconds: float = 120.0
     # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
     retrain_nightly: bool = False
-    retrain_at: str = "03:00"
+    retrain_at: time = time(3, 0)
 
 
 class HttpSettings(_Strict):

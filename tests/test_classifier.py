@@ -208,3 +208,61 @@ def test_classify_one_message_and_bad_input() -> None:
     assert r.returncode == 0 and "property_repair" in r.stdout
     bad = _cli("classify", "  ")
     assert bad.returncode == 2 and bad.stderr.startswith("doorstep: error:") and "Traceback" not in bad.stderr
+
+
+def test_the_trained_model_is_saved_and_loaded_while_its_inputs_match(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up does not train: the data directory keeps the model, keyed by everything it was trained on."""
+    import handlers.classifier as clf
+
+    clf._CACHE.clear()
+    trained = clf.trained_for(config)
+    key = clf.model_key(config)
+    saved = clf.model_path(config, key)
+    assert saved.exists()
+
+    def no_training(*_: object, **__: object) -> None:
+        raise AssertionError("trained although a saved model matched")
+
+    clf._CACHE.clear()
+    with monkeypatch.context() as m:
+        m.setattr(clf, "train", no_training)
+        loaded = clf.trained_for(config)
+    for text in ("3号楼门口井盖松了，差点摔了", "电梯三天两头坏", "楼上装修天天电钻响", "助老食堂几点开饭"):
+        assert loaded.classify(text) == trained.classify(text)
+        assert loaded.intent_scores(text) == pytest.approx(trained.intent_scores(text))
+        assert loaded.urgent_probability(text) == pytest.approx(trained.urgent_probability(text))
+
+    # new corrections make a new key: trained again, the old file replaced
+    path = clf.corrections_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {
+        "text": "大铁笼子趴窝了",
+        "intent": "complaint",
+        "service_code": "property_repair",
+        "source": "correction",
+    }
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert clf.model_key(config) != key
+    clf.trained_for(config)
+    assert not saved.exists() and clf.model_path(config, clf.model_key(config)).exists()
+
+    # a damaged file is trained over, not fatal
+    clf._CACHE.clear()
+    clf.model_path(config, clf.model_key(config)).write_bytes(b"not a model")
+    assert clf.trained_for(config).classify("电梯坏了").service_code == "property_repair"
+
+
+def test_features_are_the_tfidf_rows_scikit_learn_would_build(config: Config) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from handlers.classifier import Features, Featuriser
+
+    texts = ["3号楼门口井盖松了", "电梯三天两头坏，坏了坏了", "助老食堂几点开饭", "楼道灯不亮"]
+    f = Featuriser(config.lexicon.terms)
+    ours = Features(f, None).fit(texts).matrix(texts).toarray()
+    ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True).fit_transform(
+        [f(t) for t in texts]
+    )
+    assert ours == pytest.approx(ref.toarray())

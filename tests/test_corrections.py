@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.app import App
 from bot.clock import ManualClock
 from bot.commands.train import retrain
-from bot.config import Config
+from bot.config import Config, load_config
 from bot.store import Store
 from bot.store.models import Ticket, TicketCorrection, TicketReport
 from bot.tickets.corrections import CorrectionError, correct
 from handlers.classifier import load_classifier
+from tests.conftest import ROOT
+from tests.support import RecordingChannel, Say
 
 PHRASE = "咱们院那个大铁笼子又趴窝了，{n}号楼的人全得爬上去"  # a community's own word for its lift
 
 
 @pytest.fixture
-def store(config: Config) -> Store:
+def store(config: Config) -> Iterator[Store]:
     s = Store(config.database_url)
     s.migrate()
     yield s
@@ -82,3 +91,110 @@ def test_ten_corrections_change_how_the_next_such_message_is_filed(
     assert out["corrections"] == 10
     after = load_classifier(config).classify(probe)
     assert after.needs_ticket and after.service_code == "property_repair"
+
+
+# --- retraining in a running bot: nightly, by the app's clock, and never on the event loop -------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+async def nightly_app(
+    data_dir: Path, clock: ManualClock, channel: RecordingChannel, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[App]:
+    monkeypatch.setenv("DOORSTEP_TICKETS__RETRAIN_NIGHTLY", "true")
+    monkeypatch.setenv("DOORSTEP_TICKETS__RETRAIN_AT", "03:00")
+    a = App(load_config(ROOT / "config" / "doorstep.yaml"), clock=clock, channels={"rec": channel})
+    await a.start(background=False)
+    yield a
+    await a.stop()
+
+
+def _to_local(clock: ManualClock, hour: int, minute: int, days: int = 0) -> None:
+    """Move the clock forward to hour:minute Shanghai time, `days` days after today."""
+    local = clock.now().astimezone(SHANGHAI)
+    target = datetime.combine(local.date() + timedelta(days=days), dtime(hour, minute), tzinfo=SHANGHAI)
+    assert target > local
+    clock.advance((target - local).total_seconds())
+
+
+async def test_the_nightly_retrain_folds_new_corrections_in_once_a_day(
+    nightly_app: App, clock: ManualClock
+) -> None:
+    app, probe = nightly_app, PHRASE.format(n=9)
+    classifier = app.services.classifier
+    wrong = classifier.classify(probe).service_code
+    assert wrong != "property_repair"
+    for n in range(1, 11):
+        tid = _ticket(app.store, PHRASE.format(n=n), service=wrong or "other")
+        correct(app.store, app.config, clock, tid, service_code="property_repair", staff_id="s_li")
+    await app.tick()  # 10:00: corrections are in the store, but it is not the retrain hour
+    assert app.retrainer.job is None and classifier.classify(probe).service_code == wrong
+    _to_local(clock, 2, 59, days=1)
+    await app.tick()
+    assert app.retrainer.job is None
+    _to_local(clock, 3, 0)
+    await app.tick()
+    assert await app.retrainer.wait() is True and app.retrainer.retrains == 1
+    assert classifier.classify(probe).service_code == "property_repair"  # the bot's own model, swapped
+
+    # once a day: a correction made after 03:00 waits for the next night
+    tid = _ticket(app.store, "咱们院的大铁笼子门夹人", service="property_repair")
+    correct(app.store, app.config, clock, tid, urgency="urgent", staff_id="s_li")
+    job = app.retrainer.job
+    _to_local(clock, 3, 30)
+    await app.tick()
+    assert app.retrainer.job is job and app.retrainer.retrains == 1
+    _to_local(clock, 3, 0, days=1)
+    await app.tick()
+    assert await app.retrainer.wait() is True and app.retrainer.retrains == 2
+    # and a night without new corrections trains nothing
+    _to_local(clock, 3, 0, days=1)
+    await app.tick()
+    assert await app.retrainer.wait() is False and app.retrainer.retrains == 2
+
+
+async def test_a_retrain_runs_in_a_thread_while_the_bot_answers(
+    app: App, channel: RecordingChannel, say: Say, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corrections file written by `doorstep train` beside the running bot: the tick starts the retrain in a
+    thread and returns; messages are handled with the current model until the new one is swapped in."""
+    import handlers.classifier as clf
+
+    gate = threading.Event()
+    real_trained_for = clf.trained_for
+
+    def slow_trained_for(config: Config) -> clf.TrainedClassifier:
+        assert gate.wait(60), "the test never opened the gate"
+        return real_trained_for(config)
+
+    monkeypatch.setattr(clf, "trained_for", slow_trained_for)
+    classifier = app.services.classifier
+    probe = PHRASE.format(n=9)
+    before = classifier.classify(probe).service_code
+    assert before != "property_repair"
+    rows = [
+        {
+            "text": PHRASE.format(n=n),
+            "intent": "complaint",
+            "service_code": "property_repair",
+            "urgency": "normal",
+            "source": "correction",
+        }
+        for n in range(1, 11)
+    ]
+    path = clf.corrections_file(app.config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    await app.tick()
+    job = app.retrainer.job
+    assert job is not None and not job.done()  # the tick returned while training waits
+    await app.handle(say("3号楼门口井盖松了"))
+    await app.settle()
+    assert any("已收到" in t or "工单" in t for t in channel.texts()), channel.texts()
+    assert classifier.classify(probe).service_code == before  # still the current model
+    gate.set()
+    assert await app.retrainer.wait() is True
+    assert classifier.classify(probe).service_code == "property_repair"
+    await app.tick()
+    assert app.retrainer.job is job  # the file is folded in: nothing more to do

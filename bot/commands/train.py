@@ -1,35 +1,27 @@
 """`doorstep train`: fold the staff's corrections into the classifier.
 
 Exports every correction in the store (as `/改派` and `/紧急` in the chat or `POST /admin/tickets/{id}/correction`
-made them) to DATA_DIR/classify_corrections.jsonl and trains the model on it once, so that the next
-`doorstep classify` and a running bot (which notices the file within seconds) use the new model."""
+made them) to DATA_DIR/classify_corrections.jsonl and trains the model on it once (saved in the data directory),
+so that the next `doorstep classify` and a running bot (which notices the file within seconds) use the new
+model."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from bot.config import Config, load_config
 from bot.store import Store
-from bot.tickets.corrections import export
-from handlers.classifier import corrections_file, trained_for
+from bot.tickets.retrain import retrain as retrain_with
 
 
 def retrain(config: Config) -> dict[str, object]:
     store = Store(config.database_url)
     try:
         store.migrate()
-        n = export(store, corrections_file(config))
+        return retrain_with(config, store)
     finally:
         store.close()
-    start = time.perf_counter()
-    trained_for(config)
-    return {
-        "corrections": n,
-        "file": str(corrections_file(config)),
-        "train_seconds": round(time.perf_counter() - start, 1),
-    }
 
 
 def run(args: argparse.Namespace) -> int:

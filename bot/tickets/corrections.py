@@ -103,8 +103,15 @@ def correct(
         )
 
 
-def export(store: Store, path: Path) -> int:
-    """Write every correction as a classifier training row (JSON Lines, replaced atomically); returns how many.
+@dataclass(frozen=True)
+class Exported:
+    rows: int
+    changed: bool  # whether the file's rows differ from what it held (new or changed corrections)
+
+
+def export(store: Store, path: Path) -> Exported:
+    """Write every correction as a classifier training row (JSON Lines, replaced atomically, and only when the
+    rows differ from the file's, so an unchanged file keeps its time and its trained model).
     The latest correction of a ticket wins."""
     with store.session() as s:
         rows = s.scalars(select(TicketCorrection).order_by(TicketCorrection.id)).all()
@@ -124,8 +131,12 @@ def export(store: Store, path: Path) -> int:
             for r in latest.values()
             if r.text.strip()
         ]
+    text = "".join(line + "\n" for line in lines)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if text == old:
+        return Exported(len(lines), False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return len(lines)
+    return Exported(len(lines), True)
