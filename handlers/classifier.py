@@ -549,9 +549,11 @@ def trained_for(config: Config) -> TrainedClassifier:
         if model is not None:
             return model
         path = model_path(config, key)
+        start = time.perf_counter()
         model = load_model(path, key, config)
-        if model is None:
-            start = time.perf_counter()
+        if model is not None:
+            log.info("classifier loaded from %s in %.2f s", path, time.perf_counter() - start)
+        else:
             examples = [e for f in training_files(config) for e in read_examples(f)]
             model = train(examples, config)
             log.info("classifier trained on %d rows in %.1f s", len(examples), time.perf_counter() - start)
