@@ -27,6 +27,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,15 +167,11 @@ class Features:
 
     def row(self, text: str, semantic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, values) of the text's row; `semantic`: its vector if already computed."""
-        counts: dict[int, int] = {}
-        for g in self._analyse(self.featurise(text)):
-            i = self.grams.get(g)
-            if i is not None:
-                counts[i] = counts.get(i, 0) + 1
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        val = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[
-            idx
-        ]
+        grams = self.grams
+        counts = [(grams[g], c) for g, c in Counter(self._analyse(self.featurise(text))).items() if g in grams]
+        idx = np.fromiter((i for i, _ in counts), dtype=np.int64, count=len(counts))
+        tf = np.fromiter((c for _, c in counts), dtype=np.float64, count=len(counts))
+        val = (1.0 + np.log(tf)) * self.idf[idx]
         norm = float(np.sqrt(val @ val))
         if norm > 0:
             val /= norm
