@@ -168,7 +168,9 @@ class Features:
     def row(self, text: str, semantic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, values) of the text's row; `semantic`: its vector if already computed."""
         grams = self.grams
-        counts = [(grams[g], c) for g, c in Counter(self._analyse(self.featurise(text))).items() if g in grams]
+        counts = [
+            (grams[g], c) for g, c in Counter(self._analyse(self.featurise(text))).items() if g in grams
+        ]
         idx = np.fromiter((i for i, _ in counts), dtype=np.int64, count=len(counts))
         tf = np.fromiter((c for _, c in counts), dtype=np.float64, count=len(counts))
         val = (1.0 + np.log(tf)) * self.idf[idx]
