@@ -237,7 +237,7 @@ async def test_my_tickets_is_answered_without_a_mention(
     await settle(tapp)
     (outcome,) = await say_all(tapp, say("我的工单"))
     assert outcome.status == "handled" and outcome.handler == "status"
-    assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口井盖松了：处理中")
+    assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口 井盖松了：处理中")
     (outcome,) = await say_all(tapp, say("查询工单 #1", sender="u_other"))
     assert outcome.handler == "status" and "工单 #1（3号楼门口 井盖松了）：处理中" in channel.sent[-1].text
     with tapp.store.session() as s:
