@@ -377,3 +377,23 @@ async def test_a_report_cut_off_by_a_crash_is_recovered(
     assert len(channel.sent) == 1
     with tapp.store.session() as s:
         assert s.scalar(select(func.count()).select_from(TicketReport)) == 1
+
+
+async def test_a_problem_given_in_answer_to_where_decides_the_ticket(
+    tapp: App, backend, channel: RecordingChannel, say: Say
+) -> None:
+    """ "我想反映一下我们楼的情况", the bot asks where, "楼道灯不亮": the joined words are classified again, so the
+    chat files what `doorstep classify 楼道灯不亮` says (物业维修), titled by the problem, not by the preamble."""
+    await say_all(tapp, say("我想反映一下我们楼的情况"))
+    [ask] = channel.texts()
+    assert ask.startswith("请问具体位置在哪里？")
+    await say_all(tapp, say("楼道灯不亮"))
+    await settle(tapp)
+    [req] = requests_in(backend[0])
+    assert tapp.services.classifier.classify("楼道灯不亮").service_code == "property_repair"
+    assert req.service_code == "property_repair"
+    with tapp.store.session() as s:
+        t = s.get(Ticket, 1)
+        assert t is not None and t.title == "楼道 灯不亮"
+        assert "楼道灯不亮" in t.description
+    assert "【物业维修】" in channel.sent[-1].text
