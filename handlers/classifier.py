@@ -8,14 +8,17 @@
   heard; urgency: the danger concepts of handlers/extract.py, or a third model's probability of "urgent" at or
   above URGENT_CUTOFF (a missed danger is far worse than a false alarm: see docs/understanding.md);
 - training rows: the template file (handlers/data/classify_train.jsonl), the hand-written varied file
-  (classify_varied.jsonl), a community's own file (config/classify_extra.jsonl) and the staff's corrections
-  exported by `doorstep train` (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained at
-  start-up in a few seconds, no pickled artefacts that break across scikit-learn versions;
+  (classify_varied.jsonl: short chat), the hand-written letters (classify_letters.jsonl: residents' letters and
+  group messages, questions typed as searches, thanks stories, written from the services' owner rules), a
+  community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
+  (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained in about a second and saved in the
+  data directory as plain arrays (no pickle), loaded at the next start while its inputs are unchanged;
 - rules: slash commands are commands, ticket look-ups are questions (answered by handlers/status.py).
 
 `load_classifier(config)` is the one entry point, used by the chat and by `doorstep classify` alike; it returns a
-`LiveClassifier` that retrains itself when the corrections file changes, so a running bot and the next
-`classify --json` both use the new model without a code change.
+`LiveClassifier`: the next `classify --json` loads the model trained for the current corrections, and a running
+bot swaps in the retrained one (bot/tickets/retrain.py: nightly, or when the file changes), without a code
+change.
 """
 
 from __future__ import annotations
@@ -50,12 +53,16 @@ log = logging.getLogger(__name__)
 DATA = Path(__file__).resolve().parent / "data"
 TRAIN_FILE = DATA / "classify_train.jsonl"
 VARIED_FILE = DATA / "classify_varied.jsonl"
+LETTERS_FILE = DATA / "classify_letters.jsonl"
+BUNDLED = (TRAIN_FILE, VARIED_FILE, LETTERS_FILE)  # the training files that ship with the code
 SERVICE_TERMS = DATA / "service_terms.yaml"
 CORRECTIONS_NAME = "classify_corrections.jsonl"
 REPORT_INTENTS: tuple[Intent, ...] = ("complaint", "hazard")
 KEYWORD_WEIGHT = 0.3  # how much a configured keyword adds to the model's service probability
-SEMANTIC_WEIGHT = 1.0  # scale of the semantic vector beside the (unit-norm) n-gram vector
+SEMANTIC_WEIGHT = 0.5  # scale of the semantic vector beside the (unit-norm) n-gram vector
 CORRECTION_WEIGHT = 3.0  # a staff correction counts as this many training rows
+REGULARISATION_C = 20.0  # inverse L2 strength of the intent and service heads
+URGENCY_C = 0.3  # and of the urgency head: strongly regularised, see docs/understanding.md
 URGENT_CUTOFF = (
     0.7  # the urgency model's probability at or above which a report is urgent (docs/understanding.md)
 )
@@ -208,7 +215,12 @@ class Head:
 
     @classmethod
     def fit(
-        cls, features: Features, texts: Sequence[str], labels: Sequence[str], weights: Sequence[float]
+        cls,
+        features: Features,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        weights: Sequence[float],
+        strength: float | None = None,
     ) -> Head:
         x = features.fit(texts).matrix(texts)
         y = np.asarray(labels)
@@ -218,7 +230,11 @@ class Head:
             # the dual solver: far fewer messages than n-gram columns, so it converges ~40x faster than the
             # primal one at the same optimum (measured: 0.014 s per class instead of 0.5 s)
             m = LogisticRegression(
-                C=20.0, class_weight="balanced", solver="liblinear", dual=True, max_iter=5000
+                C=strength or REGULARISATION_C,
+                class_weight="balanced",
+                solver="liblinear",
+                dual=True,
+                max_iter=5000,
             )
             m.fit(x, (y == c).astype(int), sample_weight=np.asarray(weights, dtype=np.float64))
             coef.append(m.coef_[0])
@@ -298,6 +314,7 @@ class TrainedClassifier:
                 [e.text for e in labelled],
                 [str(e.urgency) for e in labelled],
                 [e.weight for e in labelled],
+                URGENCY_C,
             )
             if len({e.urgency for e in labelled}) == 2
             else None
@@ -409,7 +426,7 @@ def _extra_file(config: Config) -> Path:
 def training_files(config: Config) -> list[Path]:
     """The bundled template and varied sets, a community's own labelled file (config/classify_extra.jsonl) and the
     exported corrections, each if present."""
-    candidates = (TRAIN_FILE, VARIED_FILE, _extra_file(config), corrections_file(config))
+    candidates = (*BUNDLED, _extra_file(config), corrections_file(config))
     return [p for p in candidates if p.exists()]
 
 
@@ -449,6 +466,7 @@ def model_key(config: Config) -> str:
     for label, p in (
         ("train", TRAIN_FILE),
         ("varied", VARIED_FILE),
+        ("letters", LETTERS_FILE),
         ("extra", _extra_file(config)),
         ("corrections", corrections_file(config)),
     ):
@@ -646,10 +664,5 @@ def evaluate(model: Any, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 def held_out(config: Config, dev: Sequence[dict[str, Any]], *, semantic: bool = True) -> dict[str, float]:
     """Trained without any dev-set message (the template file's dev rows are dropped), evaluated on the dev set."""
     texts = {r["text"] for r in dev}
-    base = [
-        e
-        for f in (TRAIN_FILE, VARIED_FILE)
-        for e in read_examples(f)
-        if e.source != "dev" and e.text not in texts
-    ]
+    base = [e for f in BUNDLED for e in read_examples(f) if e.source != "dev" and e.text not in texts]
     return evaluate(train(base, config, semantic=semantic), dev)

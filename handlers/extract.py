@@ -301,6 +301,9 @@ _DANGER_WORDS: list[tuple[str, str]] = [
 _HYPOTHETICAL = re.compile(
     r"(?:万一|如果|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
 )
+# what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
+_CONSEQUENCE = re.compile(r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事)")
+_COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
 _FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得了|以防|会不会|是否|可能会|哪天|随时|一旦")
 _RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|扑灭|灭了|恢复|清理|救出)|修好了|没事了")
 _THING_STATE_RE = [
@@ -321,7 +324,12 @@ _BENIGN = re.compile(
 
 def _feared(clause: str, start: int, end: int) -> bool:
     """The danger is only feared or supposed: a marker just before the match or between its thing and state."""
-    return bool(_HYPOTHETICAL.search(clause[:start]) or _FEAR_INSIDE.search(clause[start:end]))
+    return bool(
+        _HYPOTHETICAL.search(clause[:start])
+        or _COUNTERFACTUAL.search(clause[:start])
+        or _FEAR_INSIDE.search(clause[start:end])
+        or _CONSEQUENCE.search(clause[end:])
+    )
 
 
 def dangers(text: str) -> list[str]:

@@ -12,8 +12,7 @@ import pytest
 
 from bot.config import Config
 from handlers.classifier import (
-    TRAIN_FILE,
-    VARIED_FILE,
+    BUNDLED,
     evaluate,
     held_out,
     load_classifier,
@@ -65,7 +64,7 @@ def test_real_set_is_labelled_sourced_and_never_trained_on(
         assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
         assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
         assert r["urgency"] in ("normal", "urgent")
-    trained = {e.text for f in (TRAIN_FILE, VARIED_FILE) for e in read_examples(f)}
+    trained = {e.text for f in BUNDLED for e in read_examples(f)}
     assert not trained & {r["text"] for r in real}
 
 
@@ -73,23 +72,24 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
     print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.95 and m["intent"] >= 0.87 and m["service_code"] >= 0.88
-    assert m["urgent_recall"] >= 0.95
+    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.90 and m["service_code"] >= 0.93
+    assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
 def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], config: Config) -> None:
     """Floors on both halves of the real set (neither is ever a training row); the targets and the figures are
     in docs/understanding.md, honestly below target where they are."""
-    model = train([e for f in (TRAIN_FILE, VARIED_FILE) for e in read_examples(f)], config)
+    model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for split, floor in (
-        ("dev", {"needs_ticket": 0.93, "intent": 0.85, "service_code": 0.70}),
-        ("heldout", {"needs_ticket": 0.92, "intent": 0.74, "service_code": 0.72}),
+        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.76}),
+        ("heldout", {"needs_ticket": 0.94, "intent": 0.82, "service_code": 0.76}),
     ):
         m = evaluate(model, [r for r in real if r["split"] == split])
         print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
         for key, target in floor.items():
             assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
         assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
+        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.15}[split], f"{split}: false alarms"
 
 
 @pytest.mark.parametrize(
@@ -139,6 +139,10 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
     assert model.classify("西门口井盖被撬走了，小孩容易掉下去").urgency == "urgent"
     assert model.classify("3号楼门口井盖松了").urgency == "normal"
     assert urgency_of("电线裸露还滋滋响") == "urgent" and urgency_of("路灯不亮") == "normal"
+    # a danger only supposed, by what would follow or by "真…了", is not danger now
+    assert urgency_of("消防通道堆满了电动车，真着火了消防车都进不来") == "normal"
+    assert urgency_of("阳台外沿放了好几个花盆，掉下来不得了") == "normal"
+    assert urgency_of("楼下电线掉在地上了，不得了，还在冒火花") == "urgent"
 
 
 @pytest.mark.parametrize(

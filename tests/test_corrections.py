@@ -23,7 +23,8 @@ from handlers.classifier import load_classifier
 from tests.conftest import ROOT
 from tests.support import RecordingChannel, Say
 
-PHRASE = "咱们院那个大铁笼子又趴窝了，{n}号楼的人全得爬上去"  # a community's own word for its lift
+PHRASE = "{n}号楼那台铁笼子又趴窝了"  # a community's own words for its lift breaking down
+PROBE = "15号楼那台铁笼子也趴窝了"  # the next such message: not one of the corrected ones
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_a_correction_reroutes_the_ticket_and_is_kept(store: Store, config: Conf
 def test_ten_corrections_change_how_the_next_such_message_is_filed(
     store: Store, config: Config, data_dir: Path
 ) -> None:
-    probe = PHRASE.format(n=9)
+    probe = PROBE
     before = load_classifier(config).classify(probe)
     assert before.service_code != "property_repair", "the phrase must be one the model gets wrong today"
     for n in range(1, 11):
@@ -121,7 +122,7 @@ def _to_local(clock: ManualClock, hour: int, minute: int, days: int = 0) -> None
 async def test_the_nightly_retrain_folds_new_corrections_in_once_a_day(
     nightly_app: App, clock: ManualClock
 ) -> None:
-    app, probe = nightly_app, PHRASE.format(n=9)
+    app, probe = nightly_app, PROBE
     classifier = app.services.classifier
     wrong = classifier.classify(probe).service_code
     assert wrong != "property_repair"
@@ -170,7 +171,7 @@ async def test_a_retrain_runs_in_a_thread_while_the_bot_answers(
 
     monkeypatch.setattr(clf, "trained_for", slow_trained_for)
     classifier = app.services.classifier
-    probe = PHRASE.format(n=9)
+    probe = PROBE
     before = classifier.classify(probe).service_code
     assert before != "property_repair"
     rows = [
