@@ -1,6 +1,6 @@
 """The built-in Open311 GeoReport v2 ticket backend (FastAPI + SQLAlchemy).
 
-`create_backend_app(settings)` serves GeoReport v2 at the app's root (mount it at `/open311/v2`);
+`create_backend_app(settings)` serves GeoReport v2 at `/open311/v2` (the contract's `{base}/open311/v2`);
 `doorstep backend` runs it alone. See docs/tickets.md.
 """
 

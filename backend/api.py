@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import math
 import uuid
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import FastAPI, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -27,12 +28,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.formats import Format, error_response, render, w3c
 from backend.models import Media, ServiceRequest, StatusUpdate, Subscriber, ensure_schema, utcnow
+from backend.utf8form import Utf8FormMiddleware
 from backend.webhooks import WebhookSender, enqueue
 from bot.config import Config, Service
+from bot.pii import coarse_coordinate, coarse_place, mask_pii
 from bot.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
+GEOREPORT_PATH = "/open311/v2"  # where the contract puts GeoReport v2: `{base}/open311/v2`
 MAX_DESCRIPTION = 4000  # the spec's limit
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 MAX_RESULTS = 1000  # the spec's default cap on GET requests
@@ -48,6 +52,14 @@ IMAGE_MAGIC = {
 
 Fmt = Annotated[Format, Path(description="json or xml")]
 Jurisdiction = Annotated[str | None, Query(max_length=128)]
+StaffKey = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="beyond the spec: with a valid key the exact place and the reporter's contact; without, "
+        "masked text and a coarse place",
+    ),
+]
 
 
 class Open311Error(Exception):
@@ -63,20 +75,24 @@ class BackendSettings:
     api_keys: list[str]
     services: list[Service]
     jurisdiction_id: str = "doorstep.local"
-    webhook_secret: str = "doorstep-webhook-secret"
+    webhook_secret: str = (
+        ""  # from the config: configured or generated (bot/credentials.py); empty: no webhooks
+    )
     subscribers: list[str] = field(default_factory=list)  # webhook URLs besides those registered by API
     max_media_bytes: int = MAX_MEDIA_BYTES
     webhook_interval_seconds: float = 1.0
 
     @classmethod
-    def from_config(cls, config: Config, db_url: str | None = None) -> BackendSettings:
+    def from_config(
+        cls, config: Config, db_url: str | None = None, *, api_keys: list[str] | None = None
+    ) -> BackendSettings:
         t = config.main.tickets
         return cls(
             db_url=db_url or f"sqlite:///{config.data_dir / 'open311.db'}",
-            api_keys=list(t.api_keys),
+            api_keys=api_keys if api_keys is not None else config.api_keys,
             services=list(config.services.services),
             jurisdiction_id=t.jurisdiction_id,
-            webhook_secret=t.webhook_secret,
+            webhook_secret=config.webhook_secret,
         )
 
 
@@ -165,8 +181,14 @@ class Backend:
 
     # --- checks -------------------------------------------------------------------------------------
 
+    def valid_key(self, api_key: str | None) -> bool:
+        given = (api_key or "").encode()
+        return bool(given) and any(
+            hmac.compare_digest(given, k.encode()) for k in self.settings.api_keys if k
+        )
+
     def check_key(self, api_key: str | None) -> None:
-        if not api_key or api_key not in self.settings.api_keys:
+        if not self.valid_key(api_key):
             raise Open311Error(403, "api_key was not provided or is invalid")
 
     def check_jurisdiction(self, jurisdiction_id: str | None) -> None:
@@ -263,6 +285,35 @@ class Backend:
             "media_url": r.media_url or None,
         }
 
+    @classmethod
+    def public_doc(cls, r: ServiceRequest) -> dict[str, Any]:
+        """What anyone may read (the GET routes answer without a key): the text with phone and ID numbers
+        masked, the place at the community and building level (in the description too), coordinates to about
+        100 m."""
+        community = str((r.attributes or {}).get("community", ""))
+        description = mask_pii(r.description)
+        exact = r.address.removeprefix(community).strip()
+        if len(exact) >= 2:  # the resident's words name the place too ("刘阿姨家门口井盖没了")
+            description = description.replace(exact, coarse_place(exact))
+        return {
+            **cls.request_doc(r),
+            "status_notes": mask_pii(r.status_notes) or None,
+            "description": description,
+            "address": coarse_place(r.address, community) or community or None,
+            "address_id": None,
+            "lat": coarse_coordinate(r.lat),
+            "long": coarse_coordinate(r.long),
+        }
+
+    @classmethod
+    def staff_doc(cls, r: ServiceRequest) -> dict[str, Any]:
+        """With a valid api_key: the exact place and the contact the reporter gave (beyond the spec)."""
+        contact = {"first_name": r.first_name, "last_name": r.last_name, "email": r.email, "phone": r.phone}
+        return {**cls.request_doc(r), **{k: v or None for k, v in contact.items()}}
+
+    def doc_for(self, r: ServiceRequest, api_key: str | None) -> dict[str, Any]:
+        return self.staff_doc(r) if self.valid_key(api_key) else self.public_doc(r)
+
     def event(self, r: ServiceRequest, kind: str) -> dict[str, Any]:
         return {"type": kind, "jurisdiction_id": self.settings.jurisdiction_id, **self.request_doc(r)}
 
@@ -321,7 +372,11 @@ def _fmt_of(request: Request) -> str:
     return "xml" if request.url.path.endswith(".xml") else "json"
 
 
-def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_backend_app(
+    backend: Backend | BackendSettings, *, manage_lifecycle: bool = True, prefix: str = GEOREPORT_PATH
+) -> FastAPI:
+    """The GeoReport v2 API under `prefix` (`/open311/v2`, as the contract says); `serve` mounts the app at
+    /open311/v2 itself and passes `prefix=""`."""
     be = backend if isinstance(backend, Backend) else Backend(backend)
 
     @asynccontextmanager
@@ -341,6 +396,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         description="The built-in ticket backend: Open311 GeoReport v2, JSON and XML.",
     )
     app.state.backend = be
+    app.add_middleware(Utf8FormMiddleware)  # staff notes in raw UTF-8 form data (curl -d) read right
 
     @app.exception_handler(Open311Error)
     async def _open311_error(request: Request, exc: Exception) -> Response:
@@ -361,19 +417,21 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         assert isinstance(exc, StarletteHTTPException)
         return error_response(_fmt_of(request), exc.status_code, str(exc.detail))
 
-    @app.get("/services.{fmt}", tags=["services"], summary="GET Service List")
+    api = APIRouter()
+
+    @api.get("/services.{fmt}", tags=["services"], summary="GET Service List")
     async def services(fmt: Fmt, jurisdiction_id: Jurisdiction = None) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "services", [be.service_doc(s) for s in be.services.values()])
 
-    @app.get("/services/{service_code}.{fmt}", tags=["services"], summary="GET Service Definition")
+    @api.get("/services/{service_code}.{fmt}", tags=["services"], summary="GET Service Definition")
     async def service_definition(
         service_code: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         return render(fmt, "service_definition", be.definition_doc(be.service(service_code)))
 
-    @app.post("/requests.{fmt}", tags=["requests"], summary="POST Service Request")
+    @api.post("/requests.{fmt}", tags=["requests"], summary="POST Service Request")
     async def create_request(
         request: Request,
         fmt: Fmt,
@@ -473,7 +531,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             r = existing
         return render(fmt, "requests", [_created_doc(r)])
 
-    @app.get("/requests.{fmt}", tags=["requests"], summary="GET Service Requests")
+    @api.get("/requests.{fmt}", tags=["requests"], summary="GET Service Requests")
     async def list_requests(
         fmt: Fmt,
         jurisdiction_id: Jurisdiction = None,
@@ -482,6 +540,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         start_date: Annotated[str | None, Query(max_length=40)] = None,
         end_date: Annotated[str | None, Query(max_length=40)] = None,
         status: Annotated[str | None, Query(max_length=40)] = None,
+        api_key: StaffKey = None,
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
         q = select(ServiceRequest)
@@ -508,18 +567,19 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             q = q.order_by(ServiceRequest.requested_datetime.desc())
         with be.sessions() as s:
             rows = s.scalars(q.limit(MAX_RESULTS)).all()
-        return render(fmt, "requests", [be.request_doc(r) for r in rows])
+        return render(fmt, "requests", [be.doc_for(r, api_key) for r in rows])
 
-    @app.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
+    @api.get("/requests/{service_request_id}.{fmt}", tags=["requests"], summary="GET Service Request")
     async def get_request(
         service_request_id: Annotated[str, Path(max_length=64)],
         fmt: Fmt,
         jurisdiction_id: Jurisdiction = None,
+        api_key: StaffKey = None,
     ) -> Response:
         be.check_jurisdiction(jurisdiction_id)
-        return render(fmt, "requests", [be.request_doc(be.get_request(service_request_id))])
+        return render(fmt, "requests", [be.doc_for(be.get_request(service_request_id), api_key)])
 
-    @app.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
+    @api.get("/tokens/{token}.{fmt}", tags=["requests"], summary="GET service_request_id from a token")
     async def token(
         token: Annotated[str, Path(max_length=64)], fmt: Fmt, jurisdiction_id: Jurisdiction = None
     ) -> Response:
@@ -530,7 +590,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             raise Open311Error(404, f"token {token!r} not found")
         return render(fmt, "requests", [{"service_request_id": str(r.id), "token": r.token}])
 
-    @app.post(
+    @api.post(
         "/requests/{service_request_id}/status.{fmt}",
         tags=["staff"],
         summary="Update a request's status with a note and the agency (beyond the spec)",
@@ -559,7 +619,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         )
         return render(fmt, "requests", [be.request_doc(r)])
 
-    @app.post(
+    @api.post(
         "/subscriptions.{fmt}", tags=["staff"], summary="Subscribe a URL to signed webhooks (beyond the spec)"
     )
     async def subscribe(
@@ -573,7 +633,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
         be.subscribe(url)
         return render(fmt, "subscriptions", [{"url": url, "subscribed": True}])
 
-    @app.get(
+    @api.get(
         "/media/{media_id}",
         name="media",
         tags=["media"],
@@ -589,6 +649,7 @@ def create_backend_app(backend: Backend | BackendSettings, *, manage_lifecycle: 
             raise Open311Error(404, "media not found")
         return Response(m.data, media_type=m.mime, headers={"Cache-Control": "public, max-age=86400"})
 
+    app.include_router(api, prefix=prefix)
     return app
 
 

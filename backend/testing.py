@@ -1,4 +1,5 @@
-"""Run the backend on a real loopback port in a thread (tests and the benchmark)."""
+"""Run the backend on a real loopback port in a thread (tests and the benchmark), at `/open311/v2` as
+`doorstep backend` serves it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
+from backend.api import GEOREPORT_PATH, Backend, create_backend_app
 
 
 def free_port() -> int:
@@ -37,3 +40,11 @@ def running(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def running_backend(backend: Backend, port: int | None = None) -> Iterator[str]:
+    """Serve the built-in backend as `doorstep backend` does; yields its GeoReport v2 base,
+    `http://127.0.0.1:PORT/open311/v2` (what DOORSTEP_OPEN311_URL names)."""
+    with running(create_backend_app(backend, manage_lifecycle=False), port) as root:
+        yield root + GEOREPORT_PATH

@@ -1,7 +1,8 @@
 """Webhooks: every change to a service request is pushed to the subscribers, signed, retried with backoff.
 
 Signature: `X-Open311-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the shared secret>` and
-`X-Open311-Timestamp: <unix seconds>`; receivers refuse stale timestamps (see `verify`). Deliveries are rows,
+`X-Open311-Timestamp: <unix seconds>`, the time of this attempt; receivers refuse timestamps more than five
+minutes off their clock (see `verify`) and a signature they have already taken (a replay). Deliveries are rows,
 so a restart of the backend resumes them; a subscriber that stays down is given up after `max_attempts`.
 """
 
@@ -37,7 +38,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def verify(
     secret: str, body: bytes, signature: str, timestamp: str, now: float, tolerance: float = 300
 ) -> bool:
-    """Whether a webhook is authentic and fresh."""
+    """Whether a webhook is authentic and fresh: signed with `secret` (never an empty one) at a time within
+    `tolerance` seconds of `now`. A fresh, authentic body may still be a replay: receivers remember what they
+    took until it is stale (bot/tickets/web.py)."""
+    if not secret:
+        return False
     try:
         ts = int(timestamp)
     except (TypeError, ValueError):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.scaleout_support import ACK, BotProcess, acked, env_for, wait_for  # noqa: E402
+from tests.scaleout_support import ACK, OPEN311_KEY, BotProcess, acked, env_for, wait_for  # noqa: E402
 
 PROBLEMS = ["井盖松了", "路灯不亮了", "垃圾好几天没人清运", "楼道灯坏了", "下水道堵了", "电梯坏了"]
 QUESTIONS = ["助老食堂几点开饭", "垃圾分类怎么投放", "居住证怎么办理", "社区医院周末开门吗"]
@@ -70,23 +70,25 @@ def _round(
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from backend import Backend, BackendSettings, create_backend_app
+    from backend import Backend, BackendSettings
     from backend.models import ServiceRequest
-    from backend.testing import free_port, running
+    from backend.testing import free_port, running_backend
     from bot.config import load_config
 
     work = tmp / f"p{n_proc}"
     port = free_port()
     be = Backend(
         BackendSettings.from_config(
-            load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{work}.open311.db"
+            load_config(ROOT / "config" / "doorstep.yaml"),
+            f"sqlite:///{work}.open311.db",
+            api_keys=[OPEN311_KEY],
         )
     )
     split = [GROUPS[i::n_proc] for i in range(n_proc)]
     owner = {g: i for i, gs in enumerate(split) for g in gs}
     with (
         _store_url(tmp, f"p{n_proc}") as (db_url, engine),
-        running(create_backend_app(be, manage_lifecycle=False), port=port),
+        running_backend(be, port=port),
     ):
         bots = []
         for i, groups in enumerate(split):
@@ -94,7 +96,11 @@ def _round(
             if index_seed is not None:  # each process its own copy of one ingested index (embedded Chroma)
                 shutil.copytree(index_seed, data / "index")
             env = env_for(
-                f"bench-{i}", groups, db_url=db_url, backend_url=f"http://127.0.0.1:{port}", data=data
+                f"bench-{i}",
+                groups,
+                db_url=db_url,
+                backend_url=f"http://127.0.0.1:{port}/open311/v2",
+                data=data,
             )
             bots.append(BotProcess(data, env, knowledge=True))
         try:

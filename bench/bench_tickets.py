@@ -120,7 +120,6 @@ def _null_channel() -> Any:
 def _bench_env(url: str) -> None:
     os.environ.update(
         DOORSTEP_OPEN311_URL=url,
-        DOORSTEP_OPEN311_API_KEY="doorstep-local-key",
         DOORSTEP_POLICY__USER_PER_MINUTE="100000",
         DOORSTEP_POLICY__GROUP_PER_MINUTE="100000",
         DOORSTEP_POLICY__QUIET_HOURS="null",
@@ -204,7 +203,7 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
     total = time.perf_counter() - t0
     await app.stop()
 
-    client = GeoReportClient(url, "doorstep-local-key")
+    client = GeoReportClient(url, cfg.ticket_api_key)  # generated in this run's data directory
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(8)
 
@@ -231,8 +230,8 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from backend import Backend, BackendSettings, create_backend_app
-    from backend.testing import running
+    from backend import Backend, BackendSettings
+    from backend.testing import running_backend
     from bot.config import load_config
     from handlers.classifier_baseline import load_baseline
 
@@ -248,9 +247,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         base = load_baseline(config)
         base_train_s = time.perf_counter() - t0
         router: dict[str, Any] = {}
-        with running(create_backend_app(be, manage_lifecycle=False)) as url:
+        with running_backend(be) as url:
             pipeline = asyncio.run(_pipeline(config_path, url, 200 if quick else 1000))
-            for which in ("ours", "baseline"):  # each in its own data directory: no merges across runs
+            # each in its own data directory (no merges across runs), with the key this run's backend accepts
+            os.environ["DOORSTEP_OPEN311_API_KEY"] = config.ticket_api_key
+            for which in ("ours", "baseline"):
                 os.environ["DOORSTEP_DATA"] = str(work / f"router-{which}")
                 router[which] = asyncio.run(_router_rate(config_path, url, texts, which, base))
         be.engine.dispose()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from bot.channels import Channel, channel_class
+from bot.classifier_loading import BackgroundClassifier
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.groups import GroupDirectory
@@ -49,6 +50,7 @@ class App:
         clock: Clock | None = None,
         channels: dict[str, Channel] | None = None,
         knowledge: Any = None,
+        train_in_background: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -65,7 +67,8 @@ class App:
             config=config,
             store=self.store,
             clock=self.clock,
-            classifier=load_classifier(config),
+            # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
+            classifier=BackgroundClassifier(config) if train_in_background else load_classifier(config),
             sender=self.sender,
             knowledge=knowledge,
         )
@@ -92,18 +95,28 @@ class App:
             self.not_owned += 1
             log.debug("message %s in %s ignored: the group belongs to another process", msg.id, msg.group)
             return
+        # recorded before the channel acknowledges it (the simulator answers 202 after this returns): a crash
+        # while the message waits in the queue loses nothing, the desk's recovery takes it
+        admitted = self.router.admit(msg)
+        if admitted is None:  # the bot's own message, or one the channel delivered before
+            return
         q = self._group_queues.get(msg.group)
         if q is None:
             q = self._group_queues[msg.group] = asyncio.Queue()
-        q.put_nowait(msg)
+        q.put_nowait(admitted)
         worker = self._group_workers.get(msg.group)
         if worker is None or worker.done():
             self._group_workers[msg.group] = asyncio.create_task(self._group_worker(msg.group, q))
 
+    async def _classifier_ready(self) -> None:
+        if isinstance(self.services.classifier, BackgroundClassifier):
+            await self.services.classifier.wait()
+
     async def _group_worker(self, group: str, q: asyncio.Queue[Message]) -> None:
+        await self._classifier_ready()  # recorded already: a message waits here for the model, never lost
         while not q.empty():
             msg = q.get_nowait()
-            outcome = await self.router.on_message(msg)
+            outcome = await self.router.on_message(msg, admitted=True)
             self.outcomes.append(outcome)
             del self.outcomes[:-200]
             q.task_done()
@@ -144,6 +157,7 @@ class App:
                 log.exception("expiring a %s conversation failed", conv.handler)
 
     async def _ticker(self) -> None:
+        await self._classifier_ready()  # the desk's recovery classifies what a crash cut off
         while True:
             await self.tick()
             await asyncio.sleep(1.0)
@@ -163,6 +177,8 @@ class App:
     async def stop(self) -> None:
         """Stop everything; a part that does not stop within STOP_TIMEOUT is logged and left behind, so a
         stuck connection can never hang a shutdown (what was accepted is in the store already)."""
+        if self.services.knowledge_loading is not None:
+            self.services.knowledge_loading.stop()
         tasks = [*self._tasks, *self._group_workers.values()]
         for t in tasks:
             t.cancel()
@@ -194,7 +210,8 @@ class App:
     def _index_health(self) -> dict[str, Any]:
         kb = self.services.knowledge
         if kb is None:
-            return {"status": "not loaded"}
+            loading = self.services.knowledge_loading
+            return loading.health() if loading is not None else {"status": "not loaded"}
         stats = getattr(kb, "stats", None)
         if stats is None:
             return {"status": "up"}
@@ -219,6 +236,9 @@ class App:
                 "url": self.store.engine.url.render_as_string(),
             },
             "index": self._index_health(),
+            "classifier": self.services.classifier.health()
+            if isinstance(self.services.classifier, BackgroundClassifier)
+            else {"status": "up"},
             "ticket_backend": self.services.tickets.health()
             if self.services.tickets
             else {"status": "not configured"},

@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         # one line per HTTP request (Chroma server, the ticket backend) drowns what the commands say
         logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+        # alembic announces its plugins on import: lines before a command's one-line error (CONTRACT.md)
+        logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         if args.config:
             os.environ["DOORSTEP_CONFIG"] = args.config
         try:

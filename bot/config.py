@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.credentials import GeneratedSecrets, SecretsError, load_or_generate, shipped_defaults_in_use
+
 DEFAULT_CONFIG = Path("config/doorstep.yaml")
 ROLES = ("社区工作者", "网格员", "物业", "管理员")
 M = TypeVar("M", bound=BaseModel)
@@ -117,14 +119,19 @@ class LLMSettings(_Strict):
 
 class TicketSettings(_Strict):
     open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
-    api_key: str = ""
-    api_keys: list[str] = Field(
-        default_factory=lambda: ["doorstep-local-key"]
-    )  # keys the built-in backend accepts
+    api_key: str = ""  # the key the bot sends; empty with the built-in backend: one of `api_keys`
+    api_keys: list[str] = Field(default_factory=list)  # keys the built-in backend accepts; empty: generated
     jurisdiction_id: str = "doorstep.local"
-    webhook_secret: str = "doorstep-webhook-secret"
+    webhook_secret: str = ""  # signs the backend's webhooks; empty: generated (bot/credentials.py)
     merge_window_hours: float = 72.0
     place_timeout_seconds: float = 120.0
+    # recovery timing: the outbox's first retry delay (doubling up to the max), how long a stopped process's
+    # claims (outbox rows, owed messages) hold, and after how long a recorded but unhandled message counts as
+    # cut off by a crash
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0)
+    recovery_grace_seconds: float = Field(30.0, gt=0)
     # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
     retrain_nightly: bool = False
     retrain_at: time = time(3, 0)
@@ -133,7 +140,7 @@ class TicketSettings(_Strict):
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    admin_token: str = "doorstep-admin"
+    admin_token: str = ""  # the admin API's bearer token; empty: generated (bot/credentials.py)
 
 
 class ChannelSettings(_Strict):
@@ -314,6 +321,43 @@ class Config(BaseModel):
     faq: FAQFile
     _owned: tuple[list[str] | None] | None = PrivateAttr(default=None)
     _owned_frozen: frozenset[str] | None = PrivateAttr(default=None)
+    _secrets: GeneratedSecrets | None = PrivateAttr(default=None)
+
+    # --- secrets: configured, else generated once per data directory (bot/credentials.py)
+    def generated_secrets(self) -> GeneratedSecrets:
+        if self._secrets is None:
+            try:
+                self._secrets = load_or_generate(self.data_dir)
+            except SecretsError as e:
+                raise ConfigError(str(e)) from None
+        return self._secrets
+
+    @property
+    def admin_token(self) -> str:
+        return self.main.http.admin_token or self.generated_secrets().admin_token
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.main.tickets.webhook_secret or self.generated_secrets().webhook_secret
+
+    @property
+    def api_keys(self) -> list[str]:
+        """The keys the built-in backend accepts."""
+        return list(self.main.tickets.api_keys) or [self.generated_secrets().api_key]
+
+    @property
+    def ticket_api_key(self) -> str:
+        """The key the bot's ticket client sends: configured, else the first one the built-in backend accepts
+        (also right for a `doorstep backend` on the same data directory; an external server needs its own)."""
+        return self.main.tickets.api_key or self.api_keys[0]
+
+    def shipped_defaults(self, *, backend_only: bool = False) -> list[str]:
+        """Settings that hold a secret Doorstep once shipped with (`serve` refuses them beyond loopback)."""
+        t = self.main.tickets
+        found = shipped_defaults_in_use(
+            "" if backend_only else self.main.http.admin_token, t.webhook_secret, t.api_keys, t.api_key
+        )
+        return found
 
     # --- derived settings the rest of the code asks for
     @property

@@ -6,6 +6,8 @@ Channels translate their platform's events into `Message`; handlers never see pl
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,14 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def run_prefix() -> str:
+    """A prefix for the message ids one channel numbers itself (simulator, console): unique to this run of
+    the process, so the ids of a restarted process on the same store never repeat an earlier run's (the router
+    would take them for resends). Milliseconds since the epoch in fixed-width hex first, so a later run's ids
+    also sort after an earlier run's; then random bits for two runs started in the same millisecond."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import GroupPolicy
 from bot.message import Message, Reply
+from bot.pii import mask_pii
 from bot.ratelimit import SlidingWindow
 from bot.services import Services
 from bot.store.models import AnsweredQuestion, InboundMessage
@@ -74,9 +75,20 @@ class Router:
 
     # --- the pipeline -----------------------------------------------------------------------------
 
-    async def on_message(self, msg: Message) -> Outcome:
+    def admit(self, msg: Message) -> Message | None:
+        """Record a message as it arrives, before its channel acknowledges it (the simulator's 202): returns the
+        message as recorded (its id may be derived, see `_record`), or None for the bot's own messages and for
+        redeliveries. A message admitted and then cut off by a crash is taken by the desk's recovery."""
+        if msg.from_bot or msg.sender in self.accounts:
+            return None
+        recorded_as = self._record(msg, self.services.clock.now())
+        if recorded_as is None:
+            return None
+        return msg if recorded_as == msg.id else replace(msg, id=recorded_as)
+
+    async def on_message(self, msg: Message, *, admitted: bool = False) -> Outcome:
         try:
-            outcome = await self._route(msg)
+            outcome = await self._route(msg, admitted)
         except Exception:
             log.exception("routing message %s from %s in %s failed", msg.id, msg.channel, msg.group)
             outcome = Outcome("failed", "router error")
@@ -84,14 +96,18 @@ class Router:
             self.services.sender.submit(r if r.channel else r.with_channel(msg.channel))
         return outcome
 
-    async def _route(self, msg: Message) -> Outcome:
+    async def _route(self, msg: Message, admitted: bool = False) -> Outcome:
         svc = self.services
         now = svc.clock.now()
-        if msg.from_bot or msg.sender in self.accounts:
-            return Outcome("ignored", "own message")
-        if self._is_resend(msg, now):
-            return Outcome("ignored", "duplicate")
-        if not self._record(msg, now):
+        if not admitted:
+            if msg.from_bot or msg.sender in self.accounts:
+                return Outcome("ignored", "own message")
+            recorded = self.admit(msg)
+            if recorded is None:  # the channel delivered this very message before
+                return Outcome("ignored", "duplicate")
+            msg = recorded
+        if self._is_resend(msg, now):  # recorded first: what a channel acknowledged is in the store
+            self._mark(msg, "ignored", "resend")
             return Outcome("ignored", "duplicate")
         if not msg.private:
             svc.group_channels[msg.group] = msg.channel
@@ -300,7 +316,7 @@ class Router:
                 AnsweredQuestion(
                     group_id=ctx.message.group,
                     question_key=question_key(ctx.text),
-                    question=ctx.text[:500],
+                    question=mask_pii(ctx.text)[:500],
                     asker_name=ctx.message.display_sender,
                     answered_at=now,
                 )
@@ -319,24 +335,57 @@ class Router:
             self._recent_texts = {k: v for k, v in self._recent_texts.items() if v >= cutoff}
         return last is not None and (now - last).total_seconds() < CONTENT_DEDUP_SECONDS
 
-    def _record(self, msg: Message, now: datetime) -> bool:
-        """Write the message before anything else happens; False if this id was seen already."""
-        try:
-            with self.services.store.session() as s:
-                s.add(
-                    InboundMessage(
-                        channel=msg.channel,
-                        message_id=msg.id[:128],
-                        group_id=msg.group[:128],
-                        sender=msg.sender[:128],
-                        sender_name=msg.sender_name[:128],
-                        text=msg.text[:STORED_TEXT_LIMIT],
-                        received_at=now,
+    def _record(self, msg: Message, now: datetime) -> str | None:
+        """Write the message before anything else happens; returns the id it is stored under, or None when the
+        channel delivered this same message before. A reused id on a different message (a channel that numbered
+        its messages again after a restart) is never taken for a duplicate: it is stored under a derived id."""
+        mid = msg.id[:120]
+        for n in range(1, 100):
+            candidate = mid if n == 1 else f"{mid}#{n}"
+            try:
+                with self.services.store.session() as s:
+                    s.add(
+                        InboundMessage(
+                            channel=msg.channel,
+                            message_id=candidate,
+                            group_id=msg.group[:128],
+                            sender=msg.sender[:128],
+                            sender_name=msg.sender_name[:128],
+                            text=self._stored_text(msg),
+                            received_at=now,
+                        )
                     )
+                if n > 1:
+                    log.warning(
+                        "message id %s from %s reused for a different message; recorded as %s",
+                        msg.id,
+                        msg.channel,
+                        candidate,
+                    )
+                return candidate
+            except IntegrityError:
+                if self._same_message(msg, candidate):
+                    return None
+        raise RuntimeError(f"message id {msg.id} from {msg.channel} reused 100 times")
+
+    def _same_message(self, msg: Message, stored_id: str) -> bool:
+        with self.services.store.session() as s:
+            row = s.scalars(
+                select(InboundMessage).where(
+                    InboundMessage.channel == msg.channel, InboundMessage.message_id == stored_id
                 )
-        except IntegrityError:
-            return False
-        return True
+            ).first()
+        return row is not None and (row.group_id, row.sender, row.text) == (
+            msg.group[:128],
+            msg.sender[:128],
+            self._stored_text(msg),
+        )
+
+    @staticmethod
+    def _stored_text(msg: Message) -> str:
+        """The text as `inbound_messages` keeps it, personal data masked (one place, so a redelivery compares
+        equal); the handlers get the message itself."""
+        return mask_pii(msg.text[:STORED_TEXT_LIMIT])
 
     def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
         with self.services.store.session() as s:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, TextIO
 
 from bot.app import App
 from bot.channels import Channel
 from bot.clock import Clock
 from bot.config import Config
+from bot.knowledge_loading import KnowledgeLoading
+
+log = logging.getLogger(__name__)
 
 
 def open_knowledge_for(config: Config) -> Any:
@@ -23,6 +28,26 @@ def build_app(
     channels: dict[str, Channel] | None = None,
     clock: Clock | None = None,
     with_knowledge: bool = True,
+    train_in_background: bool = False,
 ) -> App:
     knowledge = open_knowledge_for(config) if with_knowledge else None
-    return App(config, clock=clock, channels=channels, knowledge=knowledge)
+    return App(
+        config, clock=clock, channels=channels, knowledge=knowledge, train_in_background=train_in_background
+    )
+
+
+def load_knowledge_in_background(app: App, console: TextIO | None = None) -> KnowledgeLoading:
+    """Open (and on first start, fill) the index in a thread; the app answers questions once it is ready and
+    says how far the preparation is until then. Call from the running event loop."""
+    loop = asyncio.get_running_loop()
+    loading = KnowledgeLoading(app.config, console=console)
+    app.services.knowledge_loading = loading
+
+    def ready(service: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(setattr, app.services, "knowledge", service)
+        except RuntimeError:  # the loop closed: the process is stopping
+            log.debug("knowledge ready after the event loop closed")
+
+    loading.start(ready)
+    return loading

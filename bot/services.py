@@ -23,6 +23,7 @@ class Services:
     sender: ThrottledSender
     conversations: Conversations = field(default_factory=Conversations)
     knowledge: Answerer | None = None
+    knowledge_loading: Any = None  # bot.knowledge_loading.KnowledgeLoading while `serve` opens the index
     tickets: Any = None  # handlers.tickets: the report desk (issue: tickets)
     notices: Any = None  # handlers.notices: the broadcaster (issue: staff)
     group_channels: dict[str, str] = field(

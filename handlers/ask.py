@@ -13,6 +13,7 @@ import re
 from bot.config import StaffMember
 from bot.groups import resolve_group
 from bot.message import Reply
+from bot.pii import mask_pii
 from handlers.base import Context, Handler, intent_is, register
 from knowledge.gaps import mark_forwarded, record_gap
 
@@ -95,6 +96,9 @@ class AskHandler(Handler):
         knowledge = self.services.knowledge
         question = ctx.text.strip()
         if knowledge is None:
+            loading = self.services.knowledge_loading  # `serve` still opening the index: say how far
+            if loading is not None and loading.active:
+                return [ctx.reply(loading.reply_text(), kind="status")]
             return [ctx.reply(UNAVAILABLE, kind="error")]
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)
@@ -150,7 +154,7 @@ class AskHandler(Handler):
             mark_forwarded(
                 self.services.store, gap_id, ",".join(s.id for s in people), self.services.clock.now()
             )
-        text = FORWARDED.format(asker=msg.display_sender, question=question[:200])
+        text = FORWARDED.format(asker=msg.display_sender, question=mask_pii(question)[:200])
         log.info("question from %s in %s passed to %s", msg.sender, msg.group, [s.id for s in people])
         return [
             Reply(

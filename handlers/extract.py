@@ -1,5 +1,5 @@
-"""Extraction from one group message: the place as written, urgency, a clean description, and the masking
-of phone and ID numbers in anything repeated into groups or written to logs.
+"""Extraction from one group message: the place as written, urgency, a clean description (phone and ID
+numbers masked by bot/pii.py, the one place that masks personal data).
 
 Pure functions over text (no model): the trained classifier (handlers/classifier.py) decides intent and
 service; these rules find the spans residents write the same way everywhere ("3号楼门口", "焕玉里2号门").
@@ -9,19 +9,7 @@ from __future__ import annotations
 
 import re
 
-# --- privacy ------------------------------------------------------------------------------------------
-
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[0-9Xx])(?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})-?(\d{3,4})(\d{4})(?!\d)")
-
-
-def mask_pii(text: str) -> str:
-    """Mask mobile, landline and resident ID numbers: 13812345678 -> 138****5678."""
-    text = _ID_CARD.sub(lambda m: m.group(1)[:4] + "*" * 10 + m.group(3)[-4:], text)
-    text = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
-    return _LANDLINE.sub(lambda m: f"{m.group(1)}-****{m.group(3)}", text)
-
+from bot.pii import mask_pii
 
 # --- normalisation ------------------------------------------------------------------------------------
 

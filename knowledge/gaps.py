@@ -1,4 +1,5 @@
-"""Knowledge gaps: questions the knowledge could not answer, kept for staff with group, asker and time."""
+"""Knowledge gaps: questions the knowledge could not answer, kept for staff with group, asker and time (phone and
+ID numbers masked, bot/pii.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from bot.pii import mask_pii
 from bot.store import Store
 from bot.store.models import KnowledgeGap
 
@@ -27,7 +29,7 @@ def record_gap(
             community=community[:64],
             sender=sender[:128],
             sender_name=sender_name[:128],
-            question=question[:2000],
+            question=mask_pii(question)[:2000],  # staff read it; nobody needs the asker's numbers
         )
         if now is not None:
             gap.asked_at = now
@@ -61,7 +63,7 @@ def list_gaps(
                 "community": g.community,
                 "sender": g.sender,
                 "sender_name": g.sender_name,
-                "question": g.question,
+                "question": mask_pii(g.question),  # rows stored before masking
                 "asked_at": g.asked_at.isoformat(),
                 "status": g.status,
                 "forwarded_to": g.forwarded_to,

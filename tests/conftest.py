@@ -11,6 +11,7 @@ import pytest
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
+from tests.procs import proc_config, procs  # noqa: F401  (fixtures: the harness of real processes)
 from tests.support import RecordingChannel, Say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,16 +162,20 @@ def chroma_collection() -> str:
 
 # ==== tickets: the built-in backend on a real loopback port, and an app whose ticket client points at it ====
 
-from backend import Backend, BackendSettings, create_backend_app  # noqa: E402
-from backend.testing import running  # noqa: E402
+from backend import Backend, BackendSettings  # noqa: E402
+from backend.testing import running_backend  # noqa: E402
 
-TICKETS_API_KEY = "doorstep-local-key"
+TICKETS_API_KEY = "test-open311-key"  # configured for both sides: the bot's client and the backend agree
 
 
 @pytest.fixture
-def backend(tmp_path: Path, config: Config) -> Iterator[tuple[Backend, str]]:
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"))
-    with running(create_backend_app(be, manage_lifecycle=False)) as url:
+def backend(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[tuple[Backend, str]]:
+    # on the test's clock, as `serve` runs it on the bot's: its times are never ahead of the desk's
+    settings = BackendSettings.from_config(
+        config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY]
+    )
+    be = Backend(settings, now=clock.now)
+    with running_backend(be) as url:
         yield be, url
     be.engine.dispose()
 

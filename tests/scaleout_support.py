@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script for the child process: make `te
 from tests.spool import read_sent  # noqa: E402
 
 ACK = "已收到，工单号"
+OPEN311_KEY = "scaleout-open311-key"  # the bots' key on the test's backend (nothing secret ships in config)
 
 
 def env_for(name: str, groups: Sequence[str], *, db_url: str, backend_url: str, data: Path) -> dict[str, str]:
@@ -34,7 +35,7 @@ def env_for(name: str, groups: Sequence[str], *, db_url: str, backend_url: str, 
         "DOORSTEP_DATA": str(data),
         "DOORSTEP_STORAGE__URL": db_url,
         "DOORSTEP_OPEN311_URL": backend_url,
-        "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
+        "DOORSTEP_OPEN311_API_KEY": OPEN311_KEY,
         "DOORSTEP_PROCESS__NAME": name,
         "DOORSTEP_PROCESS__GROUPS": json.dumps(list(groups), ensure_ascii=False),
         "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.01",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,3 +93,10 @@ class Say:
             time=utcnow(),
             private=private,
         )
+
+
+def documented_signature(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The webhook signature written out from docs/tickets.md, independently of backend/webhooks.py:
+    `X-Open311-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" keyed with the shared secret>`."""
+    message = str(timestamp).encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()

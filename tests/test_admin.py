@@ -4,6 +4,7 @@ schemathesis fuzz of its OpenAPI document with no server errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -27,8 +28,13 @@ from knowledge.service import KnowledgeService, open_knowledge
 from tests.support import RecordingChannel
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "doorstep-admin"  # config/doorstep.yaml
+TOKEN = "test-admin-token"  # configured by the environment (nothing ships in config/doorstep.yaml)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_HTTP__ADMIN_TOKEN", TOKEN)
 
 
 def make_web(app: App) -> FastAPI:
@@ -165,7 +171,7 @@ def admin_operations(web: FastAPI) -> list[tuple[str, str]]:
         {"Authorization": f"Basic {TOKEN}"},
         {"Authorization": TOKEN},
         {"Authorization": "Bearer "},
-        {"Authorization": "Bearer doorstep-admin-and-more"},
+        {"Authorization": f"Bearer {TOKEN}-and-more"},
     ],
     ids=["missing", "wrong", "basic", "bare", "empty", "longer"],
 )
@@ -190,7 +196,8 @@ def test_openapi_documents_the_bearer_token_on_every_admin_operation(web: FastAP
     assert doc["components"]["securitySchemes"]["AdminToken"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "main.http.admin_token in config/doorstep.yaml, or $DOORSTEP_HTTP__ADMIN_TOKEN",
+        "description": "http.admin_token in config/doorstep.yaml or $DOORSTEP_HTTP__ADMIN_TOKEN; empty there: the "
+        "admin_token generated in the data directory's secrets.json",
     }
     for path, item in doc["paths"].items():
         if path.startswith("/admin"):
@@ -218,15 +225,21 @@ async def test_token_comes_from_the_environment(
         await app.stop()
 
 
-async def test_an_empty_configured_token_disables_the_api(config: Config, clock: ManualClock) -> None:
+async def test_an_empty_configured_token_means_the_generated_one(
+    config: Config, clock: ManualClock, data_dir: Path
+) -> None:
     config.main.http.admin_token = ""
     app = App(config, clock=clock, channels={"rec": RecordingChannel()})
     try:
+        generated = json.loads((data_dir / "secrets.json").read_text())["admin_token"]
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=make_web(app)), base_url="http://a"
         ) as c:
-            assert (await c.get("/admin/health", headers={"Authorization": "Bearer "})).status_code == 401
-            assert (await c.get("/admin/health", headers=AUTH)).status_code == 401
+            for refused in ("", TOKEN, "doorstep-admin"):  # nothing, the other one, the once-shipped one
+                r = await c.get("/admin/health", headers={"Authorization": f"Bearer {refused}"})
+                assert r.status_code == 401
+            r = await c.get("/admin/health", headers={"Authorization": f"Bearer {generated}"})
+            assert r.status_code == 200
     finally:
         await app.stop()
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.app import App
+from bot.classifier_loading import BackgroundClassifier
 from bot.clock import ManualClock
 from bot.commands.train import retrain
 from bot.config import Config, load_config
@@ -99,13 +100,25 @@ def test_ten_corrections_change_how_the_next_such_message_is_filed(
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["loaded", "loaded-in-background"])
 async def nightly_app(
-    data_dir: Path, clock: ManualClock, channel: RecordingChannel, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    data_dir: Path,
+    clock: ManualClock,
+    channel: RecordingChannel,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[App]:
+    """The app as tests build it, and as `serve` does (the model loaded in a background thread)."""
     monkeypatch.setenv("DOORSTEP_TICKETS__RETRAIN_NIGHTLY", "true")
     monkeypatch.setenv("DOORSTEP_TICKETS__RETRAIN_AT", "03:00")
-    a = App(load_config(ROOT / "config" / "doorstep.yaml"), clock=clock, channels={"rec": channel})
+    a = App(
+        load_config(ROOT / "config" / "doorstep.yaml"),
+        clock=clock,
+        channels={"rec": channel},
+        train_in_background=request.param,
+    )
+    if isinstance(a.services.classifier, BackgroundClassifier):
+        await a.services.classifier.wait()
     await a.start(background=False)
     yield a
     await a.stop()

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from backend import Backend, BackendSettings, create_backend_app
 from backend.models import ServiceRequest
-from backend.testing import running
-from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from backend.testing import running_backend
+from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
@@ -23,11 +23,16 @@ from bot.store.models import InboundMessage, Ticket, TicketOutbox, TicketReport
 from bot.tickets.client import GeoReportClient, RemoteRequest
 from bot.tickets.desk import ReportDesk
 from bot.tickets.web import webhook_router
-from tests.conftest import ROOT
-from tests.support import RecordingChannel, Say
+from tests.conftest import ROOT, TICKETS_API_KEY
+from tests.support import RecordingChannel, Say, documented_signature
 
-KEY = "doorstep-local-key"
+KEY = TICKETS_API_KEY  # configured: the bot's client and the backend agree on it
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
+
+
+@pytest.fixture(autouse=True)
+def open311_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEYS", KEY)
 
 
 def desk_of(app: App) -> ReportDesk:
@@ -104,7 +109,7 @@ async def test_photo_before_and_location_after_join_the_report(
     [req] = requests_in(backend[0])
     assert req.media_url.endswith("/media/1")
     with TestClient(create_backend_app(backend[0], manage_lifecycle=False)) as c:
-        assert c.get("/media/1").content == JPEG
+        assert c.get("/open311/v2/media/1").content == JPEG
     with tapp.store.session() as s:
         r = s.scalars(select(TicketReport)).one()
         assert (r.lat, r.lon) == (39.16, 117.21)
@@ -185,10 +190,11 @@ async def test_signed_webhook_tells_the_group(
     await settle(tapp)
     desk = desk_of(tapp)
     web = FastAPI()
-    web.include_router(webhook_router(desk, tapp.config.main.tickets.webhook_secret))
-    body = json.dumps({"service_request_id": "1", "status": "closed", "status_notes": "已修好"}).encode()
+    web.include_router(webhook_router(desk, tapp.config.webhook_secret))
+    doc = {"service_request_id": "1", "status": "closed", "status_notes": "已修好"}
+    body = json.dumps({**doc, "updated_datetime": clock.now().isoformat()}).encode()
     ts = int(clock.now().timestamp())
-    secret = tapp.config.main.tickets.webhook_secret
+    secret = tapp.config.webhook_secret
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://bot") as c:
         bad = await c.post(
             "/tickets/webhook",
@@ -199,13 +205,16 @@ async def test_signed_webhook_tells_the_group(
         stale = await c.post(
             "/tickets/webhook",
             content=body,
-            headers={SIGNATURE_HEADER: sign(secret, ts - 3600, body), TIMESTAMP_HEADER: str(ts - 3600)},
+            headers={
+                SIGNATURE_HEADER: documented_signature(secret, ts - 3600, body),
+                TIMESTAMP_HEADER: str(ts - 3600),
+            },
         )
         assert stale.status_code == 401
         ok = await c.post(
             "/tickets/webhook",
             content=body,
-            headers={SIGNATURE_HEADER: sign(secret, ts, body), TIMESTAMP_HEADER: str(ts)},
+            headers={SIGNATURE_HEADER: documented_signature(secret, ts, body), TIMESTAMP_HEADER: str(ts)},
         )
         assert ok.status_code == 200 and ok.json()["changed"] is True
     await tapp.sender.drain()
@@ -248,7 +257,7 @@ async def test_my_tickets_is_answered_without_a_mention(
 
 
 async def test_a_stale_update_never_moves_a_ticket_backwards(
-    tapp: App, backend, channel: RecordingChannel, say: Say
+    tapp: App, backend, channel: RecordingChannel, say: Say, clock: ManualClock
 ) -> None:
     """The demo's step 7: the creation's "open" webhook arrived after a poll had seen the ticket closed, and the
     group was told 已处理完毕, 已重新打开, 已处理完毕."""
@@ -258,6 +267,7 @@ async def test_a_stale_update_never_moves_a_ticket_backwards(
     desk = desk_of(tapp)
     created = RemoteRequest.from_doc(Backend.request_doc(requests_in(be)[0]))  # the creation event, held back
     # the backend keeps microseconds: a creation and a closing within one second are still ordered
+    clock.advance(0.25)
     closed = Backend.request_doc(be.update_status(1, "closed", "已更换井盖", "街道城管科"))
     assert created.updated_datetime < closed["updated_datetime"]
     assert await desk.poll_once() == 1
@@ -270,6 +280,7 @@ async def test_a_stale_update_never_moves_a_ticket_backwards(
         t = s.get(Ticket, 1)
         assert t is not None and (t.status, t.status_version, t.status_notes) == ("closed", 1, "已更换井盖")
     # a real reopening, newer than the closing, is applied and told once
+    clock.advance(0.25)
     reopened = be.update_status(1, "open", "居民反映仍松动")
     stale_poll = RemoteRequest.from_doc(closed)  # a poll read before the reopening, applied after it
     assert desk.apply_remote(RemoteRequest.from_doc(Backend.request_doc(reopened))) is True
@@ -291,7 +302,7 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
     from backend.testing import free_port
 
     port = free_port()
-    monkeypatch.setenv("DOORSTEP_OPEN311_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("DOORSTEP_OPEN311_URL", f"http://127.0.0.1:{port}/open311/v2")
     monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", KEY)
     app = App(load_config(ROOT / "config" / "doorstep.yaml"), clock=clock, channels={"rec": channel})
     await app.start(background=False)
@@ -312,8 +323,10 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)
         assert len([s for s in channel.sent if "工单发送失败" in s.text]) == 1
-        be = Backend(BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"))
-        with running(create_backend_app(be, manage_lifecycle=False), port=port):
+        be = Backend(
+            BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now
+        )
+        with running_backend(be, port=port):
             clock.advance(desk.outbox.parked_retry_seconds + 1)
             await settle(app)
         assert len(requests_in(be)) == 1

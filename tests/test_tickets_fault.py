@@ -98,12 +98,28 @@ def _closed(workdir: Path) -> Counter[str]:
     return Counter(m for s in _sent(workdir) if "已处理完毕" in s["text"] for m in s["mentions"])
 
 
-def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
+def _settled(db: Path) -> bool:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.pool import NullPool
+
+    from bot.store.models import Ticket, TicketNotice
+
+    engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    try:
+        with engine.connect() as c:
+            owed = c.execute(select(TicketNotice.id).where(TicketNotice.state != "sent").limit(1)).first()
+            still_open = c.execute(select(Ticket.id).where(Ticket.status != "closed").limit(1)).first()
+            return owed is None and still_open is None
+    finally:
+        engine.dispose()
+
+
+def test_backend_down_bot_killed_backend_back(tmp_path: Path, data_dir: Path) -> None:
     from sqlalchemy import select
 
-    from backend import Backend, BackendSettings, create_backend_app
+    from backend import Backend, BackendSettings
     from backend.models import ServiceRequest
-    from backend.testing import free_port, running
+    from backend.testing import free_port, running_backend
     from bot.config import load_config
 
     workdir = tmp_path / "bot"
@@ -111,9 +127,8 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet: the backend is down
     env = {
         **os.environ,
-        "DOORSTEP_DATA": str(tmp_path / "data"),
-        "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}",
-        "DOORSTEP_OPEN311_API_KEY": "doorstep-local-key",
+        "DOORSTEP_DATA": str(data_dir),  # the backend below reads the same generated key
+        "DOORSTEP_OPEN311_URL": f"http://127.0.0.1:{port}/open311/v2",
         "DOORSTEP_SEND_LIMITS__ACCOUNT_INTERVAL_SECONDS": "0.02",
         "DOORSTEP_SEND_LIMITS__JITTER_SECONDS": "0",
         "DOORSTEP_SEND_LIMITS__GROUP_PER_MINUTE": "1000",
@@ -158,7 +173,7 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
                 load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{tmp_path / 'open311.db'}"
             )
         )
-        with running(create_backend_app(be, manage_lifecycle=False), port=port):
+        with running_backend(be, port=port):
 
             def requests() -> list[ServiceRequest]:
                 with be.sessions() as s:
@@ -168,7 +183,9 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path) -> None:
             for r in requests():  # staff close every ticket
                 be.update_status(r.id, "closed", "已处理", "街道")
             _wait("every reporter told of the closure", lambda: len(_closed(workdir)) == 100)
-            time.sleep(1.5)  # a few more rounds of polling: nothing more may be said
+            # the barrier for "nothing more is said": every ticket closed in the bot's store (no more polling)
+            # and every owed message sent (none pending or in flight); anything more would need a new event
+            _wait("the bot settled", lambda: _settled(data_dir / "doorstep.db"))
             final = requests()
         be.engine.dispose()
     finally:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.channels.base import Channel, Inbox
-from bot.message import Message
+from bot.message import Message, run_prefix
 
 
 class ConsoleChannel(Channel):
@@ -26,6 +26,7 @@ class ConsoleChannel(Channel):
         super().__init__(account)
         self.group, self.sender, self.sender_name = group, sender, sender_name
         self.out = out or sys.stdout
+        self._run = run_prefix()  # ids stay unique across restarts on the same store
         self._ids = itertools.count(1)
         self._inbox: Inbox | None = None
 
@@ -40,7 +41,7 @@ class ConsoleChannel(Channel):
         assert self._inbox is not None, "console channel is not started"
         mentioned = text.startswith("@")
         msg = Message(
-            id=f"console-{next(self._ids)}",
+            id=f"console-{self._run}-{next(self._ids)}",
             channel=self.name,
             group=self.group,
             group_name=self.group,

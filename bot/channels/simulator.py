@@ -1,19 +1,28 @@
 """The simulator channel: a real channel whose 'platform' is a web page (see bot/web/simulator.py).
 
 Residents, riders and staff post through `POST /sim/messages`; the bot's replies are kept with the
-residents' messages so the page (and tests) can read each group's conversation in order.
+residents' messages so the page (and tests) can read each group's conversation in order. Like a real platform
+the history outlives the bot: `serve` keeps it in `simulator/history.jsonl` in the data directory (one line a
+message, written before the message is handed on), so a restarted bot still sees what it said before, and so
+does the page.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.channels.base import Channel, Inbox
 from bot.config import Config
-from bot.message import Attachment, Location, Message, utcnow
+from bot.message import Attachment, Location, Message, run_prefix, utcnow
+
+log = logging.getLogger(__name__)
+HISTORY_PER_GROUP = 5000  # the most recent messages of a group kept in memory (the file keeps them all)
 
 
 @dataclass
@@ -35,25 +44,54 @@ class SimEntry:
 class SimulatorChannel(Channel):
     name = "simulator"
 
-    def __init__(self, account: str, bot_name: str = "家门口助手") -> None:
+    def __init__(self, account: str, bot_name: str = "家门口助手", history: Path | None = None) -> None:
         super().__init__(account)
         self.bot_name = bot_name
         self._inbox: Inbox | None = None
+        self._run = run_prefix()  # ids stay unique across restarts on the same store
         self._ids = itertools.count(1)
         self.groups: dict[str, list[SimEntry]] = {}
         self.names: dict[str, str] = {}  # sender id -> display name, for rendering @mentions
+        self.history = history
+        if history is not None:
+            self._load(history)
 
     @classmethod
     def from_config(cls, config: Config) -> SimulatorChannel:
-        ch = cls(config.main.bot.account, config.main.bot.name)
+        ch = cls(
+            config.main.bot.account, config.main.bot.name, config.data_dir / "simulator" / "history.jsonl"
+        )
         for g in config.groups.groups:
             ch.groups.setdefault(g.id, [])
         for s in config.staff.staff:
             ch.names[s.id] = s.name
         return ch
 
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        for line in data[: data.rfind(b"\n") + 1].splitlines():  # a killed writer may leave half a line
+            try:
+                d = json.loads(line)
+                self.groups.setdefault(d.pop("group"), []).append(SimEntry(**d))
+            except (ValueError, TypeError, KeyError):
+                log.warning("simulator history %s: skipped an unreadable line", path)
+        for entries in self.groups.values():
+            del entries[:-HISTORY_PER_GROUP]
+
+    def _append(self, group: str, entry: SimEntry) -> None:
+        entries = self.groups.setdefault(group, [])
+        entries.append(entry)
+        if len(entries) > HISTORY_PER_GROUP:
+            del entries[: len(entries) - HISTORY_PER_GROUP]
+        if self.history is not None:
+            self.history.parent.mkdir(parents=True, exist_ok=True)
+            with self.history.open("a", encoding="utf-8") as f:  # flushed on close: a kill keeps it
+                f.write(json.dumps({"group": group, **entry.public()}, ensure_ascii=False) + "\n")
+
     def _next_id(self) -> str:
-        return f"sim-{next(self._ids):06d}"
+        return f"sim-{self._run}-{next(self._ids):06d}"
 
     async def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
@@ -83,7 +121,8 @@ class SimulatorChannel(Channel):
         attachments = (
             (Attachment(kind="image", name=f"{mid}.jpg", mime=image_mime, data=image),) if image else ()
         )
-        self.groups.setdefault(group, []).append(
+        self._append(
+            group,
             SimEntry(
                 mid,
                 sender,
@@ -94,7 +133,7 @@ class SimulatorChannel(Channel):
                 [self.account] if mentions_bot else [],
                 image is not None,
                 asdict(location) if location else None,
-            )
+            ),
         )
         msg = Message(
             id=mid,
@@ -117,7 +156,8 @@ class SimulatorChannel(Channel):
     async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
         at = " ".join(f"@{self.names.get(m, m)}" for m in mentions)
         shown = f"{at} {text}" if at else text
-        self.groups.setdefault(group, []).append(
+        self._append(
+            group,
             SimEntry(
                 self._next_id(),
                 self.account,
@@ -126,11 +166,12 @@ class SimulatorChannel(Channel):
                 utcnow().isoformat(),
                 True,
                 list(mentions),
-            )
+            ),
         )
 
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
-        self.groups.setdefault(group, []).append(
+        self._append(
+            group,
             SimEntry(
                 self._next_id(),
                 self.account,
@@ -139,7 +180,7 @@ class SimulatorChannel(Channel):
                 utcnow().isoformat(),
                 True,
                 image=True,
-            )
+            ),
         )
 
     def messages(self, group: str, after: str | None = None) -> list[dict[str, Any]]:

@@ -137,7 +137,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
 
     step("7. 工作人员在工单系统里办结工单：群里通知并@反映人")
     async with httpx.AsyncClient(base_url=base) as http:
-        key = app.config.main.tickets.api_keys[0]
+        key = app.config.api_keys[0]
         r = await http.post(
             f"/open311/v2/requests/{rid}/status.json",
             data={

@@ -242,6 +242,9 @@ class TicketReport(Base):
     place: Mapped[str] = mapped_column(String(255), default="")
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the phone numbers the resident wrote (masked in `text`): for staff to call back, served only behind the
+    # admin token and sent to the ticket backend as the GeoReport `phone`, never repeated into a group
+    contact: Mapped[str] = mapped_column(String(255), default="")
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
     state: Mapped[str] = mapped_column(String(16), default="draft")  # draft | filed | merged
     place_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -338,3 +341,12 @@ class TicketNotice(Base):
     # quiet hours: not sent before this (the end of the group's quiet hours); None: at once
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     __table_args__ = (Index("ix_ticket_notices_state", "state"),)
+
+
+class WebhookReceipt(Base):
+    """A signed webhook already taken (the SHA-256 of its signature), kept until its timestamp is too old to be
+    accepted anyway: a replay of the same signed body is refused."""
+
+    __tablename__ = "webhook_receipts"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -24,11 +24,17 @@ def builtin_base_url(services: Services) -> str:
 def build_desk(services: Services) -> ReportDesk:
     t = services.config.main.tickets
     if t.open311_url:
-        client = GeoReportClient(t.open311_url, t.api_key, t.jurisdiction_id)
-        return ReportDesk(services, client, poll_interval_seconds=EXTERNAL_POLL_SECONDS)
-    key = t.api_key or (t.api_keys[0] if t.api_keys else "")
-    client = GeoReportClient(builtin_base_url(services), key, t.jurisdiction_id)
-    return ReportDesk(services, client, poll_interval_seconds=BUILTIN_POLL_SECONDS)
+        client = GeoReportClient(t.open311_url, services.config.ticket_api_key, t.jurisdiction_id)
+        desk = ReportDesk(services, client, poll_interval_seconds=EXTERNAL_POLL_SECONDS)
+    else:
+        client = GeoReportClient(
+            builtin_base_url(services), services.config.ticket_api_key, t.jurisdiction_id
+        )
+        desk = ReportDesk(services, client, poll_interval_seconds=BUILTIN_POLL_SECONDS)
+    desk.outbox.base_delay, desk.outbox.max_delay = t.retry_base_seconds, t.retry_max_seconds
+    desk.outbox.lease_seconds = desk.notifier.claim_lease_seconds = t.lease_seconds
+    desk.inflight_grace_seconds = t.recovery_grace_seconds
+    return desk
 
 
 __all__ = ["GeoReportClient", "ReportDesk", "build_desk"]

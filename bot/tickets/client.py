@@ -150,6 +150,7 @@ class GeoReportClient:
         idempotency_key: str = "",
         first_name: str = "",
         account_id: str = "",
+        phone: str = "",
     ) -> Created:
         accepted = await self.attribute_codes(service_code)
         form: dict[str, Any] = self._params(
@@ -159,6 +160,7 @@ class GeoReportClient:
             address_string=address,
             first_name=first_name,
             account_id=account_id,
+            phone=phone[:64],  # the reporter's own number, for the staff who work the ticket
         )
         if lat is not None and lon is not None:
             form["lat"], form["long"] = f"{lat:.6f}", f"{lon:.6f}"

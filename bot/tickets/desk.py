@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.config import Config, Service
 from bot.message import Attachment, Location, Message
+from bot.pii import mask_pii, phone_numbers
 from bot.services import Services
 from bot.store.models import (
     InboundMessage,
@@ -37,12 +38,13 @@ from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
 from bot.tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from bot.tickets.notify import Notifier, owe
 from bot.tickets.outbox import Outbox
-from handlers.extract import clean_description, mask_pii, place_key, ticket_title
+from handlers.extract import clean_description, place_key, ticket_title
 from handlers.intent import Classification
 
 log = logging.getLogger(__name__)
 MEDIA_WINDOW_SECONDS = 60.0  # photos and locations within this join the report
 MAX_PHOTOS = 6
+CLOCK_SKEW_SECONDS = 300.0  # an update stamped further ahead of our clock than this is refused
 
 
 @dataclass
@@ -56,14 +58,24 @@ def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _remote_time(value: str) -> datetime | None:
-    """The backend's updated_datetime (W3C), in UTC; None when missing or unreadable."""
+class BadRemoteTime(ValueError):
+    """An update whose updated_datetime cannot be read or lies in the future: it is refused, never applied."""
+
+
+def remote_time(value: str, now: datetime) -> datetime | None:
+    """The backend's updated_datetime (W3C) in UTC; None when missing (the spec makes it optional).
+
+    Raises BadRemoteTime when it is unreadable or ahead of `now` by more than the clock skew allowed: applied,
+    such a stamp would skip the ordering check, or pin the ticket (`2099-...`) against every later real update."""
     if not value:
         return None
     try:
-        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        stamp = _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except ValueError:
-        return None
+        raise BadRemoteTime(f"updated_datetime {value[:40]!r} is not a W3C date-time") from None
+    if stamp > _utc(now) + timedelta(seconds=CLOCK_SKEW_SECONDS):
+        raise BadRemoteTime(f"updated_datetime {value[:40]!r} is in the future")
+    return stamp
 
 
 class ReportDesk:
@@ -161,11 +173,12 @@ class ReportDesk:
             group_id=msg.group[:128],
             sender=msg.sender[:128],
             sender_name=msg.sender_name[:128],
-            text=text[:4000],
-            description=desc[:2000],
+            text=mask_pii(text)[:4000],  # stored masked; the numbers staff may call are in `contact`
+            description=mask_pii(desc)[:2000],
+            contact=", ".join(phone_numbers(text))[:255],
             service_code=self.service(c.service_code).service_code,
             intent=c.intent,
-            place=place[:255],
+            place=mask_pii(place)[:255],
             lat=location.lat if location else None,
             lon=location.lon if location else None,
             urgency=c.urgency,
@@ -174,7 +187,7 @@ class ReportDesk:
             place_deadline=now + timedelta(seconds=place_timeout),
         )
         if not report.place and location is not None and location.address:
-            report.place = location.address[:255]
+            report.place = mask_pii(location.address)[:255]
         return report
 
     @staticmethod
@@ -202,7 +215,7 @@ class ReportDesk:
             if msg.location is not None and r.lat is None:
                 r.lat, r.lon = msg.location.lat, msg.location.lon
                 if not r.place and msg.location.address:
-                    r.place = msg.location.address[:255]
+                    r.place = mask_pii(msg.location.address)[:255]
                 if r.ticket_id is not None:
                     t = s.get(Ticket, r.ticket_id)
                     if t is not None and t.lat is None:
@@ -214,11 +227,11 @@ class ReportDesk:
             if r is None:
                 return
             if place:
-                r.place = place[:255]
+                r.place = mask_pii(place)[:255]
             if location is not None:
                 r.lat, r.lon = location.lat, location.lon
                 if not r.place and location.address:
-                    r.place = location.address[:255]
+                    r.place = mask_pii(location.address)[:255]
 
     def report(self, report_id: int) -> TicketReport | None:
         with self.store.session() as s:
@@ -425,13 +438,22 @@ class ReportDesk:
         backwards and groups hear of each real change once. Before the first change there is nothing to undo
         (the ticket is open and an older "open" changes nothing). Equal times are applied (a server that keeps
         whole seconds may make two changes in one second; what it says last wins when polled again).
+        An unreadable `updated_datetime`, or one in the future, is refused (see `remote_time`).
         """
-        stamp = _remote_time(remote.updated_datetime)
+        now = self.clock.now()
+        try:
+            stamp = remote_time(remote.updated_datetime, now)
+        except BadRemoteTime as e:
+            log.warning("refused an update of ticket %s: %s", remote.service_request_id[:64], e)
+            return False
         with self.store.session() as s:
             t = s.scalars(select(Ticket).where(Ticket.remote_id == remote.service_request_id)).first()
             if t is None:
                 return False
-            if stamp is not None and t.status_version > 0 and stamp < _utc(t.updated_at):
+            applied = _utc(t.updated_at)
+            # a time in the future stored before such stamps were refused must not pin the ticket
+            pinned = applied > _utc(now) + timedelta(seconds=CLOCK_SKEW_SECONDS)
+            if stamp is not None and t.status_version > 0 and not pinned and stamp < applied:
                 log.info(
                     "ignored a stale update of ticket #%s (%s at %s, already applied %s)",
                     t.id,
@@ -442,7 +464,7 @@ class ReportDesk:
                 return False
             status = "closed" if remote.status == "closed" else "open"
             changed = status != t.status
-            t.status_notes = remote.status_notes
+            t.status_notes = mask_pii(remote.status_notes)  # shown to residents by "查询工单"
             if remote.agency_responsible:
                 t.agency = remote.agency_responsible
             if not changed:
@@ -451,7 +473,7 @@ class ReportDesk:
                 return False
             t.status = status
             t.status_version += 1
-            t.updated_at = stamp or self.clock.now()
+            t.updated_at = stamp or now
             reports = s.scalars(
                 select(TicketReport).where(TicketReport.ticket_id == t.id).order_by(TicketReport.id)
             ).all()

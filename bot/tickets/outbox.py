@@ -153,6 +153,7 @@ class Outbox:
                 photo=Photo(media.data, media.mime, media.name) if media else None,
                 idempotency_key=key,
                 first_name=first.sender_name if first else "",
+                phone=first.contact.split(",")[0].strip() if first else "",
                 account_id=f"doorstep:{ticket.id}",
             )
         try:

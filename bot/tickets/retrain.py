@@ -14,6 +14,7 @@ import time as timer
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.classifier_loading import BackgroundClassifier
 from bot.config import Config
 from bot.services import Services
 from bot.store import Store
@@ -42,14 +43,23 @@ class Retrainer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.config = services.config
-        clf = services.classifier
-        self.classifier = clf if isinstance(clf, LiveClassifier) else None
         settings = self.config.main.tickets
-        self.due: datetime | None = (
-            self.next_due(services.clock.now()) if settings.retrain_nightly and self.classifier else None
-        )
+        self.due: datetime | None = self.next_due(services.clock.now()) if settings.retrain_nightly else None
         self.job: asyncio.Task[bool] | None = None
         self.retrains = 0  # nightly retrains that folded new corrections in
+
+    @property
+    def classifier(self) -> LiveClassifier | None:
+        """The bot's retrainable model; None while `serve` is still loading it (or for another classifier)."""
+        clf = self.services.classifier
+        if isinstance(clf, BackgroundClassifier):
+            if not clf.ready:
+                return None
+            try:
+                clf = clf.model()
+            except RuntimeError:  # it could not be trained; the failure is logged and shown in /health
+                return None
+        return clf if isinstance(clf, LiveClassifier) else None
 
     def next_due(self, after: datetime) -> datetime:
         """The first `retrain_at` local time strictly after `after`."""
@@ -63,13 +73,14 @@ class Retrainer:
         return at.astimezone(after.tzinfo)
 
     async def tick(self) -> None:
-        if self.classifier is None or (self.job is not None and not self.job.done()):
+        live = self.classifier
+        if live is None or (self.job is not None and not self.job.done()):
             return
         now = self.services.clock.now()
         if self.due is not None and now >= self.due:
             self.due = self.next_due(now)  # once a day, whatever the job finds
             self.job = asyncio.create_task(asyncio.to_thread(self._nightly), name="nightly-retrain")
-        elif self.classifier.stale():
+        elif live.stale():
             self.job = asyncio.create_task(asyncio.to_thread(self._reload), name="classifier-reload")
 
     async def wait(self) -> bool | None:
@@ -84,21 +95,23 @@ class Retrainer:
             return False
 
     def _fold_in(self) -> bool:
-        assert self.classifier is not None
+        live = self.classifier
+        assert live is not None
         out = export(self.services.store, corrections_file(self.config))
         if not out.changed:
             log.info("nightly retrain: no new corrections")
             return False
         start = timer.perf_counter()
-        self.classifier.reload()
+        live.reload()
         self.retrains += 1
         log.info("nightly retrain: %d corrections folded in, %.1f s", out.rows, timer.perf_counter() - start)
         return True
 
     def _reload(self) -> bool:
-        assert self.classifier is not None
+        live = self.classifier
+        assert live is not None
         try:
-            self.classifier.reload()
+            live.reload()
         except Exception:
             log.exception("reloading the classifier failed; the previous model stays")
             return False

@@ -1,7 +1,8 @@
 """The admin API: what staff and their tools use to run the community's assistant.
 
 `admin_router(app)` is mounted by the web app at `/admin`. Every endpoint needs `Authorization: Bearer <token>`
-with the configured `main.http.admin_token` (env `DOORSTEP_HTTP__ADMIN_TOKEN`); an empty token disables the API.
+with the admin token: `http.admin_token` (env `DOORSTEP_HTTP__ADMIN_TOKEN`), or when that is empty the one generated
+in the data directory's secrets.json (bot/credentials.py).
 Notices created here act with the whole scope (管理员) unless `staff_id` names a staff member to act as.
 """
 
@@ -25,6 +26,7 @@ from sqlalchemy import func, select
 from bot.config import StaffMember
 from bot.groups import GroupError, GroupInfo, all_groups, bind_group, resolve_group, unbind_group
 from bot.notices import Draft, NoticeError, NoticeReport, NoticeService
+from bot.pii import mask_pii
 from bot.store.models import InboundMessage
 
 if TYPE_CHECKING:
@@ -263,11 +265,12 @@ def admin_router(app: App) -> APIRouter:
     bearer = HTTPBearer(
         auto_error=False,
         scheme_name="AdminToken",
-        description="main.http.admin_token in config/doorstep.yaml, or $DOORSTEP_HTTP__ADMIN_TOKEN",
+        description="http.admin_token in config/doorstep.yaml or $DOORSTEP_HTTP__ADMIN_TOKEN; empty there: the "
+        "admin_token generated in the data directory's secrets.json",
     )
 
     def require_token(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008
-        expected = app.config.main.http.admin_token
+        expected = app.config.admin_token
         given = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else ""
         if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
             raise HTTPException(
@@ -751,8 +754,11 @@ class TicketReportOut(BaseModel):
     id: int
     group_id: str
     sender_name: str
-    text: str
+    text: str = Field(description="as the resident wrote it, phone and ID numbers masked")
     place: str
+    contact: str = Field(
+        description="phone numbers the resident gave, for staff to call back; never shown in groups"
+    )
     state: str = Field(description="draft | filed | merged (into a ticket someone reported first)")
     created_at: datetime
 
@@ -795,15 +801,15 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
     def ticket_out(t: Ticket, reports: list[TicketReport]) -> dict[str, Any]:
         return {
             "id": t.id,
-            "title": t.title,
+            "title": mask_pii(t.title),  # masked when stored; again for rows stored before that
             "service_code": t.service_code,
             "service_name": t.service_name,
-            "place": t.place,
+            "place": mask_pii(t.place),
             "community": t.community,
             "grid": t.grid,
             "urgency": t.urgency,
             "status": t.status,
-            "status_notes": t.status_notes,
+            "status_notes": mask_pii(t.status_notes),
             "agency": t.agency,
             "sync": t.sync,
             "remote_id": t.remote_id,
@@ -818,8 +824,9 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
             id=r.id,
             group_id=r.group_id,
             sender_name=r.sender_name,
-            text=r.text,
-            place=r.place,
+            text=mask_pii(r.text),
+            place=mask_pii(r.place),
+            contact=r.contact,
             state=r.state,
             created_at=r.created_at,
         )
@@ -853,7 +860,7 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
         "/tickets/reports",
         response_model=list[TicketReportOut],
         tags=["tickets"],
-        summary="Reports as residents sent them (drafts still waiting for a place included)",
+        summary="Reports as residents sent them, phone and ID numbers masked (drafts waiting for a place included)",
     )
     def reports(
         state: Annotated[str, Query(max_length=16, description="draft | filed | merged")] = "",

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from backend.utf8form import Utf8FormMiddleware
 from bot.app import App
 from bot.channels.simulator import SimulatorChannel
 from bot.tickets.web import mount_tickets
@@ -46,6 +47,7 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     web = FastAPI(title="Doorstep (家门口)", version="0.1.0", lifespan=lifespan)
     web.add_exception_handler(RequestValidationError, _validation_error)
     web.state.app = app
+    web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
 
     sim = app.channels.get("simulator")
     if isinstance(sim, SimulatorChannel):
