@@ -569,7 +569,7 @@ def trained_for(config: Config) -> TrainedClassifier:
         start = time.perf_counter()
         model = load_model(path, key, config)
         if model is not None:
-            log.info("classifier loaded from %s in %.2f s", path, time.perf_counter() - start)
+            log.debug("classifier loaded from %s in %.2f s", path, time.perf_counter() - start)
         else:
             examples = [e for f in training_files(config) for e in read_examples(f)]
             model = train(examples, config)
