@@ -19,6 +19,7 @@ from bot.sender import ThrottledSender
 from bot.services import Services
 from bot.store import Store
 from bot.tickets import build_desk
+from bot.tickets.retrain import Retrainer
 from handlers.base import handler_classes
 from handlers.classifier import load_classifier
 
@@ -74,6 +75,7 @@ class App:
         self.groups = GroupDirectory(self.services)  # issue 6: groups the bot is added to, greeted once
         self.services.notices = NoticeService(self.services)  # issue 6: staff notices, delivered durably
         self.services.tickets = build_desk(self.services)  # issue 4: reports -> tickets, durably
+        self.retrainer = Retrainer(self.services)  # issue 11: corrections folded in nightly, in a thread
         self.handlers = [cls(self.services) for cls in handler_classes()]
         self.router = Router(self.services, self.handlers)
         for ch in self.channels.values():
@@ -143,6 +145,7 @@ class App:
         await svc.notices.tick()
         if svc.tickets is not None:  # issue 4: outbox, polling, owed messages, overdue drafts
             await svc.tickets.tick()
+        await self.retrainer.tick()
         for conv in svc.conversations.expired(self.clock.now()):
             handler = self.router._by_name.get(conv.handler)
             if handler is None:
@@ -183,7 +186,10 @@ class App:
             _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
             for t in stuck:
                 log.warning("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT)
-        steps: list[tuple[str, Awaitable[None]]] = [("notices", self.services.notices.stop())]
+        steps: list[tuple[str, Awaitable[None]]] = [
+            ("retrain", self.retrainer.stop()),
+            ("notices", self.services.notices.stop()),
+        ]
         if self.services.tickets is not None:
             steps.append(("tickets", self.services.tickets.stop()))
         steps.append(("sender", self.sender.stop()))

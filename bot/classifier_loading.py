@@ -12,7 +12,7 @@ import logging
 import threading
 
 from bot.config import Config
-from handlers.classifier import TrainedClassifier, load_classifier
+from handlers.classifier import LiveClassifier, load_classifier
 from handlers.intent import Classification
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ class BackgroundClassifier:
 
     def __init__(self, config: Config) -> None:
         self._ready = threading.Event()
-        self._model: TrainedClassifier | None = None
+        self._model: LiveClassifier | None = None
         self._error: BaseException | None = None
         threading.Thread(target=self._train, args=(config,), name="classifier-training", daemon=True).start()
 
@@ -40,7 +40,7 @@ class BackgroundClassifier:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    def model(self) -> TrainedClassifier:
+    def model(self) -> LiveClassifier:
         self._ready.wait()
         if self._model is None:
             raise RuntimeError(f"the intent classifier could not be trained: {self._error!r}")

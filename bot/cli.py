@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("classify", help="what the bot would do with a group message")
     cl.add_argument("message", nargs="?")
     cl.add_argument("--json", action="store_true")
+    cl.add_argument(
+        "--retrain", action="store_true", help="first fold the staff's corrections in (as `train`)"
+    )
+
+    tr = sub.add_parser("train", help="fold the staff's ticket corrections into the classifier")
+    tr.add_argument("--json", action="store_true")
 
     ev = sub.add_parser("eval", help="retrieval quality on a question set")
     ev.add_argument("qa")

@@ -132,6 +132,9 @@ class TicketSettings(_Strict):
     retry_max_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
     recovery_grace_seconds: float = Field(30.0, gt=0)
+    # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
+    retrain_nightly: bool = False
+    retrain_at: time = time(3, 0)
 
 
 class HttpSettings(_Strict):

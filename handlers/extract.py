@@ -66,7 +66,7 @@ def cn_number(s: str) -> str:
 # --- places -------------------------------------------------------------------------------------------
 
 _NUM = r"(?:\d{1,4}|[一二三四五六七八九十两]{1,3})"
-_UNIT = r"(?:号楼|号院|号门|号口|号线|栋|幢|座|单元|层|楼|号|期|区|排|门)"
+_UNIT = r"(?:号楼|号院|号门|号口|号线|栋|幢|座|单元|层|楼(?![道梯顶])|号|期|区|排|门)"
 _NAME_SUFFIX = (
     r"(?:小区|社区|花园|家园|公寓|大厦|广场|菜市场|农贸市场|市场|超市|公园|小学|中学|幼儿园|医院|卫生站|"
     r"大街|大道|新村|新城|路(?![灯面牙沿])|街(?![道灯])|巷|胡同|里(?![面头边])|苑|园|院(?!子)|庄|村|湾|府|城|郡|居)"
@@ -82,9 +82,11 @@ _POS = (
     r"东边|西边|南边|北边|入口|出口|拐角|拐弯|路口|十字路口|里面|后面|前面|边上|底下|门前|后头|一楼|顶楼|天台|外面|"
     r"那块|那边|这边|跟前|中间|转角)"
 )
+# a flat number after a building or entrance ("2单元401", "5栋302室"): kept, it is where the worker goes
+_ROOM = r"\d{3,4}(?:室|户|号房|房)?(?![\d号栋层]|楼(?![道梯]))"
 _PLACE = re.compile(
     rf"(?:(?P<name>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)?"
-    rf"(?P<units>(?:{_NUM}{_UNIT}){{1,4}})(?P<spot1>{_SPOT})?(?P<pos1>{_POS})?)"
+    rf"(?P<units>(?:{_NUM}{_UNIT}){{1,4}}(?:{_ROOM})?)(?P<spot1>{_SPOT})?(?P<pos1>{_POS})?)"
     rf"|(?:(?P<name2>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)(?P<spot2>{_SPOT})?(?P<pos2>{_POS})?)"
     rf"|(?:(?P<spot3>{_SPOT})(?P<pos3>{_POS})?)"
 )
@@ -208,21 +210,134 @@ def place_position(place: str) -> str:
 
 
 # --- urgency ------------------------------------------------------------------------------------------
+# Danger to people now, as concepts rather than phrases: a *thing* (a lift, a manhole cover, a wire, a tree)
+# near a *state* that makes it dangerous (someone inside, gone, exposed, falling), or a danger word that needs no
+# thing (着火, 燃气味, 塌陷, 被困). Each concept is a small vocabulary, so a new phrasing of a known danger ("电线破皮
+# 露铜", "箅子被人偷了", "电梯停在半层里面有人") is caught without a rule for that message. A match that is only
+# feared ("万一触电", "担心哪天掉下来") or already over ("已经修好") does not count.
 
-_URGENT = re.compile(
-    r"着火|起火|失火|火灾|冒烟|冒黑烟|烧起来|烧着了|火苗|明火|燃气味|煤气味|天然气味|液化气味|漏气|燃气泄漏|煤气泄漏|"
-    r"闻到.{0,4}(?:燃气|煤气|天然气)|电线(?:裸露|露出|露在|耷拉|掉下来|断了|垂下来|拖地)|裸露的电线|漏电|触电|电着|"
-    r"冒火花|打火花|火花|井盖(?:没了|丢了|不见了|被偷|掀开|翻了|翻过来|塌了|掉下去|被撬|开着|敞着|碎了)|没有井盖|没盖井盖|"
-    r"井口敞|掉井里|掉进去|路面塌陷|地面塌陷|塌了个大坑|塌方|水淹|被淹|淹了|漫进|倒灌|水漫|积水.{0,6}(?:膝盖|腰|很深|半米)|"
-    r"困在电梯|困电梯|电梯(?:困人|关人|里有人|里面有人)|关在电梯|有人受伤|受伤了|流血|摇摇欲坠|要掉下来|快掉下来|"
-    r"砸到人|砸伤|砸下来|坠落|掉下来.{0,4}(?:砸|人)|高空抛物|扔下来|救命|快来人|要倒了|咬伤|被狗咬|咬人了"
+_NEAR = 14  # characters between a thing and its state
+
+_THING_STATE: list[tuple[str, str, str]] = [
+    (
+        "trapped",
+        r"电梯|轿厢|货梯|客梯",
+        r"困|关在|关住|被关|出不来|夹住|夹到|里面有人|里边有人|里面好像有人|里面还有|有人在里|我在里|孩子在里"
+        r"|同乘|坠|掉了?[一两三四五六七八九十\d几]+层|往下掉|往下冲|下滑|滑到|直接掉|急停|失控",
+    ),
+    (
+        "open_cover",
+        r"井盖|窨井|井口|马葫芦|古力盖|篦子|箅子|盖板|雨水口|下水道口|检查井|污水井|排水井|阴井",
+        r"没了|不见|丢|被偷|被盗|被撬|缺失|失踪|整走|掀|翻|塌|碎|断|掉下|掉进|掉入|敞|开着|窟窿|大洞|黑洞|露出|"
+        r"踩空|栽|缺了|没有盖|没盖|破损|损坏|坏了",
+    ),
+    (
+        "live_wire",
+        r"电线|电缆|线缆|管线|高压线|电源线|线头|电表箱|配电箱|配电柜|电柜|电箱",
+        r"裸露|露在|露出|露铜|破皮|断了|断裂|折断|掉在|掉下|垂|耷拉|拖地|暴露|冒火|打火|火花|火星|冒烟|焦糊|漏电|"
+        r"带电|摇摆|随风|铺放|铺在",
+    ),
+    (
+        "falling",
+        r"树|树枝|树干|枝杈|墙|瓷砖|水泥|墙皮|墙砖|砖|玻璃|瓶|花盆|外机|空调|广告牌|招牌|装饰|窗|脚手架|围墙|围挡|"
+        r"东西|杂物",
+        r"倒了|倒下|倒伏|刮倒|被风|吹断|折断|断了|断落|砸|掉下|掉落|坠落|坠下|脱落|落下|摇摇欲坠|快倒|要倒|"
+        r"歪着|倾斜|挂在半空|晃得|往下掉",
+    ),
+    (
+        "hole",
+        r"坑|洞|窟窿|缺口",
+        r"差点|夺命|掉进|陷进|栽进|栽倒|踩空|摔进|吞",
+    ),
+    (
+        "not_seen",
+        r"独居|一个人住|空巢|孤寡|老人|老大爷|大爷|老奶奶|老伯|老太",
+        r"[两三四五六七八九十\d几多]+天(没|不|未)|一周|好几天|多日|这两天|连续.{0,4}天|没见|不见人|没出门|没开门|"
+        r"没露面|没动静|联系不上|没人应|无人应|没有动静|敲门.{0,4}(?:没|不应|无)|不应|没人开|反锁|进不去|没回来|打不通|找不到|"
+        r"走失|失联|摔倒.{0,6}起不来|起不来",
+    ),
+]
+_DANGER_WORDS: list[tuple[str, str]] = [
+    (
+        "fire",
+        r"着火|起火|失火|火灾|火苗|明火|火光|烧起来|烧着了|烧了起来|着起来|冒烟|浓烟|黑烟|烟雾|烟[好很特别太]*大"
+        r"|焦糊味|烧焦|冒火星|冒火花|打火花|火花四溅|爆炸|炸了|火情",
+    ),
+    (
+        "gas",
+        r"(?:煤气|燃气|天然气|液化气|瓦斯)[^，。！？,!?]{0,4}(?:味|泄漏|泄露|漏)|漏气|臭鸡蛋味|闻到.{0,6}(?:煤气|燃气|天然气)",
+    ),
+    ("shock", r"漏电|触电|电到人|麻电|被电"),
+    (
+        "collapse",
+        r"塌陷|塌了|坍塌|塌方|塌下|地陷|陷下去|下陷|路面下沉|塌个|塌出|空洞|冲空|掏空|要塌|倒塌"
+        r"|裂缝[^，。！？,!?]{0,6}(?:越来越|变大|倾斜)|不敢住",
+    ),
+    (
+        "flood",
+        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|冲进|涨水|没过.{0,3}(?:膝|腰|车顶|车身)"
+        r"|(?:积水|水)[^，。！？,!?]{0,6}(?:膝盖|到腰|齐腰|半米|一米|[\d一二三四五]米)",
+    ),
+    (
+        "hurt",
+        r"咬伤|(?:狗|犬)[^，。！？,!?]{0,6}咬|咬了一口|咬人|流血|受伤了|有人受伤|有人摔倒|昏迷|晕倒|救命|快来人"
+        r"|砸伤|砸到人|掉下来.{0,4}砸",
+    ),
+    ("falling", r"倒下来|塌下来|砸下来|掉下来了|掉[了下]?[一两几]块|轰的一声"),
+    ("trapped", r"被困|困住|困在|出不来了"),
+]
+_HYPOTHETICAL = re.compile(
+    r"(?:万一|如果|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
+)
+# what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
+_CONSEQUENCE = re.compile(r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事)")
+_COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
+_FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得了|以防|会不会|是否|可能会|哪天|随时|一旦")
+_RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|扑灭|灭了|恢复|清理|救出)|修好了|没事了")
+_THING_STATE_RE = [
+    (
+        name,
+        re.compile(
+            rf"(?:{thing})[^。！？!?\n]{{0,{_NEAR}}}?(?:{state})|(?:{state})[^。！？!?\n]{{0,{_NEAR}}}?(?:{thing})"
+        ),
+    )
+    for name, thing, state in _THING_STATE
+]
+_DANGER_RE = [(name, re.compile(rx)) for name, rx in _DANGER_WORDS]
+# words that contain a danger word but mean something ordinary
+_BENIGN = re.compile(
+    r"砸墙|烟头|油烟|煤烟|烟道|抽烟|吸烟|烟花|烟囱|烟酒|香烟|烟盒|炊烟|烟蒂|油烟机|淹水后|防火|灭火器|着火点"
 )
 
 
+def _feared(clause: str, start: int, end: int) -> bool:
+    """The danger is only feared or supposed: a marker just before the match or between its thing and state."""
+    return bool(
+        _HYPOTHETICAL.search(clause[:start])
+        or _COUNTERFACTUAL.search(clause[:start])
+        or _FEAR_INSIDE.search(clause[start:end])
+        or _CONSEQUENCE.search(clause[end:])
+    )
+
+
+def dangers(text: str) -> list[str]:
+    """The kinds of danger to people now that the message describes ('fire', 'open_cover', 'trapped' ...)."""
+    t = _BENIGN.sub(lambda m: "□" * len(m.group(0)), normalise(text))
+    found: list[str] = []
+    for clause in re.split(r"(?<=[。！？!?\n；;])", t):
+        if not clause.strip() or _RESOLVED.search(clause):
+            continue
+        for name, rx in [*_THING_STATE_RE, *_DANGER_RE]:
+            for m in rx.finditer(clause):
+                if not _feared(clause, m.start(), m.end()):
+                    found.append(name)
+                    break
+    return sorted(set(found))
+
+
 def urgency_of(text: str) -> str:
-    """'urgent' when the message describes danger to people now (fire, gas, exposed wires, open manhole,
-    flooding, someone trapped or hurt); otherwise 'normal'."""
-    return "urgent" if _URGENT.search(normalise(text)) else "normal"
+    """'urgent' when the message describes danger to people now (see `dangers`); otherwise 'normal'."""
+    return "urgent" if dangers(text) else "normal"
 
 
 # --- description --------------------------------------------------------------------------------------
@@ -245,6 +360,24 @@ def clean_description(text: str, limit: int = 200) -> str:
     t = re.sub(r"([!！?？。，,~～])\1+", r"\1", t).strip(" ,，")
     t = mask_pii(t) or mask_pii(normalise(text))
     return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+_PREAMBLE = re.compile(
+    r"^(?:我想|想|我要|要|我来|来)?(?:反映|投诉|报修|说)(?:一下|个|下)?(?:我们|咱们)?(?:楼|小区|这边|这里)?的?(?:情况|问题|事)?[，,：:。\s]*"
+)
+
+
+def ticket_title(description: str, place: str = "", limit: int = 32) -> str:
+    """What a worker reads first: the place, then the problem ("3号楼2单元 楼道灯不亮")."""
+    clauses = [c.strip() for c in re.split(r"[。！!？?\n，,；;]", description) if c.strip()]
+    clauses = [c for c in (_PREAMBLE.sub("", c).strip() for c in clauses) if c] or [description.strip()]
+    problem = short_title("，".join(clauses), limit)
+    if place:
+        head = re.sub(rf"{_SPOT}$", "", place) or place  # "3号楼2单元楼道" -> "3号楼2单元"
+        problem = problem.replace(head, "", 1).strip(" ，,的") or problem
+        title = f"{head} {problem}"
+        return title if len(title) <= limit else title[: limit - 1] + "…"
+    return problem
 
 
 def short_title(description: str, limit: int = 20) -> str:

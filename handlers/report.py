@@ -9,10 +9,11 @@ same group within a minute (before or after the words) join it. Without a place 
 from __future__ import annotations
 
 from bot.message import Reply
+from bot.store.models import TicketReport
 from bot.tickets import texts
 from bot.tickets.desk import MEDIA_WINDOW_SECONDS, ReportDesk
 from handlers.base import Context, Handler, Rule, register
-from handlers.extract import extract_place, normalise
+from handlers.extract import clean_description, extract_place, normalise
 
 UNAVAILABLE = "抱歉，工单登记暂时不可用，请直接联系网格员反映，谢谢！"
 MAX_PLACE_ANSWER = 40  # a short reply to "where?" is the place, as written
@@ -98,6 +99,8 @@ class ReportHandler(Handler):
             desk.set_place(report_id, place, msg.location)
         elif place and (not c.needs_ticket or len(text) <= len(place) + 6):  # the answer, not a new report
             desk.set_place(report_id, place)
+            if c.needs_ticket:  # "楼道灯不亮": the answer names the problem too
+                self._join(desk, report_id, ctx.text)
         elif (
             text
             and len(text) <= MAX_PLACE_ANSWER
@@ -113,6 +116,24 @@ class ReportHandler(Handler):
         convs.close(msg.group, msg.sender)
         self._file(desk, report_id, ctx)
         return []
+
+    def _join(self, desk: ReportDesk, report_id: int, answer: str) -> None:
+        """The report is the first words and the answer together, classified again as a whole, so that the chat
+        files what `doorstep classify` says of the problem (not what the vague first message suggested)."""
+        with desk.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            joined = f"{r.text}，{answer.strip()}"
+            c = self.services.classifier.classify(joined)
+            if not c.needs_ticket:
+                return
+            r.text = joined[:4000]
+            r.description = (c.description or clean_description(joined))[:2000]
+            r.service_code = desk.service(c.service_code).service_code
+            r.intent = c.intent
+            if r.urgency != "urgent":  # a danger in either message stays a danger
+                r.urgency = c.urgency
 
     async def expire(self, state: dict[str, object]) -> list[Reply]:
         desk = self._desk()

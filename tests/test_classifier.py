@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from handlers.classifier import cross_validate, held_out, load_classifier
+from handlers.classifier import (
+    BUNDLED,
+    evaluate,
+    held_out,
+    load_classifier,
+    read_examples,
+    train,
+)
 from handlers.extract import clean_description, extract_place, mask_pii, place_key, short_title, urgency_of
 from handlers.intent import INTENTS
 from tests.conftest import ROOT
@@ -38,18 +45,51 @@ def test_dev_set_is_big_varied_and_labelled(dev: list[dict[str, Any]], config: C
         assert r["urgency"] in ("normal", "urgent")
 
 
-def test_cross_validated_accuracy_meets_the_targets(dev: list[dict[str, Any]], config: Config) -> None:
-    m = cross_validate(config, dev)
-    print("5-fold cross-validation on the dev set:", {k: round(v, 3) for k, v in m.items()})
-    for key, target in TARGETS.items():
-        assert m[key] >= target, f"{key}: {m[key]:.3f} < {target}"
+REAL = ROOT / "tests" / "data" / "classify_real.jsonl"
 
 
-def test_held_out_accuracy_does_not_regress(dev: list[dict[str, Any]], config: Config) -> None:
-    """Trained without a single dev message (the bundled training set alone): a floor, not the target."""
+@pytest.fixture(scope="module")
+def real() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_real_set_is_labelled_sourced_and_never_trained_on(
+    real: list[dict[str, Any]], config: Config
+) -> None:
+    assert len(real) >= 200 and len({r["text"] for r in real}) == len(real)
+    assert {r["split"] for r in real} == {"dev", "heldout"}
+    codes = {s.service_code for s in config.services.services}
+    for r in real:
+        assert r["source"]["title"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] in ("normal", "urgent")
+    trained = {e.text for f in BUNDLED for e in read_examples(f)}
+    assert not trained & {r["text"] for r in real}
+
+
+def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], config: Config) -> None:
+    """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
-    print("held out (no dev message in training):", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.92 and m["intent"] >= 0.85 and m["service_code"] >= 0.78
+    print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
+    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.90 and m["service_code"] >= 0.93
+    assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
+
+
+def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], config: Config) -> None:
+    """Floors on both halves of the real set (neither is ever a training row); the targets and the figures are
+    in docs/understanding.md, honestly below target where they are."""
+    model = train([e for f in BUNDLED for e in read_examples(f)], config)
+    for split, floor in (
+        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.76}),
+        ("heldout", {"needs_ticket": 0.94, "intent": 0.82, "service_code": 0.76}),
+    ):
+        m = evaluate(model, [r for r in real if r["split"] == split])
+        print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
+        for key, target in floor.items():
+            assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
+        assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
+        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.15}[split], f"{split}: false alarms"
 
 
 @pytest.mark.parametrize(
@@ -99,6 +139,10 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
     assert model.classify("西门口井盖被撬走了，小孩容易掉下去").urgency == "urgent"
     assert model.classify("3号楼门口井盖松了").urgency == "normal"
     assert urgency_of("电线裸露还滋滋响") == "urgent" and urgency_of("路灯不亮") == "normal"
+    # a danger only supposed, by what would follow or by "真…了", is not danger now
+    assert urgency_of("消防通道堆满了电动车，真着火了消防车都进不来") == "normal"
+    assert urgency_of("阳台外沿放了好几个花盆，掉下来不得了") == "normal"
+    assert urgency_of("楼下电线掉在地上了，不得了，还在冒火花") == "urgent"
 
 
 @pytest.mark.parametrize(
@@ -168,3 +212,61 @@ def test_classify_one_message_and_bad_input() -> None:
     assert r.returncode == 0 and "property_repair" in r.stdout
     bad = _cli("classify", "  ")
     assert bad.returncode == 2 and bad.stderr.startswith("doorstep: error:") and "Traceback" not in bad.stderr
+
+
+def test_the_trained_model_is_saved_and_loaded_while_its_inputs_match(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up does not train: the data directory keeps the model, keyed by everything it was trained on."""
+    import handlers.classifier as clf
+
+    clf._CACHE.clear()
+    trained = clf.trained_for(config)
+    key = clf.model_key(config)
+    saved = clf.model_path(config, key)
+    assert saved.exists()
+
+    def no_training(*_: object, **__: object) -> None:
+        raise AssertionError("trained although a saved model matched")
+
+    clf._CACHE.clear()
+    with monkeypatch.context() as m:
+        m.setattr(clf, "train", no_training)
+        loaded = clf.trained_for(config)
+    for text in ("3号楼门口井盖松了，差点摔了", "电梯三天两头坏", "楼上装修天天电钻响", "助老食堂几点开饭"):
+        assert loaded.classify(text) == trained.classify(text)
+        assert loaded.intent_scores(text) == pytest.approx(trained.intent_scores(text))
+        assert loaded.urgent_probability(text) == pytest.approx(trained.urgent_probability(text))
+
+    # new corrections make a new key: trained again, the old file replaced
+    path = clf.corrections_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {
+        "text": "大铁笼子趴窝了",
+        "intent": "complaint",
+        "service_code": "property_repair",
+        "source": "correction",
+    }
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert clf.model_key(config) != key
+    clf.trained_for(config)
+    assert not saved.exists() and clf.model_path(config, clf.model_key(config)).exists()
+
+    # a damaged file is trained over, not fatal
+    clf._CACHE.clear()
+    clf.model_path(config, clf.model_key(config)).write_bytes(b"not a model")
+    assert clf.trained_for(config).classify("电梯坏了").service_code == "property_repair"
+
+
+def test_features_are_the_tfidf_rows_scikit_learn_would_build(config: Config) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from handlers.classifier import Features, Featuriser
+
+    texts = ["3号楼门口井盖松了", "电梯三天两头坏，坏了坏了", "助老食堂几点开饭", "楼道灯不亮"]
+    f = Featuriser(config.lexicon.terms)
+    ours = Features(f, None).fit(texts).matrix(texts).toarray()
+    ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True).fit_transform(
+        [f(t) for t in texts]
+    )
+    assert ours == pytest.approx(ref.toarray())

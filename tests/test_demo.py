@@ -40,4 +40,4 @@ def test_demo_runs_the_whole_scenario(tmp_path) -> None:
     assert "已合并到工单 #1" in merge
     assert "共2个群" in notice and notice.count("【社区通知】明天9点到12点停水") >= 3 and "已送达2" in notice
     assert closed.count("已处理完毕") == 2 and "重新打开" not in closed
-    assert "#1 3号楼门口井盖松了：已处理完毕" in mine
+    assert "#1 3号楼门口 井盖松了：已处理完毕" in mine

@@ -153,7 +153,7 @@ async def test_duplicates_merge_and_everyone_is_told(
         ("幸福里3号楼", ("u_zhang", "u_wang")),
         ("幸福里5号楼", ("u_li",)),
     }
-    assert closed[0].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕")
+    assert closed[0].text.startswith("工单 #1（3号楼门口 井盖松了）已处理完毕")  # place, then problem
     assert "138****5678" in closed[0].text and "13812345678" not in closed[0].text
     await desk_of(tapp).poll_once()  # polling again tells nobody twice
     await settle(tapp)
@@ -218,7 +218,7 @@ async def test_signed_webhook_tells_the_group(
         )
         assert ok.status_code == 200 and ok.json()["changed"] is True
     await tapp.sender.drain()
-    assert channel.sent[-1].text.startswith("工单 #1（3号楼门口井盖松了）已处理完毕（已修好")
+    assert channel.sent[-1].text.startswith("工单 #1（3号楼门口 井盖松了）已处理完毕（已修好")
 
 
 async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: RecordingChannel, say: Say) -> None:
@@ -227,13 +227,13 @@ async def test_status_lookup_and_my_tickets(tapp: App, backend, channel: Recordi
     backend[0].update_status(1, "open", "已派人查看", "街道城管科")
     await say_all(tapp, say("查询工单 #1", mention=True))
     assert (
-        "工单 #1（3号楼门口井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看"
+        "工单 #1（3号楼门口 井盖松了）：处理中，负责单位：街道城管科，说明：已派人查看"
         in channel.sent[-1].text
     )
     await say_all(tapp, say("查询工单 #99", mention=True))
     assert "没有找到工单 #99" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True))
-    assert "#1 3号楼门口井盖松了：处理中" in channel.sent[-1].text
+    assert "#1 3号楼门口 井盖松了：处理中" in channel.sent[-1].text
     await say_all(tapp, say("我的工单", mention=True, sender="u_new"))
     assert "您还没有反映过问题" in channel.sent[-1].text
 
@@ -246,9 +246,9 @@ async def test_my_tickets_is_answered_without_a_mention(
     await settle(tapp)
     (outcome,) = await say_all(tapp, say("我的工单"))
     assert outcome.status == "handled" and outcome.handler == "status"
-    assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口井盖松了：处理中")
+    assert channel.sent[-1].text.startswith("您反映过的工单（最近1个）：\n#1 3号楼门口 井盖松了：处理中")
     (outcome,) = await say_all(tapp, say("查询工单 #1", sender="u_other"))
-    assert outcome.handler == "status" and "工单 #1（3号楼门口井盖松了）：处理中" in channel.sent[-1].text
+    assert outcome.handler == "status" and "工单 #1（3号楼门口 井盖松了）：处理中" in channel.sent[-1].text
     with tapp.store.session() as s:
         rows = s.scalars(
             select(InboundMessage).where(InboundMessage.text.in_(["我的工单", "查询工单 #1"]))
@@ -390,3 +390,23 @@ async def test_a_report_cut_off_by_a_crash_is_recovered(
     assert len(channel.sent) == 1
     with tapp.store.session() as s:
         assert s.scalar(select(func.count()).select_from(TicketReport)) == 1
+
+
+async def test_a_problem_given_in_answer_to_where_decides_the_ticket(
+    tapp: App, backend, channel: RecordingChannel, say: Say
+) -> None:
+    """ "我想反映一下我们楼的情况", the bot asks where, "楼道灯不亮": the joined words are classified again, so the
+    chat files what `doorstep classify 楼道灯不亮` says (物业维修), titled by the problem, not by the preamble."""
+    await say_all(tapp, say("我想反映一下我们楼的情况"))
+    [ask] = channel.texts()
+    assert ask.startswith("请问具体位置在哪里？")
+    await say_all(tapp, say("楼道灯不亮"))
+    await settle(tapp)
+    [req] = requests_in(backend[0])
+    assert tapp.services.classifier.classify("楼道灯不亮").service_code == "property_repair"
+    assert req.service_code == "property_repair"
+    with tapp.store.session() as s:
+        t = s.get(Ticket, 1)
+        assert t is not None and t.title == "楼道 灯不亮"
+        assert "楼道灯不亮" in t.description
+    assert "【物业维修】" in channel.sent[-1].text

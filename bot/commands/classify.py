@@ -40,7 +40,13 @@ def _answer(model: IntentClassifier, text: str, as_json: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.message is not None and not args.message.strip():
+        raise UserError("the message is empty")
     config = load_config()
+    if args.retrain:
+        from bot.commands.train import retrain
+
+        retrain(config)
     model = load_classifier(config)
     if args.message is not None:
         if not args.message.strip():

@@ -255,6 +255,24 @@ class TicketReport(Base):
     )
 
 
+class TicketCorrection(Base):
+    """A staff member's correction of a ticket's service or urgency: the ticket is re-routed, and the words of its
+    reports become a labelled training example of the community (`doorstep train` folds them in)."""
+
+    __tablename__ = "ticket_corrections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    community: Mapped[str] = mapped_column(String(64), default="", index=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    intent: Mapped[str] = mapped_column(String(16), default="complaint")
+    service_code: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16), default="normal")
+    old_service_code: Mapped[str] = mapped_column(String(64), default="")
+    old_urgency: Mapped[str] = mapped_column(String(16), default="normal")
+    staff_id: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+
+
 class TicketMedia(Base):
     """A photo that joined a report; sent with the ticket and served by the backend as media_url."""
 

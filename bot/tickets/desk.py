@@ -38,7 +38,7 @@ from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
 from bot.tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from bot.tickets.notify import Notifier, owe
 from bot.tickets.outbox import Outbox
-from handlers.extract import clean_description, place_key, short_title
+from handlers.extract import clean_description, place_key, ticket_title
 from handlers.intent import Classification
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ class ReportDesk:
                     not_before=hold_until,
                 )
                 return Filed(r.id, match.id, True)
-            title = short_title(r.description or "居民反映的问题")
+            title = ticket_title(r.description or "居民反映的问题", r.place)
             t = Ticket(
                 service_code=svc.service_code,
                 service_name=svc.service_name,

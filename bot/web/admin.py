@@ -12,7 +12,7 @@ import hmac
 import logging
 from datetime import datetime
 from pathlib import Path as FilePath
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Security, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -855,6 +855,14 @@ class TicketDetail(TicketOut):
     report_list: list[TicketReportOut]
 
 
+class CorrectionIn(BaseModel):
+    service_code: str | None = Field(
+        default=None, max_length=64, description="a service code or its Chinese name"
+    )
+    urgency: Literal["normal", "urgent"] | None = None
+    staff: str = Field(default="", max_length=128, description="who corrects (a staff id), for the record")
+
+
 def _ticket_routes(router: APIRouter, app: App) -> None:
     from bot.store.models import Ticket, TicketReport
 
@@ -931,6 +939,34 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
             if state:
                 q = q.where(TicketReport.state == state)
             return [report_out(r) for r in s.scalars(q)]
+
+    @router.post(
+        "/tickets/{ticket_id}/correction",
+        response_model=TicketOut,
+        tags=["tickets"],
+        responses={404: {"model": Problem, "description": "no such ticket"}, 422: {"model": Problem}},
+        summary="Correct a ticket's service and/or urgency; kept as a training example (see `doorstep train`)",
+    )
+    def correct_ticket(ticket_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: CorrectionIn) -> TicketOut:
+        from bot.tickets.corrections import CorrectionError, correct
+
+        try:
+            correct(
+                app.store,
+                app.config,
+                app.clock,
+                ticket_id,
+                service_code=body.service_code,
+                urgency=body.urgency,
+                staff_id=body.staff,
+            )
+        except CorrectionError as e:
+            raise HTTPException(404 if "没有找到" in str(e) else 422, str(e)) from None
+        with app.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            assert t is not None
+            rs = list(s.scalars(select(TicketReport).where(TicketReport.ticket_id == t.id)))
+            return TicketOut.model_validate(ticket_out(t, rs))
 
     @router.get(
         "/tickets/{ticket_id}",
