@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from bot.config import StaffMember
 from bot.groups import resolve_group
@@ -19,6 +20,11 @@ from knowledge.gaps import mark_forwarded, record_gap
 log = logging.getLogger(__name__)
 
 OFFER_MINUTES = 10
+# Answering runs off the event loop on its own bounded pool: up to ASK_WORKERS questions are answered at once
+# (their question embeddings are batched into one model call, knowledge.embeddings.QueryBatcher); more wait
+# for a worker. The default executor (cpu + 4 threads) would make the 7th of 20 residents queue.
+ASK_WORKERS = 24
+_ASK_POOL = ThreadPoolExecutor(max_workers=ASK_WORKERS, thread_name_prefix="doorstep-ask")
 UNAVAILABLE = "抱歉，政策和服务资料暂时查不了，请稍后再问，或直接联系网格员。"
 # The channel renders the Reply's mentions (staff, then the asker) as "@name" before the text, as WeChat does,
 # so the text names nobody with "@": it reads on after that prefix.
@@ -99,7 +105,8 @@ class AskHandler(Handler):
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)
         community = group.community if group else ""
-        answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community or None)
         if answer.found:
             ctx.extra["answered"] = True
             return [ctx.reply(answer.answer, kind="answer")]

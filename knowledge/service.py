@@ -11,19 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config
-from knowledge.decide import DEFAULT_DECISION, Decision, features
+from knowledge.decide import DEFAULT_DECISION, Decision, features, type_missing
 from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
 from knowledge.extractive import extract_passage, source_line
 from knowledge.faq import FAQItem, FAQMatcher
 from knowledge.index import Hit, HybridIndex
 from knowledge.ingest import FileResult, IngestReport, ingest
 from knowledge.llm import LLMWriter
+from knowledge.rerank import HOW, passage_types, question_types
 from knowledge.terms import DEFAULT_TERMS
 from knowledge.text import Lexicon
 from knowledge.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
+COMPANION_GAP = 0.02  # a second passage joins the answer only when its cosine is this close to the best one's
 NOT_FOUND = "抱歉，这个问题我在社区的政策和服务资料里没有找到答案。需要的话请回复“转人工”，我请网格员或社区工作人员来解答。"
 EMPTY_QUESTION = "请把您的问题说得具体一点，比如“助老食堂几点开饭”。"
 
@@ -115,7 +117,10 @@ class KnowledgeService:
             return (
                 top.bm25_rank is not None and top.bm25_rank < th.agreed_rank and top.dense >= th.dense_agreed
             )
-        return self.decision.found(features(question, hits, self.index.lexicon, self.index.vocabulary()))
+        ix = self.index
+        if type_missing(question, hits[0].chunk):
+            return False
+        return self.decision.found(features(question, hits, ix.lexicon, ix.vocabulary(), ix.background()))
 
     def _compose(self, question: str, hits: Sequence[Hit]) -> tuple[str, str, list[int]]:
         if self.llm is not None:
@@ -125,7 +130,30 @@ class KnowledgeService:
                 lines = "\n".join(dict.fromkeys(source_line(hits[i].chunk) for i in cited))
                 return f"{text}\n{lines}", "llm", cited
         best = hits[0].chunk
-        return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
+        where = self._where_to_go(question, hits)
+        if where is None:
+            return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
+        other = hits[where].chunk
+        text = (
+            f"{extract_passage(question, best)}\n{extract_passage(question, other)}\n"
+            f"{source_line(best)}\n{source_line(other)}"
+        )
+        return text, "extractive", [0, where]
+
+    def _where_to_go(self, question: str, hits: Sequence[Hit]) -> int | None:
+        """For a how/where question answered by a rule (an article), the service entry or guide section among
+        the next candidates that says where to go, when it is about as close to the question as the rule:
+        the two passages together answer (the rule, then the place), each with its own citation."""
+        if not question_types(question) & HOW or hits[0].chunk.kind != "article":
+            return None
+        for i, h in enumerate(hits[1:3], 1):
+            if (
+                h.chunk.kind in ("entry", "section")
+                and "place" in passage_types(h.chunk.text, h.chunk.kind)
+                and h.dense >= hits[0].dense - COMPANION_GAP
+            ):
+                return i
+        return None
 
     def warm_up(self) -> None:
         """Load what the first question would otherwise wait for (jieba, BM25, FAQ vectors, the model)."""
