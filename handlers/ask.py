@@ -16,6 +16,7 @@ from bot.groups import resolve_group
 from bot.message import Reply
 from handlers.base import Context, Handler, intent_is, register
 from knowledge.gaps import mark_forwarded, record_gap
+from knowledge.types import Answer, Answerer
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,13 @@ def declines(text: str) -> bool:
     return _norm(text) in _DECLINE
 
 
+async def answer_off_loop(knowledge: Answerer, question: str, community: str | None) -> Answer:
+    """The answer, computed on the bounded answer pool so the event loop (and the other residents) never wait
+    for the model."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community)
+
+
 def staff_for(staff: list[StaffMember], community: str, grid: str) -> list[StaffMember]:
     """Who answers for a group: its grid's 网格员, else the community's 社区工作者 and 管理员, else any 管理员."""
     if community:
@@ -105,8 +113,7 @@ class AskHandler(Handler):
         msg = ctx.message
         group = None if msg.private else resolve_group(self.services, msg.group)
         community = group.community if group else ""
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community or None)
+        answer = await answer_off_loop(knowledge, question, community or None)
         if answer.found:
             ctx.extra["answered"] = True
             return [ctx.reply(answer.answer, kind="answer")]

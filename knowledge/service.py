@@ -130,7 +130,7 @@ class KnowledgeService:
                 lines = "\n".join(dict.fromkeys(source_line(hits[i].chunk) for i in cited))
                 return f"{text}\n{lines}", "llm", cited
         best = hits[0].chunk
-        where = self._where_to_go(question, hits)
+        where = where_to_go(question, hits)
         if where is None:
             return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
         other = hits[where].chunk
@@ -139,21 +139,6 @@ class KnowledgeService:
             f"{source_line(best)}\n{source_line(other)}"
         )
         return text, "extractive", [0, where]
-
-    def _where_to_go(self, question: str, hits: Sequence[Hit]) -> int | None:
-        """For a how/where question answered by a rule (an article), the service entry or guide section among
-        the next candidates that says where to go, when it is about as close to the question as the rule:
-        the two passages together answer (the rule, then the place), each with its own citation."""
-        if not question_types(question) & HOW or hits[0].chunk.kind != "article":
-            return None
-        for i, h in enumerate(hits[1:3], 1):
-            if (
-                h.chunk.kind in ("entry", "section")
-                and "place" in passage_types(h.chunk.text, h.chunk.kind)
-                and h.dense >= hits[0].dense - COMPANION_GAP
-            ):
-                return i
-        return None
 
     def warm_up(self) -> None:
         """Load what the first question would otherwise wait for (jieba, BM25, FAQ vectors, the model)."""
@@ -229,6 +214,22 @@ class KnowledgeService:
 
     def close(self) -> None:
         self.index.close()
+
+
+def where_to_go(question: str, hits: Sequence[Hit]) -> int | None:
+    """For a how/where question answered by a rule (an article), the service entry or guide section among
+    the next candidates that says where to go, when it is about as close to the question as the rule:
+    the two passages together answer (the rule, then the place), each with its own citation."""
+    if not question_types(question) & HOW or hits[0].chunk.kind != "article":
+        return None
+    for i, h in enumerate(hits[1:3], 1):
+        if (
+            h.chunk.kind in ("entry", "section")
+            and "place" in passage_types(h.chunk.text, h.chunk.kind)
+            and h.dense >= hits[0].dense - COMPANION_GAP
+        ):
+            return i
+    return None
 
 
 def faq_items(config: Config) -> list[FAQItem]:
