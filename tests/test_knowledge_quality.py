@@ -118,6 +118,19 @@ def test_the_subsistence_allowance_procedure_is_quoted_whole(kb: KnowledgeServic
         assert step in a.answer
 
 
+def test_where_to_apply_gets_the_rule_and_the_office_with_both_citations(kb: KnowledgeService) -> None:
+    a = kb.answer("低保去哪申请", "示例社区")
+    assert a.found
+    assert [(c.source, c.locator) for c in a.citations[:2]] == [
+        ("社会救助暂行办法.txt", "第十一条"),
+        ("示例社区服务目录.csv", "党群服务中心"),
+    ]
+    assert (
+        "来源：《社会救助暂行办法》第十一条" in a.answer
+        and "来源：《示例社区服务目录》党群服务中心" in a.answer
+    )
+
+
 # --- whole answers -------------------------------------------------------------------------------------------
 
 
