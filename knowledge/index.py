@@ -18,7 +18,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -76,8 +76,6 @@ class Hit:
     bm25: float  # BM25 score, 0 when no query term matched
     dense_rank: int | None = None
     bm25_rank: int | None = None
-    # each lexical view's score normalised by its best candidate (words, bigrams)
-    views: dict[str, float] = field(default_factory=dict)
     rerank: float = 0.0  # the reranker's score, when it ran
 
 
@@ -352,10 +350,6 @@ class HybridIndex:
             span = (hi - lo) or 1.0
             for cid, s in ranking:
                 fused[cid] = fused.get(cid, 0.0) + weight * (s - lo) / span
-        views: dict[str, dict[str, float]] = {}
-        for name, ranking in (("words", sparse), ("bigrams", chars)):
-            top = ranking[0][1] if ranking else 1.0
-            views[name] = {cid: s / top for cid, s in ranking}
         dense_of = {cid: (r, s) for r, (cid, s) in enumerate(dense)}
         bm25_of = {cid: (r, s) for r, (cid, s) in enumerate(sparse)}
         order = sorted(fused, key=lambda c: fused[c], reverse=True)[:n]
@@ -377,7 +371,6 @@ class HybridIndex:
                 bm25=bm25_of.get(c, (0, 0.0))[1],
                 dense_rank=dense_of[c][0] if c in dense_of and dense_of[c][0] < len(dense) else None,
                 bm25_rank=bm25_of[c][0] if c in bm25_of else None,
-                views={name: v.get(c, 0.0) for name, v in views.items()},
             )
             for c in order
             if c in chunks
