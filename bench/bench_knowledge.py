@@ -5,7 +5,8 @@
   file and contains the expected article or entry name);
 - ingest: the bundled sample into an empty index vs the model's own encoding rate on the same chunks, and the
   time to re-ingest it unchanged;
-- scale: ask latency p50/p95 (warm, no LLM), index size and peak memory at 1k, 10k (and 100k) chunks of synthetic
+- scale: ask latency p50/p95 (warm, no LLM) with the reranker on and off, beside LangChain Chroma dense-only,
+  and (at the first size) a burst of 20 questions asked at once against one at a time; index size and peak memory at 1k, 10k (and 100k) chunks of synthetic
   Chinese. Embedding that many article-sized chunks would take hours on 2 cores, so stored chunks carry
   synthetic vectors (real sample vectors plus noise) while questions are embedded by the real model. Each size
   runs in its own process so peak memory is its own.
@@ -225,7 +226,46 @@ def synthetic_corpus(directory: Path, n_chunks: int, per_file: int = 200, seed: 
         (directory / f"合成条例{f // per_file:05d}.txt").write_text("\n".join(lines), encoding="utf-8")
 
 
-def scale_point(n_chunks: int, n_queries: int, out: Any) -> None:
+def burst(service: Any, questions: list[str], n: int = 20, rounds: int = 3) -> dict[str, Any]:
+    """20 residents asking at the same moment (threads released together, as the ask handler's pool runs
+    them) against one question at a time, in the same process: latency from the release to each answer."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    single = []
+    for i, q in enumerate(questions[:n]):
+        t = time.perf_counter()
+        service.answer(f"{q}（单独{i}）")
+        single.append((time.perf_counter() - t) * 1000)
+    together: list[float] = []
+    calls_before = len(service.index.embeddings.batcher.calls)
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        for r in range(rounds):
+            gate = threading.Barrier(n + 1)
+            start: list[float] = []
+
+            def one(q: str, gate: threading.Barrier = gate, start: list[float] = start) -> float:
+                gate.wait()
+                service.answer(q)
+                return (time.perf_counter() - start[0]) * 1000
+
+            futures = [pool.submit(one, f"{q}（同时{r}）") for q in questions[:n]]
+            start.append(time.perf_counter())
+            gate.wait()
+            together += [f.result() for f in futures]
+    calls = service.index.embeddings.batcher.calls[calls_before:]
+    return {
+        "questions": n,
+        "single_p50_ms": _pct(single, 50),
+        "single_p95_ms": _pct(single, 95),
+        "burst_p50_ms": _pct(together, 50),
+        "burst_p95_ms": _pct(together, 95),
+        "burst_p95_over_single_p95": round(_pct(together, 95) / max(1e-9, _pct(single, 95)), 2),
+        "model_calls_per_burst": round(len(calls) / rounds, 1),
+    }
+
+
+def scale_point(n_chunks: int, n_queries: int, out: Any, with_burst: bool = False) -> None:
     """One index size, in its own process: build, query, measure; the result goes to `out` (a queue)."""
     from langchain_chroma import Chroma
 
@@ -252,6 +292,7 @@ def scale_point(n_chunks: int, n_queries: int, out: Any) -> None:
         config = _config()
         emb = CachedEmbeddings(enc, EmbeddingCache(work / "index" / "embeddings.sqlite"))
         index = HybridIndex(work / "index", emb, Lexicon({**DEFAULT_TERMS, **config.lexicon.terms}))
+        reranker = index.reranker
         t0 = time.perf_counter()
         report = ingest(index, [work / "docs"])
         build_s = time.perf_counter() - t0
@@ -259,11 +300,16 @@ def scale_point(n_chunks: int, n_queries: int, out: Any) -> None:
         questions = [i.question for i in load_qa(DEV_SET)][:n_queries]
         service.warm_up()
         lat = [service.answer(q + "？").latency_ms for q in questions]  # "？": not the query LRU's copy
+        # the same service without the reranking stage, in the same process ("?": again not the LRU's copy)
+        index.reranker = None
+        fused_lat = [service.answer(q + "?").latency_ms for q in questions]
+        index.reranker = reranker
+        burst_row = burst(service, questions) if with_burst else None
 
         # the baseline: the same chunks in a LangChain Chroma store, dense only
         base = Chroma(
-            client=chroma_client(work / "baseline"),
-            collection_name="baseline",  # type: ignore[arg-type]
+            client=chroma_client(work / "baseline"),  # type: ignore[arg-type]
+            collection_name="baseline",
             embedding_function=CachedEmbeddings(enc),
         )
         ids, texts = [], []
@@ -292,6 +338,9 @@ def scale_point(n_chunks: int, n_queries: int, out: Any) -> None:
                 "pipeline_chunks_per_s": round(sum(f.chunks for f in report.files) / build_s, 1),
                 "ask_p50_ms": _pct(lat, 50),
                 "ask_p95_ms": _pct(lat, 95),
+                "rerank_off_p50_ms": _pct(fused_lat, 50),
+                "rerank_off_p95_ms": _pct(fused_lat, 95),
+                "burst": burst_row,
                 "baseline_p50_ms": _pct(base_lat, 50),
                 "baseline_p95_ms": _pct(base_lat, 95),
                 "index_mb": round(size / 1048576, 1),
@@ -311,7 +360,7 @@ def scale(sizes: list[int], n_queries: int) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         q = ctx.Queue()
-        p = ctx.Process(target=scale_point, args=(n, n_queries, q))
+        p = ctx.Process(target=scale_point, args=(n, n_queries, q, n == sizes[0]))
         p.start()
         row = q.get()
         p.join()
@@ -375,6 +424,10 @@ def run(quick: bool) -> dict[str, Any]:
         "model share of ingest time": result["ingest"]["model_share_of_ingest_time"],
         "re-ingest unchanged s": result["ingest"]["reingest_unchanged_seconds"],
         "ask p95 ms @10k": ten_k["ask_p95_ms"] if ten_k else None,
+        "ask p95 ms @10k, reranker off": ten_k["rerank_off_p95_ms"] if ten_k else None,
+        "burst of 20: p95 / single p95": next(
+            (r["burst"]["burst_p95_over_single_p95"] for r in rows if r.get("burst")), None
+        ),
     }
     result["table"] = [
         {
@@ -383,6 +436,8 @@ def run(quick: bool) -> dict[str, Any]:
                 "chunks",
                 "ask_p50_ms",
                 "ask_p95_ms",
+                "rerank_off_p50_ms",
+                "rerank_off_p95_ms",
                 "baseline_p50_ms",
                 "baseline_p95_ms",
                 "index_mb",

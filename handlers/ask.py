@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from bot.config import StaffMember
 from bot.groups import resolve_group
@@ -16,11 +17,16 @@ from bot.message import Reply
 from bot.pii import mask_pii
 from handlers.base import Context, Handler, intent_is, register
 from knowledge.gaps import mark_forwarded, record_gap
-from knowledge.types import IndexUnavailable
+from knowledge.types import Answer, Answerer, IndexUnavailable
 
 log = logging.getLogger(__name__)
 
 OFFER_MINUTES = 10
+# Answering runs off the event loop on its own bounded pool: up to ASK_WORKERS questions are answered at once
+# (their question embeddings are batched into one model call, knowledge.embeddings.QueryBatcher); more wait
+# for a worker. The default executor (cpu + 4 threads) would make the 7th of 20 residents queue.
+ASK_WORKERS = 24
+_ASK_POOL = ThreadPoolExecutor(max_workers=ASK_WORKERS, thread_name_prefix="doorstep-ask")
 UNAVAILABLE = "抱歉，政策和服务资料暂时查不了，请稍后再问，或直接联系网格员。"
 # The channel renders the Reply's mentions (staff, then the asker) as "@name" before the text, as WeChat does,
 # so the text names nobody with "@": it reads on after that prefix.
@@ -73,6 +79,13 @@ def declines(text: str) -> bool:
     return _norm(text) in _DECLINE
 
 
+async def answer_off_loop(knowledge: Answerer, question: str, community: str | None) -> Answer:
+    """The answer, computed on the bounded answer pool so the event loop (and the other residents) never wait
+    for the model."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community)
+
+
 def staff_for(staff: list[StaffMember], community: str, grid: str) -> list[StaffMember]:
     """Who answers for a group: its grid's 网格员, else the community's 社区工作者 and 管理员, else any 管理员."""
     if community:
@@ -105,7 +118,7 @@ class AskHandler(Handler):
         group = None if msg.private else resolve_group(self.services, msg.group)
         community = group.community if group else ""
         try:
-            answer = await asyncio.to_thread(knowledge.answer, question, community or None)
+            answer = await answer_off_loop(knowledge, question, community or None)
         except IndexUnavailable as e:  # logged by the index; the next question reopens it
             log.warning("question not answered, the index is unavailable: %s", e)
             return [ctx.reply(UNAVAILABLE, kind="error")]

@@ -1,12 +1,19 @@
-"""Fit the found/not-found decision (knowledge.decide) on a question set and report cross-validated figures.
+"""Fit the reranker and the found/not-found decision on the dev set, with cross-validated figures.
 
-    python -m knowledge.calibrate tests/data/knowledge_dev.jsonl [--index DIR] [--repeats 20]
+    python -m knowledge.calibrate rerank   tests/data/knowledge_dev.jsonl [--index DIR]
+    python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl [--index DIR] [--repeats 10]
 
-For every question: the features of its best passage (as `KnowledgeService.answer` sees them) and whether the
-question is answerable. A logistic regression (scikit-learn, standardised features, balanced class weights)
-is cross-validated (stratified 5-fold, repeated; and leave-one-out) for the share of answerable questions
-answered and of unanswerable ones refused, for each feature subset; then fitted
-on all questions and printed as the `DEFAULT_DECISION` constant. Questions the FAQ answers are left out.
+`rerank`: for every answerable question, the fused candidates (`knowledge.rerank.CANDIDATES`) with the
+reranker's features; hit@1/hit@5/MRR on a grid of the answer-type and guide weights against the fused order.
+
+`decision`: for every question, the features of its best passage after reranking (as
+`KnowledgeService.answer` sees them) and whether the question is answerable. A logistic regression
+(scikit-learn, standardised features, balanced class weights) is cross-validated (stratified 5-fold, repeated;
+and leave-one-out) for the share of answerable questions answered and of unanswerable ones refused, for each
+feature subset; then fitted on all questions and printed as the `DEFAULT_DECISION` constant. The decision's
+features are relative to the index they are computed on (the cosine's lift over the index's own background,
+coverage shares, answer types), so the fit carries to other documents; the untouched set checks that it does.
+Questions the FAQ answers are left out. Only ever run this on the dev set: the untouched set is for reporting.
 """
 
 from __future__ import annotations
@@ -14,19 +21,35 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from knowledge.decide import FEATURES, features
-from knowledge.evaluate import load_qa
+from knowledge.evaluate import QAItem, is_hit, load_qa
+from knowledge.types import Citation
+
+CANDIDATE_FEATURES = ("lift", "margin", "coverage", "focus", "type", "novelty")
 
 
-def collect(qa: Path, index: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _open(index: str | None) -> Any:
     from knowledge.cli import open_for_command
 
+    return open_for_command(index, ingest_sample_if_empty=True)[1]
+
+
+def _cite(h: Any) -> Citation:
+    return Citation(h.chunk.source, h.chunk.title, h.chunk.locator, "", 0.0)
+
+
+# --- decision ------------------------------------------------------------------------------------------------
+
+
+def collect(qa: Path, index: str | None) -> tuple[list[str], list[dict[str, float]], np.ndarray]:
+    from knowledge.decide import features
+
     items = load_qa(qa)
-    _, service = open_for_command(index, ingest_sample_if_empty=True)
-    qs, xs, ys = [], [], []
+    service = _open(index)
+    qs, fs, ys = [], [], []
     try:
         for it in items:
             if service.faq.match(it.question, it.community) is not None:
@@ -34,13 +57,13 @@ def collect(qa: Path, index: str | None) -> tuple[list[str], np.ndarray, np.ndar
             hits = service.retrieve(it.question, it.community, k=5)
             if not hits:
                 continue
-            f = features(it.question, hits, service.index.lexicon, service.index.vocabulary())
+            ix = service.index
+            fs.append(features(it.question, hits, ix.lexicon, ix.vocabulary(), ix.background()))
             qs.append(it.question)
-            xs.append([f[n] for n in FEATURES])
             ys.append(int(it.answerable))
     finally:
         service.close()
-    return qs, np.asarray(xs, dtype=float), np.asarray(ys, dtype=int)
+    return qs, fs, np.asarray(ys, dtype=int)
 
 
 def model(c: float = 1.0):  # type: ignore[no-untyped-def]
@@ -56,18 +79,15 @@ def rates(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(pred[y == 1].mean()), float(1 - pred[y == 0].mean())
 
 
-def cross_validated(
-    x: np.ndarray, y: np.ndarray, cols: list[int], repeats: int, c: float = 1.0
-) -> dict[str, float]:
+def cross_validated(x: np.ndarray, y: np.ndarray, repeats: int, c: float = 1.0) -> dict[str, float]:
     from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold, cross_val_predict
 
-    xs = x[:, cols]
     answered, refused = [], []
-    for train, test in RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(xs, y):
-        pred = model(c).fit(xs[train], y[train]).predict(xs[test])
+    for train, test in RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(x, y):
+        pred = model(c).fit(x[train], y[train]).predict(x[test])
         answered.append(pred[y[test] == 1].sum())
         refused.append((pred[y[test] == 0] == 0).sum())
-    loo = cross_val_predict(model(c), xs, y, cv=LeaveOneOut())
+    loo = cross_val_predict(model(c), x, y, cv=LeaveOneOut(), n_jobs=1)
     a_loo, r_loo = rates(y, loo)
     n1, n0 = int((y == 1).sum()), int((y == 0).sum())
     return {
@@ -78,26 +98,28 @@ def cross_validated(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m knowledge.calibrate")
-    ap.add_argument("qa", type=Path)
-    ap.add_argument("--index", default=None)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--show", action="store_true", help="print every question's features and probability")
-    args = ap.parse_args(argv)
-    qs, x, y = collect(args.qa, args.index)
+def fit_decision(args: argparse.Namespace) -> int:
+    from knowledge.decide import FEATURES
+
+    qs, fs, y = collect(args.qa, args.index)
     print(f"{len(y)} questions: {int(y.sum())} answerable, {int((1 - y).sum())} unanswerable")
-    for n in range(1, len(FEATURES) + 1):
-        for cols in itertools.combinations(range(len(FEATURES)), n):
-            cv = cross_validated(x, y, list(cols), args.repeats)
-            name = "+".join(FEATURES[i] for i in cols)
+    names = list(CANDIDATE_FEATURES)
+    x_all = np.asarray([[f[n] for n in names] for f in fs], dtype=float)
+    for n in range(1, min(3, len(names)) + 1):
+        for cols in itertools.combinations(range(len(names)), n):
+            cv = cross_validated(x_all[:, list(cols)], y, args.repeats)
+            name = "+".join(names[i] for i in cols)
             print(
-                f"{name:40s} 5-fold x{args.repeats}: answered {cv['answered_5fold']:.3f} refused {cv['refused_5fold']:.3f}"
-                f" | LOO: answered {cv['answered_loo']:.3f} refused {cv['refused_loo']:.3f}"
+                f"{name:36s} 5-fold x{args.repeats}: answered {cv['answered_5fold']:.3f} "
+                f"refused {cv['refused_5fold']:.3f} | LOO: answered {cv['answered_loo']:.3f} "
+                f"refused {cv['refused_loo']:.3f}"
             )
+    x = np.asarray([[f[n] for n in FEATURES] for f in fs], dtype=float)
+    cv = cross_validated(x, y, args.repeats)
+    print(f"\nused ({'+'.join(FEATURES)}): {cv}")
     final = model().fit(x, y)
     scaler, lr = final[0], final[1]
-    print("\nfitted on all questions:")
+    print("fitted on all questions:")
     print("DEFAULT_DECISION = Decision(")
     print(f"    mean=({', '.join(f'{v:.6f}' for v in scaler.mean_)}),")
     print(f"    scale=({', '.join(f'{v:.6f}' for v in scaler.scale_)}),")
@@ -109,6 +131,71 @@ def main(argv: list[str] | None = None) -> int:
         for q, row, yy, pp in sorted(zip(qs, x, y, p, strict=True), key=lambda t: t[3]):
             print(f"{pp:.3f} {'A' if yy else 'U'} " + " ".join(f"{v:.3f}" for v in row) + f"  {q}")
     return 0
+
+
+# --- reranker ------------------------------------------------------------------------------------------------
+
+
+def rerank_data(items: list[QAItem], service: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (question, candidate): the reranker's features, whether it is a hit, and the question's index."""
+    from knowledge.rerank import CANDIDATES, DEFAULT_RERANKER, FEATURES
+
+    xs, ys, gs = [], [], []
+    for qi, it in enumerate(items):
+        if not it.answerable:
+            continue
+        hits = service.index.candidates(it.question, it.community, CANDIDATES)
+        for h, f in zip(hits, DEFAULT_RERANKER.features(it.question, hits), strict=True):
+            xs.append([f[n] for n in FEATURES])
+            ys.append(int(is_hit(it, _cite(h))))
+            gs.append(qi)
+    return np.asarray(xs), np.asarray(ys), np.asarray(gs)
+
+
+def ranking(score: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[float, float, float]:
+    h1 = h5 = 0
+    rr = 0.0
+    groups = np.unique(g)
+    for q in groups:
+        m = g == q
+        order = np.argsort(-score[m], kind="stable")
+        hits = np.nonzero(y[m][order])[0]
+        if len(hits):
+            r = int(hits[0]) + 1
+            h1 += r == 1
+            h5 += r <= 5
+            rr += 1 / r
+    n = len(groups)
+    return h1 / n, h5 / n, rr / n
+
+
+def fit_rerank(args: argparse.Namespace) -> int:
+    """A grid over the answer-type and guide weights (the fused score keeps weight 1): hit@1/hit@5/MRR of
+    each cell on the dev set, to pick a weight from the region where they cost nothing."""
+    service = _open(args.index)
+    try:
+        x, y, g = rerank_data(load_qa(args.qa), service)
+    finally:
+        service.close()
+    print(f"{len(np.unique(g))} answerable questions, {len(y)} candidates, {int(y.sum())} right ones")
+    h1, h5, mrr = ranking(x[:, 0], y, g)
+    print(f"fused order (first stage): hit@1 {h1:.3f} hit@5 {h5:.3f} MRR {mrr:.3f}")
+    for wt in (0.0, 0.05, 0.1, 0.2, 0.3):
+        for wg in (0.0, 0.05, 0.1, 0.2):
+            score = x[:, 0] + wt * x[:, 1] + wg * x[:, 2]
+            print(f"type {wt:.2f} guide {wg:.2f}: hit@1 %.3f hit@5 %.3f MRR %.3f" % ranking(score, y, g))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m knowledge.calibrate")
+    ap.add_argument("what", choices=("decision", "rerank"))
+    ap.add_argument("qa", type=Path)
+    ap.add_argument("--index", default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--show", action="store_true", help="print every question's features and probability")
+    args = ap.parse_args(argv)
+    return fit_decision(args) if args.what == "decision" else fit_rerank(args)
 
 
 if __name__ == "__main__":

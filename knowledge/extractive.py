@@ -57,39 +57,98 @@ def _weight(tokens: set[str], text: str) -> float:
     return sum(len(t) for t in tokens if t in text)
 
 
+WHOLE_CHARS = 400  # an article or section up to this long is quoted whole
+ITEM = re.compile(r"^\s*[（(][一二三四五六七八九十]+[）)]")
+OMITTED = "……"
+
+
 def extract_passage(question: str, chunk: Chunk, max_chars: int = MAX_CHARS) -> str:
+    """What the answer quotes from a passage: a catalog entry's fields the question asks about; an article or
+    section whole when it fits a phone screen (WHOLE_CHARS); otherwise its paragraphs that match the question,
+    every list of steps whole, and "……" wherever something was left out, so that no step of a procedure
+    silently disappears."""
     if chunk.kind == "entry":
         return _entry(question, chunk)
     body = _ARTICLE_HEAD.sub("", chunk.text.strip()) if chunk.kind == "article" else chunk.text.strip()
-    body = re.sub(r"\s*\n\s*", "", body) if len(body) <= max_chars else body
-    if len(body) <= max_chars:
-        return body
+    paras = [p.strip() for p in body.splitlines() if p.strip()]
+    if sum(len(p) for p in paras) <= WHOLE_CHARS:
+        return ("\n" if any(ITEM.match(p) for p in paras) else "").join(paras)
     qtok = set(tokenize(question))
-    sents = sentences(body)
-    scored = sorted(range(len(sents)), key=lambda i: (_weight(qtok, sents[i]), -i), reverse=True)
+    chosen = _choose(paras, qtok, max_chars)
+    pieces: list[str] = []
+    last = -1
+    for i in sorted(chosen):
+        if i != last + 1:
+            pieces.append(OMITTED)
+        pieces.append(_shorten(paras[i], qtok, max_chars) if len(chosen) == 1 else paras[i])
+        last = i
+    if last != len(paras) - 1:
+        pieces.append(OMITTED)
+    text = ("\n" if any(ITEM.match(paras[i]) for i in chosen) else "").join(pieces)
+    return re.sub(f"(?:\n?{OMITTED})+", OMITTED, text)
+
+
+def _choose(paras: list[str], qtok: set[str], max_chars: int) -> set[int]:
+    """The paragraphs to quote: the best matching first; a list item brings its lead-in and all its sibling
+    items (a procedure is quoted with every step)."""
+    order = sorted(range(len(paras)), key=lambda i: (_weight(qtok, paras[i]), -i), reverse=True)
+    chosen: set[int] = set()
+    used = 0
+    for i in order:
+        if chosen and (used + len(paras[i]) > max_chars or _weight(qtok, paras[i]) == 0):
+            continue
+        group = _list_of(paras, i)
+        chosen |= group
+        used = sum(len(paras[j]) for j in chosen)
+        if used >= max_chars * 0.6:
+            break
+    return chosen
+
+
+def _list_of(paras: list[str], i: int) -> set[int]:
+    """Paragraph i, or, when it is a list item or the sentence that introduces a list, the lead-in and every
+    item of that list."""
+    is_item = bool(ITEM.match(paras[i]))
+    is_lead = paras[i].endswith(("：", ":")) and i + 1 < len(paras) and bool(ITEM.match(paras[i + 1]))
+    if not (is_item or is_lead):
+        return {i}
+    start = i if is_lead else i
+    while start > 0 and ITEM.match(paras[start]):
+        start -= 1
+    lead = start if paras[start].endswith(("：", ":")) else None
+    first = (lead + 1) if lead is not None else start + (0 if ITEM.match(paras[start]) else 1)
+    end = first
+    while end < len(paras) and ITEM.match(paras[end]):
+        end += 1
+    group = set(range(first, end))
+    if lead is not None:
+        group.add(lead)
+    return group or {i}
+
+
+def _shorten(para: str, qtok: set[str], max_chars: int) -> str:
+    """One long paragraph cut to its best sentences, each gap marked."""
+    if len(para) <= max_chars + 60:
+        return para
+    sents = sentences(para)
+    order = sorted(range(len(sents)), key=lambda i: (_weight(qtok, sents[i]), -i), reverse=True)
     chosen: list[int] = []
     used = 0
-    for i in scored:
-        if used and used + len(sents[i]) > max_chars:
+    for i in order:
+        if chosen and used + len(sents[i]) > max_chars:
             continue
         chosen.append(i)
         used += len(sents[i])
-        # a list item needs the sentence that introduces the list
-        lead = next((j for j in range(i - 1, -1, -1) if sents[j].endswith(("：", ":"))), None)
-        if (
-            lead is not None
-            and lead not in chosen
-            and sents[i].startswith(("（", "("))
-            and used + len(sents[lead]) <= max_chars + 60
-        ):
-            chosen.append(lead)
-            used += len(sents[lead])
-        if used >= max_chars * 0.6:
-            break
-    text = "".join(sents[i] for i in sorted(chosen))
-    if len(text) > max_chars + 60:
-        text = text[: max_chars + 60].rstrip("，、；") + "……"
-    return text
+    out: list[str] = []
+    last = -1
+    for i in sorted(chosen):
+        if i != last + 1:
+            out.append(OMITTED)
+        out.append(sents[i])
+        last = i
+    if last != len(sents) - 1:
+        out.append(OMITTED)
+    return "".join(out)
 
 
 def _entry(question: str, chunk: Chunk) -> str:

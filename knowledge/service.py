@@ -4,6 +4,7 @@ configured) with its source, or an honest "not found". What the bot, the CLI and
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -12,19 +13,28 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config
-from knowledge.decide import DEFAULT_DECISION, Decision, features
+from knowledge.decide import DEFAULT_DECISION, Decision, content_words, features, type_missing
 from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
 from knowledge.extractive import extract_passage, source_line
 from knowledge.faq import FAQItem, FAQMatcher
-from knowledge.index import Hit, HybridIndex
+from knowledge.index import POOL, Hit, HybridIndex
 from knowledge.ingest import FileResult, IngestReport, ingest
 from knowledge.llm import LLMWriter
+from knowledge.rerank import CANDIDATES, HOW, QUESTION_TYPES, passage_types, question_types
 from knowledge.terms import DEFAULT_TERMS
 from knowledge.text import Lexicon
 from knowledge.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
+COMPANION_GAP = (
+    0.02  # a nearby second passage joins the answer when its cosine is this close to the best one's
+)
+# words that say how or where, not what about: they do not make an entry "about the question's topic"
+GENERIC_WORDS = frozenset(
+    {"申请", "办理", "登记", "手续", "材料", "社区", "地方", "需要", "可以", "部门", "窗口"}
+    | {c for cues in QUESTION_TYPES.values() for c in cues}
+)
 NOT_FOUND = "抱歉，这个问题我在社区的政策和服务资料里没有找到答案。需要的话请回复“转人工”，我请网格员或社区工作人员来解答。"
 EMPTY_QUESTION = "请把您的问题说得具体一点，比如“助老食堂几点开饭”。"
 
@@ -40,6 +50,16 @@ class Threshold:
     dense_alone: float = 0.89  # accepted on dense similarity alone
     dense_agreed: float = 0.875  # accepted when BM25 also ranks the passage in its top `agreed_rank`
     agreed_rank: int = 3
+
+
+def _citation(h: Hit) -> Citation:
+    return Citation(
+        source=h.chunk.source,
+        title=h.chunk.title,
+        locator=h.chunk.locator,
+        text=h.chunk.text,
+        score=round(h.dense, 4),
+    )
 
 
 class KnowledgeService:
@@ -89,22 +109,15 @@ class KnowledgeService:
             )
             text = f"{it.answer}\n{cite.line()}"
             return Answer(q, True, text, [cite], (time.perf_counter() - t0) * 1000, via="faq")
-        hits = self.retrieve(q, community, k=5)
-        citations = [
-            Citation(
-                source=h.chunk.source,
-                title=h.chunk.title,
-                locator=h.chunk.locator,
-                text=h.chunk.text,
-                score=round(h.dense, 4),
-            )
-            for h in hits
-        ]
+        candidates = self.retrieve(q, community, k=CANDIDATES)  # ranked; the first 5 are cited
+        hits = candidates[:5]
+        citations = [_citation(h) for h in hits]
         if not hits or not self.answerable(q, hits):
             return Answer(q, False, NOT_FOUND, citations, (time.perf_counter() - t0) * 1000, via="none")
-        text, via, used = self._compose(q, hits)
-        if used:  # the passages an LLM answer cites lead the list
-            citations = [citations[i] for i in used] + [c for i, c in enumerate(citations) if i not in used]
+        text, via, used, pool = self._compose(q, candidates, community)
+        if used:  # the passages the answer uses (an LLM's citations, a rule and its place) lead the list
+            lead = [_citation(pool[i]) for i in used]
+            citations = (lead + [c for c in citations if c not in lead])[:5]
         return Answer(q, True, text, citations, (time.perf_counter() - t0) * 1000, via=via)
 
     def answerable(self, question: str, hits: Sequence[Hit]) -> bool:
@@ -117,17 +130,40 @@ class KnowledgeService:
             return (
                 top.bm25_rank is not None and top.bm25_rank < th.agreed_rank and top.dense >= th.dense_agreed
             )
-        return self.decision.found(features(question, hits, self.index.lexicon, self.index.vocabulary()))
+        ix = self.index
+        if type_missing(question, hits[0].chunk):
+            return False
+        return self.decision.found(features(question, hits, ix.lexicon, ix.vocabulary(), ix.background()))
 
-    def _compose(self, question: str, hits: Sequence[Hit]) -> tuple[str, str, list[int]]:
+    def _compose(
+        self, question: str, hits: Sequence[Hit], community: str | None
+    ) -> tuple[str, str, list[int], Sequence[Hit]]:
+        """The answer's text, how it was written, the indices (into the returned hits) of the passages it uses."""
         if self.llm is not None:
             written = self.llm.write(question, [h.chunk for h in hits[:3]])
             if written is not None:
                 text, cited = written
                 lines = "\n".join(dict.fromkeys(source_line(hits[i].chunk) for i in cited))
-                return f"{text}\n{lines}", "llm", cited
+                return f"{text}\n{lines}", "llm", cited, hits
         best = hits[0].chunk
-        return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", []
+        where = where_to_go(question, hits)
+        if where is None and question_types(question) & HOW and best.kind == "article":
+            # the place may rank lower than the rule's neighbours: look through the whole fused pool
+            wider = [
+                hits[0],
+                *(h for h in self.index.candidates(question, community, POOL) if h.chunk.id != best.id),
+            ]
+            where = where_to_go(question, wider)
+            if where is not None:
+                hits = wider
+        if where is None:
+            return f"{extract_passage(question, best)}\n{source_line(best)}", "extractive", [], hits
+        other = hits[where].chunk
+        text = (
+            f"{extract_passage(question, best)}\n{extract_passage(question, other)}\n"
+            f"{source_line(best)}\n{source_line(other)}"
+        )
+        return text, "extractive", [0, where], hits
 
     def warm_up(self) -> None:
         """Load what the first question would otherwise wait for (jieba, BM25, FAQ vectors, the model)."""
@@ -214,6 +250,35 @@ class KnowledgeService:
 
     def close(self) -> None:
         self.index.close()
+
+
+def where_to_go(question: str, hits: Sequence[Hit]) -> int | None:
+    """For a how/where question answered by a rule (an article), the service entry or guide section among the
+    candidates that says where to go: one that carries a place and either stands about as close to the
+    question as the rule (next two candidates, cosine within COMPANION_GAP) or names the question's own topic
+    and offers a service for it (低保 in "低保去哪申请" and the entry "党群服务中心 … 低保申请受理"). The two passages together answer
+    (the rule, then the place), each with its own citation."""
+    if not hits or not question_types(question) & HOW or hits[0].chunk.kind != "article":
+        return None
+    topic = [w for w in content_words(question) if len(w) >= 2 and w not in GENERIC_WORDS]
+    for i, h in enumerate(hits[1:], 1):
+        c = h.chunk
+        if c.kind not in ("entry", "section") or "place" not in passage_types(c.text, c.kind):
+            continue
+        close = i <= 2 and h.dense >= hits[0].dense - COMPANION_GAP
+        if close or any(_serves(w, c.text) for w in topic):
+            return i
+    return None
+
+
+_SERVICE = "申请|办理|受理|登记|报名|补办|备案"
+
+
+def _serves(word: str, text: str) -> bool:
+    """The text offers a service for the word ("低保申请受理", "办理养犬登记"), not merely mentions it
+    ("低保家庭免费")."""
+    w = re.escape(word)
+    return bool(re.search(rf"{w}[^，。；\n]{{0,6}}(?:{_SERVICE})|(?:{_SERVICE})[^，。；\n]{{0,6}}{w}", text))
 
 
 def faq_items(config: Config) -> list[FAQItem]:

@@ -42,15 +42,16 @@ def test_dev_set_is_big_enough_and_has_unanswerable_questions() -> None:
 
 
 def test_retrieval_quality_on_the_dev_set(dev_report: dict[str, Any]) -> None:
-    # floors a little under the measured figures (134 questions: 0.857 / 0.952 / 0.892): a regression fails, noise does not
+    # in-sample regression guards (the dev set is tuned on; the quality floors that count are on the untouched
+    # set, tests/test_knowledge_quality.py). Measured: 0.838 / 0.952 / 0.883
     assert dev_report["hit@5"] >= 0.92
     assert dev_report["hit@1"] >= 0.80
     assert dev_report["mrr"] >= 0.85
 
 
 def test_unanswerable_questions_are_refused(dev_report: dict[str, Any]) -> None:
-    # measured with the fitted decision (knowledge.decide, with novelty): refused 0.931, answered 0.867
-    # (cross-validated: refused 0.910, answered 0.853)
+    # in-sample guard; measured with the decision (knowledge.decide: lift + novelty, the type veto): refused
+    # 0.966, answered 0.848 (cross-validated 5-fold: refused 0.959, answered 0.848)
     assert dev_report["refusal_rate"] >= 0.88
     assert dev_report["answered_rate"] >= 0.82  # ... and answerable ones are not refused wholesale
 
@@ -96,7 +97,6 @@ def test_lexicon_maps_colloquial_words(kb: KnowledgeService) -> None:
     assert a.citations[0].locator == "电动自行车集中充电站"
 
 
-@pytest.mark.xfail(strict=True, reason="known regression of the fitted decision (docs/knowledge.md): refused")
 def test_short_colloquial_question_is_answered(kb: KnowledgeService) -> None:
     assert kb.answer("电瓶车在哪充电", "示例社区").found
 
