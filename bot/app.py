@@ -22,6 +22,7 @@ from bot.tickets import build_desk
 from bot.tickets.retrain import Retrainer
 from handlers.base import handler_classes
 from handlers.classifier import load_classifier
+from knowledge.staff_faq import StaffFAQ
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0  # seconds each part may take to stop
@@ -76,6 +77,7 @@ class App:
         self.services.notices = NoticeService(self.services)  # issue 6: staff notices, delivered durably
         self.services.tickets = build_desk(self.services)  # issue 4: reports -> tickets, durably
         self.retrainer = Retrainer(self.services)  # issue 11: corrections folded in nightly, in a thread
+        self.staff_faq = StaffFAQ(config, self.store)  # issue 14: FAQ entries staff wrote in the workbench
         self.handlers = [cls(self.services) for cls in handler_classes()]
         self.router = Router(self.services, self.handlers)
         for ch in self.channels.values():
@@ -146,6 +148,7 @@ class App:
         if svc.tickets is not None:  # issue 4: outbox, polling, owed messages, overdue drafts
             await svc.tickets.tick()
         await self.retrainer.tick()
+        self.staff_faq.sync(svc.knowledge)
         for conv in svc.conversations.expired(self.clock.now()):
             handler = self.router._by_name.get(conv.handler)
             if handler is None:

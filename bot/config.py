@@ -135,12 +135,28 @@ class TicketSettings(_Strict):
     # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
     retrain_nightly: bool = False
     retrain_at: time = time(3, 0)
+    # when a ticket is closed its reporters are asked 满意 / 基本满意 / 不满意 (as 12345 does): in the group
+    # (`group`), in a private chat where the channel has them (`private`), or not at all (`off`); an answer
+    # not given within `satisfaction_days` counts as none given
+    satisfaction: Literal["group", "private", "off"] = "group"
+    satisfaction_days: float = Field(3.0, gt=0)
 
 
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     admin_token: str = ""  # the admin API's bearer token; empty: generated (bot/credentials.py)
+    # the address staff open the workbench at (https://doorstep.example.org): sign-in links sent to a staff
+    # member's chat point here; empty: http://host:port of this process
+    public_url: str = ""
+
+
+class WorkbenchSettings(_Strict):
+    """The staff workbench at /staff/ (workbench/): how long a sign-in lasts."""
+
+    session_hours: float = Field(12.0, gt=0)  # a session ends this long after sign-in, whatever happens
+    idle_minutes: float = Field(120.0, gt=0)  # and earlier when unused this long
+    link_minutes: float = Field(15.0, gt=0)  # a one-time sign-in link sent to a staff member's chat
 
 
 class ChannelSettings(_Strict):
@@ -201,6 +217,7 @@ class MainSettings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     process: ProcessSettings = Field(default_factory=ProcessSettings)
     policy: GroupPolicy = Field(default_factory=GroupPolicy)

@@ -150,6 +150,10 @@ class Router:
                 self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
 
+        claimed = next((h for h in self.handlers if h.claims(ctx)), None)
+        if claimed is not None:  # an answer to a question kept in the store (a satisfaction survey)
+            return await self._run(claimed, ctx, now)
+
         ctx.classification = (
             svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
         )
@@ -191,36 +195,38 @@ class Router:
                     (self._reply(msg, NOT_PERMITTED, "refusal"),),
                     ctx.classification,
                 )
-            try:
-                replies = await h.handle(ctx)
-            except Exception:
-                log.exception("handler %s failed on message %s", h.name, msg.id)
-                self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
-                return Outcome(
-                    "failed",
-                    "handler error",
-                    h.name,
-                    (self._reply(msg, HANDLER_FAILED, "error"),),
-                    ctx.classification,
-                )
-            if ctx.quiet_until is not None:
-                # quiet hours: the report is filed; what it owes the group waits in the store for the morning
-                self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
-                if replies:
-                    log.info(
-                        "quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id
-                    )
-                return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
-            self._mark(msg, "handled", h.name, ctx.intent)
-            if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
-                self._remember_answer(ctx, now)
-            return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
+            return await self._run(h, ctx, now)
         self._mark(msg, "handled", "unhandled", ctx.intent)
         if not ctx.addressed:
             return Outcome("ignored", "no handler", classification=ctx.classification)
         return Outcome(
             "handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification
         )
+
+    async def _run(self, h: Handler, ctx: Context, now: datetime) -> Outcome:
+        msg = ctx.message
+        try:
+            replies = await h.handle(ctx)
+        except Exception:
+            log.exception("handler %s failed on message %s", h.name, msg.id)
+            self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
+            return Outcome(
+                "failed",
+                "handler error",
+                h.name,
+                (self._reply(msg, HANDLER_FAILED, "error"),),
+                ctx.classification,
+            )
+        if ctx.quiet_until is not None:
+            # quiet hours: the report is filed; what it owes the group waits in the store for the morning
+            self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
+            if replies:
+                log.info("quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id)
+            return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
+        self._mark(msg, "handled", h.name, ctx.intent)
+        if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
+            self._remember_answer(ctx, now)
+        return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
 
     # --- policies ----------------------------------------------------------------------------------
 

@@ -171,6 +171,12 @@ class KnowledgeService:
 
     # --- managing --------------------------------------------------------------------------------
 
+    def replace_faq(self, items: Sequence[FAQItem]) -> None:
+        """Answer from these FAQ entries from now on (faq.yaml's and those staff wrote in the workbench,
+        knowledge/staff_faq.py). One assignment: a question answered meanwhile on another thread reads the old
+        matcher or the new one, never half of one."""
+        self.faq = FAQMatcher(items, encode=self.index.embeddings.query)
+
     def ingest(
         self,
         paths: Iterable[str | Path],

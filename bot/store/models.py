@@ -287,6 +287,118 @@ class TicketMedia(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
 
 
+class TicketEvent(Base):
+    """A ticket's history beyond its reports: staff notes and actions from the workbench (who did it), and every
+    status change whoever made it (the backend, a city system, a resident's 不满意)."""
+
+    __tablename__ = "ticket_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # note | status | reroute | split | satisfaction
+    staff_id: Mapped[str] = mapped_column(String(128), default="")  # empty: not a staff member's action
+    staff_name: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default="")  # for `status`: open | closed
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+
+
+class SatisfactionSurvey(Base):
+    """One reporter asked about one closing of a ticket (`round` is the ticket's status_version then), as 12345
+    asks: satisfied | basic | unsatisfied, or `none` when no answer came before `deadline_at`."""
+
+    __tablename__ = "satisfaction_surveys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(32), default="")
+    group_id: Mapped[str] = mapped_column(
+        String(128)
+    )  # where the answer is expected (a private chat: the id)
+    sender: Mapped[str] = mapped_column(String(128))
+    sender_name: Mapped[str] = mapped_column(String(128), default="")
+    # asked | reason (不满意 said, the reason awaited) | answered | expired | superseded (reopened meanwhile)
+    state: Mapped[str] = mapped_column(String(16), default="asked")
+    rating: Mapped[str] = mapped_column(String(16), default="")  # satisfied | basic | unsatisfied | none
+    reason: Mapped[str] = mapped_column(Text, default="")
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (
+        Index("ux_satisfaction_round_sender", "ticket_id", "round", "sender", unique=True),
+        Index("ix_satisfaction_open", "group_id", "sender", "state"),
+        Index("ix_satisfaction_due", "state", "deadline_at"),
+    )
+
+
+class StaffFAQEntry(Base):
+    """An FAQ entry staff wrote in the workbench (answering a group of knowledge gaps): matched like faq.yaml's
+    entries, from the moment it is saved, in every process sharing the store."""
+
+    __tablename__ = "faq_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    questions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answer: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(128), default="社区工作人员答复")
+    community: Mapped[str] = mapped_column(String(64), default="")
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --- the staff workbench (workbench/): sign-in, sessions, the record of who did what ----------------------
+
+
+class StaffCredential(Base):
+    """A staff member's workbench password (scrypt), set by `doorstep staff set-password`; failed sign-ins
+    lock it for a while."""
+
+    __tablename__ = "staff_credentials"
+    staff_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class StaffSession(Base):
+    """A signed-in browser: only the SHA-256 of its cookie is kept, with its own CSRF token and two ends."""
+
+    __tablename__ = "staff_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[str] = mapped_column(String(128), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(16), default="password")  # password | link
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class StaffLoginLink(Base):
+    """A one-time sign-in link sent to a staff member's chat; only its SHA-256 is kept."""
+
+    __tablename__ = "staff_login_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class StaffAction(Base):
+    """Every workbench action and sign-in, with who did it (the audit record)."""
+
+    __tablename__ = "staff_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    staff_id: Mapped[str] = mapped_column(String(128), index=True)
+    staff_name: Mapped[str] = mapped_column(String(128), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now, index=True)
+
+
 # --- claims: work rows that several bot processes may pick up (issue 7; see bot/store/claims.py) ---------
 
 

@@ -29,11 +29,12 @@ from bot.services import Services
 from bot.store.models import (
     InboundMessage,
     Ticket,
+    TicketEvent,
     TicketMedia,
     TicketOutbox,
     TicketReport,
 )
-from bot.tickets import texts
+from bot.tickets import satisfaction, texts
 from bot.tickets.client import GeoReportClient, GeoReportError, RemoteRequest
 from bot.tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from bot.tickets.notify import Notifier, owe
@@ -56,6 +57,10 @@ class Filed:
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class StatusError(ValueError):
+    """A staff action on a ticket that cannot be carried out; the message is Chinese, for staff."""
 
 
 class BadRemoteTime(ValueError):
@@ -264,7 +269,6 @@ class ReportDesk:
             if not claimed:
                 return None
             community, grid, group_name = self._group_info(r.group_id)
-            svc = self.service(r.service_code)
             if r.urgency == "urgent":
                 hold_until = None
             match = self._find_duplicate(s, r, community, now - window)
@@ -295,73 +299,94 @@ class ReportDesk:
                     not_before=hold_until,
                 )
                 return Filed(r.id, match.id, True)
-            title = ticket_title(r.description or "居民反映的问题", r.place)
-            t = Ticket(
-                service_code=svc.service_code,
-                service_name=svc.service_name,
-                title=title,
-                description=mask_pii(r.description),
-                place=r.place,
-                place_key=place_key(r.place) if r.place else "",
-                lat=r.lat,
-                lon=r.lon,
-                community=community,
-                grid=grid,
-                urgency=r.urgency,
-                status="open",
-                sync="pending",
+            t = self._open_ticket(s, r, community, grid, group_name, now, hold_until, split_from=None)
+            return Filed(r.id, t.id, False)
+
+    def _open_ticket(
+        self,
+        s: Any,
+        r: TicketReport,
+        community: str,
+        grid: str,
+        group_name: str,
+        now: datetime,
+        hold_until: datetime | None,
+        *,
+        split_from: int | None,
+    ) -> Ticket:
+        """A new ticket for this report, with its outbox row and what it owes (the acknowledgement, the alerts of
+        an urgent one), in the caller's transaction. `split_from`: staff split the report off that ticket."""
+        svc = self.service(r.service_code)
+        mention = [r.sender]
+        title = ticket_title(r.description or "居民反映的问题", r.place)
+        t = Ticket(
+            service_code=svc.service_code,
+            service_name=svc.service_name,
+            title=title,
+            description=mask_pii(r.description),
+            place=r.place,
+            place_key=place_key(r.place) if r.place else "",
+            lat=r.lat,
+            lon=r.lon,
+            community=community,
+            grid=grid,
+            urgency=r.urgency,
+            status="open",
+            sync="pending",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(t)
+        s.flush()
+        r.ticket_id, r.state = t.id, "filed"
+        s.add(
+            TicketOutbox(
+                ticket_id=t.id,
+                idempotency_key=f"doorstep-{uuid.uuid4().hex}",
+                next_attempt_at=now,
                 created_at=now,
                 updated_at=now,
             )
-            s.add(t)
-            s.flush()
-            r.ticket_id, r.state = t.id, "filed"
-            s.add(
-                TicketOutbox(
+        )
+        grid_text = f"（{community}{grid}负责跟进）" if grid else ""
+        place_text = f"\n地点：{mask_pii(r.place)}" if r.place else ""
+        ack = texts.ACK.format(
+            id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title), place=place_text
+        )
+        if r.urgency == "urgent":
+            ack += texts.ACK_URGENT
+        if split_from is not None:
+            ack = texts.SPLIT.format(old=split_from) + ack
+        owe(
+            s,
+            key=f"ack:{r.id}" if split_from is None else f"split:{r.id}:{t.id}",
+            kind="ack",
+            group=r.group_id,
+            channel=r.channel,
+            ticket_id=t.id,
+            text=ack,
+            mentions=mention,
+            in_reply_to=r.message_id,
+            not_before=hold_until,
+        )
+        if r.urgency == "urgent":
+            for staff in self._staff_for(community, grid):
+                owe(
+                    s,
+                    key=f"urgent:{t.id}:{staff}",
+                    kind="alert",
+                    group=staff,
+                    channel=r.channel,
                     ticket_id=t.id,
-                    idempotency_key=f"doorstep-{uuid.uuid4().hex}",
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
+                    text=texts.ALERT_URGENT.format(
+                        id=t.id,
+                        group=group_name,
+                        title=mask_pii(title),
+                        who=r.sender_name or "居民",
+                        place=f"，地点：{mask_pii(r.place)}" if r.place else "",
+                    ),
                 )
-            )
-            grid_text = f"（{community}{grid}负责跟进）" if grid else ""
-            place_text = f"\n地点：{mask_pii(r.place)}" if r.place else ""
-            ack = texts.ACK.format(
-                id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title), place=place_text
-            )
-            if r.urgency == "urgent":
-                ack += texts.ACK_URGENT
-            owe(
-                s,
-                key=f"ack:{r.id}",
-                kind="ack",
-                group=r.group_id,
-                channel=r.channel,
-                ticket_id=t.id,
-                text=ack,
-                mentions=mention,
-                in_reply_to=r.message_id,
-                not_before=hold_until,
-            )
-            if r.urgency == "urgent":
-                for staff in self._staff_for(community, grid):
-                    owe(
-                        s,
-                        key=f"urgent:{t.id}:{staff}",
-                        kind="alert",
-                        group=staff,
-                        channel=r.channel,
-                        ticket_id=t.id,
-                        text=texts.ALERT_URGENT.format(
-                            id=t.id,
-                            group=group_name,
-                            title=mask_pii(title),
-                            who=r.sender_name or "居民",
-                            place=f"，地点：{mask_pii(r.place)}" if r.place else "",
-                        ),
-                    )
-            return Filed(r.id, t.id, False)
+        return t
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
         """An open ticket about the same problem at the same place (see bot/tickets/merge.py)."""
@@ -428,8 +453,11 @@ class ReportDesk:
 
     # --- status from the backend -----------------------------------------------------------------------
 
-    def apply_remote(self, remote: RemoteRequest) -> bool:
-        """Record the backend's view of a ticket; owe one message per group if its status changed.
+    def apply_remote(self, remote: RemoteRequest, *, by_id: str = "", by_name: str = "") -> bool:
+        """Record the backend's view of a ticket; owe one message per group if its status changed. The change
+        goes into the ticket's history (`by_id`/`by_name`: the staff member who made it in the workbench); a
+        closing asks the reporters how satisfied they are (bot/tickets/satisfaction.py), a reopening voids
+        those questions.
 
         Webhooks and polls can arrive out of order (the creation's "open" event delivered after a poll saw the
         ticket closed; a poll's answer read before a webhook and applied after it). Updates are ordered by the
@@ -485,6 +513,22 @@ class ReportDesk:
                 notes = f"（{mask_pii(remote.status_notes)[:100]}"
                 notes += f"，{t.agency}）" if t.agency else "）"
             template = texts.CLOSED if status == "closed" else texts.REOPENED
+            s.add(
+                TicketEvent(
+                    ticket_id=t.id,
+                    kind="status",
+                    status=status,
+                    staff_id=by_id[:128],
+                    staff_name=by_name[:128],
+                    text=mask_pii(remote.status_notes)[:2000],
+                    created_at=now,
+                )
+            )
+            survey = ""
+            if status == "closed":
+                survey = satisfaction.ask_reporters(s, self.config, t, list(reports), now)
+            else:
+                satisfaction.supersede(s, t.id)
             for group, rs in by_group.items():
                 owe(
                     s,
@@ -493,7 +537,7 @@ class ReportDesk:
                     group=group,
                     channel=rs[0].channel,
                     ticket_id=t.id,
-                    text=template.format(id=t.id, title=mask_pii(t.title), notes=notes),
+                    text=template.format(id=t.id, title=mask_pii(t.title), notes=notes) + survey,
                     mentions=[r.sender for r in rs],
                 )
             return True
@@ -627,6 +671,7 @@ class ReportDesk:
             self.notifier.reconcile()
             self.notifier.flush()
             await self.outbox.run_due()
+            await self.satisfaction_tick()
             now = self.clock.now()
             if self.poll_interval_seconds > 0 and (self._next_poll is None or now >= self._next_poll):
                 self._next_poll = now + timedelta(seconds=self.poll_interval_seconds)
@@ -678,6 +723,90 @@ class ReportDesk:
             return False
         self.notifier.flush()
         return True
+
+    # --- staff actions (the workbench; a resident's 不满意) ----------------------------------------------
+
+    async def set_status(
+        self, ticket_id: int, status: str, note: str = "", *, by_id: str = "", by_name: str = ""
+    ) -> bool:
+        """Close or reopen a ticket through the ticket backend, as a staff system would; the groups are told
+        at once (not only when the webhook comes). False if it had that status already.
+        Raises StatusError (Chinese, for staff) when the backend does not have it yet or refuses."""
+        if status not in ("open", "closed"):
+            raise StatusError("状态只能是“处理中”或“已办结”")
+        with self.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            if t is None:
+                raise StatusError(f"没有找到工单#{ticket_id}")
+            remote_id, agency = t.remote_id, t.agency
+        if not remote_id:
+            raise StatusError(f"工单#{ticket_id}还没有送到工单系统（正在重试），请稍后再改状态")
+        try:
+            remote = await self.client.update_status(remote_id, status, mask_pii(note)[:4000], agency)
+        except GeoReportError as e:
+            log.warning("status change of ticket #%s refused by the backend: %s", ticket_id, e)
+            raise StatusError(f"工单系统没有接受这次修改：{str(e)[:120]}") from None
+        changed = self.apply_remote(remote, by_id=by_id, by_name=by_name)
+        self.notifier.flush()
+        return changed
+
+    def split_report(self, report_id: int, *, by_id: str = "", by_name: str = "") -> int:
+        """A report merged into a ticket it does not belong to becomes a ticket of its own (sent to the
+        backend through the outbox; its reporter is told the new number). Returns the new ticket's number.
+        Raises StatusError."""
+        now = self.clock.now()
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None or r.ticket_id is None:
+                raise StatusError(f"没有找到反映#{report_id}")
+            if r.state != "merged":
+                raise StatusError("这条是最先报的反映，工单就是它开的；请拆分后来合并进来的反映")
+            old = r.ticket_id
+            community, grid, group_name = self._group_info(r.group_id)
+            t = self._open_ticket(s, r, community, grid, group_name, now, None, split_from=old)
+            for tid, text in (
+                (old, f"拆分出反映#{r.id}，另立为工单#{t.id}"),
+                (t.id, f"从工单#{old}拆分出来"),
+            ):
+                s.add(
+                    TicketEvent(
+                        ticket_id=tid,
+                        kind="split",
+                        staff_id=by_id[:128],
+                        staff_name=by_name[:128],
+                        text=text,
+                        created_at=now,
+                    )
+                )
+            new_id = t.id
+        log.info("report %s split off ticket #%s into #%s by %s", report_id, old, new_id, by_id or "?")
+        self.notifier.flush()
+        return new_id
+
+    async def rate(self, survey_id: int, rating: str, reason: str) -> satisfaction.Answered | None:
+        """A reporter's answer to the satisfaction question; a 不满意 with its reason reopens the ticket (now,
+        else from the tick) and tells the grid worker."""
+        done = satisfaction.record(
+            self.store, self.config, survey_id, rating, reason, self.clock.now(), self._staff_for
+        )
+        if done is not None and done.reopen:
+            await self.satisfaction_tick()
+        self.notifier.flush()
+        return done
+
+    async def satisfaction_tick(self) -> None:
+        """Surveys past their deadline, and reopens a 不满意 owes that the backend has not taken yet."""
+        now = self.clock.now()
+        satisfaction.expire_due(self.store, now, self._staff_for)
+        for survey_id, ticket_id, reason in satisfaction.owed_reopens(self.store):
+            try:
+                await self.set_status(
+                    ticket_id, "open", satisfaction.REOPEN_NOTE.format(reason=reason), by_name="居民评价"
+                )
+            except StatusError as e:
+                log.info("reopening ticket #%s after a 不满意 waits: %s", ticket_id, e)
+                continue
+            satisfaction.reopened(self.store, survey_id)
 
     def health(self) -> dict[str, Any]:
         counts = self.outbox.counts()
