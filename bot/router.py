@@ -150,7 +150,7 @@ class Router:
                 self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
 
-        claimed = next((h for h in self.handlers if h.claims(ctx)), None)
+        claimed = self._claimed(ctx)
         if claimed is not None:  # an answer to a question kept in the store (a satisfaction survey)
             return await self._run(claimed, ctx, now)
 
@@ -179,6 +179,15 @@ class Router:
                 return Outcome("handled", "repeated question", "router", (pointer,), ctx.classification)
 
         return await self._dispatch(ctx, now)
+
+    def _claimed(self, ctx: Context) -> Handler | None:
+        for h in self.handlers:
+            try:
+                if h.claims(ctx):
+                    return h
+            except Exception:  # a broken claim must not stop the message from being routed
+                log.exception("handler %s failed claiming message %s", h.name, ctx.message.id)
+        return None
 
     async def _dispatch(self, ctx: Context, now: datetime) -> Outcome:
         msg = ctx.message

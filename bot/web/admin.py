@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime
-from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Security, UploadFile
@@ -28,7 +27,7 @@ from bot.groups import GroupError, GroupInfo, all_groups, bind_group, resolve_gr
 from bot.notices import Draft, NoticeError, NoticeReport, NoticeService
 from bot.pii import mask_pii
 from bot.store.models import InboundMessage
-from bot.web.uploads import UploadArea, UploadRefused, check_community, upload_name
+from bot.web.uploads import UploadArea, UploadRefused, ingest_upload, remove_document
 from knowledge.handoff import serving_token
 
 if TYPE_CHECKING:
@@ -589,7 +588,6 @@ class GapGroupOut(BaseModel):
     questions: list[GapQuestion]
 
 
-MAX_UPLOAD = 20 * 1024 * 1024
 _GAP_SIMILARITY = 0.5
 
 
@@ -642,11 +640,7 @@ def group_gaps(gaps: list[dict[str, Any]], threshold: float = _GAP_SIMILARITY) -
 
 
 def _knowledge_routes(router: APIRouter, app: App) -> None:
-    from knowledge.loaders import SUPPORTED
     from knowledge.service import KnowledgeService
-    from knowledge.store import doc_key
-
-    SUPPORTED_LIST = "、".join(sorted(s[1:] for s in SUPPORTED))  # noqa: N806
 
     unavailable: dict[int | str, dict[str, Any]] = {
         503: {"model": Problem, "description": "the knowledge base is not loaded in this process"}
@@ -704,49 +698,10 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
         # Everything the request names is checked before a byte is written (uploads.py)
         k = knowledge()
         try:
-            comm = check_community(app.config, community)
-            name = upload_name(file.filename)
-            suffix = FilePath(name).suffix.lower()
-            if suffix not in SUPPORTED:
-                raise UploadRefused(
-                    400,
-                    f"不支持的文件类型“{suffix or name}”，支持：{SUPPORTED_LIST}",
-                    f"unsupported file type {suffix or '(none)'}",
-                )
-            data = file.file.read(MAX_UPLOAD + 1)
-            if len(data) > MAX_UPLOAD:
-                raise UploadRefused(
-                    413,
-                    f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
-                    f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
-                )
+            result = ingest_upload(k, app.config, uploads, file.filename, file.file, community)
         except UploadRefused as e:
-            log.info("admin API refused an upload: %s", e.message)
+            log.info("admin API refused an upload: %s", e.reason)
             return refused(e)
-        staged = uploads.stage(name, data)
-        log.info("admin API: ingesting %s (%s, %d bytes)", name, comm or "all", len(data))
-        try:
-            report = k.ingest([staged], community=comm)
-            result = next((f for f in report.files if f.path == staged), None)
-            if result is None or result.status == "failed":
-                reason = result.reason if result else "nothing to ingest"
-                log.info("admin API upload of %s failed: %s", name, reason)
-                return refused(UploadRefused(400, f"“{name}”导入失败：{reason}", reason))
-            key = doc_key(result.community, name)
-            if (
-                result.community != comm
-            ):  # a JSON catalog that names its community itself: that one must exist
-                try:
-                    check_community(app.config, result.community)
-                except UploadRefused as e:
-                    k.remove([key])
-                    log.info("admin API upload of %s refused: %s", name, e.reason)
-                    return refused(e)
-            final = uploads.keep(staged, result.community)
-            k.index.meta.touch_doc(key, str(final))
-        finally:
-            uploads.discard(staged)
-        log.info("admin API ingested %s (%s): %s", name, result.community or "all", result.status)
         return IngestOut(
             source=result.source,
             status=result.status,
@@ -754,7 +709,7 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             chunks=result.chunks,
             reason=result.reason,
             warnings=result.warnings,
-            summary=report.summary(),
+            summary=result.summary,
         )
 
     @router.delete(
@@ -770,16 +725,9 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
             str | None, Query(max_length=64, description="only this community's (empty: the global one)")
         ] = None,
     ) -> RemoveOut:
-        k = knowledge()
-        name = FilePath(source).name
-        target = name if community is None else doc_key(community.strip(), name)
-        docs = {d.key: d for d in k.index.meta.docs_by_source(target)}
-        removed = k.remove([target])
+        removed = remove_document(knowledge(), uploads, source, community)
         if not removed:
             raise HTTPException(404, f"没有找到文档“{source}”")
-        for key in removed:
-            if key in docs:
-                uploads.remove_copy(docs[key].path)
         return RemoveOut(removed=removed)
 
     @router.get(

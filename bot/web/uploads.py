@@ -10,13 +10,19 @@ copy of an earlier good version.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import unicodedata
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from bot.config import Config
+
+log = logging.getLogger(__name__)
+MAX_UPLOAD = 20 * 1024 * 1024
 
 MAX_NAME_BYTES = 200  # file systems allow 255 bytes; a Chinese character is 3
 GLOBAL_FOLDER = "_all"
@@ -119,3 +125,86 @@ class UploadArea:
         path = Path(recorded).resolve()
         if path.is_relative_to(self.root) and ".incoming" not in path.relative_to(self.root).parts:
             path.unlink(missing_ok=True)
+
+
+# --- one upload, one removal: what the admin API and the staff workbench both do ---------------------------------
+
+
+@dataclass(frozen=True)
+class Ingested:
+    source: str
+    status: str  # added | updated | unchanged
+    community: str
+    chunks: int
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+    summary: str = ""
+
+
+def ingest_upload(
+    knowledge: Any, config: Config, area: UploadArea, filename: str | None, stream: BinaryIO, community: str
+) -> Ingested:
+    """Check everything the request names before a byte is written, stage the file, ingest it, and keep it in
+    `<data>/uploads/<community>/` only when ingestion succeeded. Raises UploadRefused (nothing is left behind)."""
+    from knowledge.loaders import SUPPORTED
+    from knowledge.store import doc_key
+
+    comm = check_community(config, community)
+    name = upload_name(filename)
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED:
+        listed = "、".join(sorted(x[1:] for x in SUPPORTED))
+        raise UploadRefused(
+            400, f"不支持的文件类型“{suffix or name}”，支持：{listed}", f"unsupported file type {suffix or '(none)'}"
+        )
+    data = stream.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise UploadRefused(
+            413,
+            f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
+            f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
+        )
+    staged = area.stage(name, data)
+    log.info("ingesting upload %s (%s, %d bytes)", name, comm or "all", len(data))
+    try:
+        report = knowledge.ingest([staged], community=comm)
+        result = next((f for f in report.files if f.path == staged), None)
+        if result is None or result.status == "failed":
+            reason = result.reason if result else "nothing to ingest"
+            raise UploadRefused(400, f"“{name}”导入失败：{reason}", reason)
+        key = doc_key(result.community, name)
+        if result.community != comm:  # a JSON catalog that names its community itself: that one must exist
+            try:
+                check_community(config, result.community)
+            except UploadRefused:
+                knowledge.remove([key])
+                raise
+        final = area.keep(staged, result.community)
+        knowledge.index.meta.touch_doc(key, str(final))
+    finally:
+        area.discard(staged)
+    log.info("ingested upload %s (%s): %s", name, result.community or "all", result.status)
+    return Ingested(
+        source=result.source,
+        status=result.status,
+        community=result.community,
+        chunks=result.chunks,
+        reason=result.reason,
+        warnings=list(result.warnings),
+        summary=report.summary(),
+    )
+
+
+def remove_document(knowledge: Any, area: UploadArea, source: str, community: str | None) -> list[str]:
+    """Remove a document by file name (every community's, or the one given; "" is the global one), with the
+    copy kept at upload. The keys removed (empty: no such document)."""
+    from knowledge.store import doc_key
+
+    name = Path(source).name
+    target = name if community is None else doc_key(community.strip(), name)
+    docs = {d.key: d for d in knowledge.index.meta.docs_by_source(target)}
+    removed: list[str] = knowledge.remove([target])
+    for key in removed:
+        if key in docs:
+            area.remove_copy(docs[key].path)
+    return removed
