@@ -30,8 +30,8 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -rs
 
 lint: install
-	$(VENV)/bin/ruff check bot knowledge handlers tests bench
-	$(VENV)/bin/ruff format --check bot knowledge handlers tests bench
+	$(VENV)/bin/ruff check bot knowledge handlers workbench tests bench
+	$(VENV)/bin/ruff format --check bot knowledge handlers workbench tests bench
 
 typecheck: install
 	$(VENV)/bin/mypy

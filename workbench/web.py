@@ -111,6 +111,7 @@ class Workbench:
         self.env.filters["local"] = self.local
         self.env.filters["ago"] = self.ago
         self.secure_cookie = bo.config.main.http.public_url.startswith("https://")
+        self.router: APIRouter | None = None  # the pages and actions, once mounted (tests walk them)
 
     # --- rendering -------------------------------------------------------------------------------------------
 
@@ -217,7 +218,8 @@ def _int(form: FormData | dict[str, str], key: str) -> int:
 
 def mount(web: FastAPI, bo: Backoffice) -> Workbench:
     wb = Workbench(bo)
-    web.include_router(router(wb), prefix=PREFIX)
+    wb.router = router(wb)
+    web.include_router(wb.router, prefix=PREFIX)
     web.mount(PREFIX + "/static", StaticFiles(directory=str(HERE / "static")), name="staff-static")
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
@@ -426,13 +428,14 @@ def router(wb: Workbench) -> APIRouter:
         return t
 
     @r.get("/tickets/{ticket_id}")
-    async def ticket(ticket_id: int, user: Signed = User) -> Response:
+    async def ticket(request: Request, ticket_id: int, user: Signed = User) -> Response:
         wb.allowed(user, "tickets")
         if not 1 <= ticket_id < 2**31:
             raise Refused(404, "没有这个工单")
         t = ticket_in_reach(user, ticket_id)
         detail = _ticket_detail(bo, t)
-        return wb.page("ticket.html", user, t=t, services=bo.services(), **detail)
+        done = request.query_params.get("done", "")[:200]
+        return wb.page("ticket.html", user, t=t, services=bo.services(), done=done, **detail)
 
     @r.get("/tickets/{ticket_id}/photos/{media_id}")
     async def photo(ticket_id: int, media_id: int, user: Signed = User) -> Response:
@@ -577,7 +580,7 @@ def router(wb: Workbench) -> APIRouter:
         comms = communities_for(user)
         try:
             docs = [
-                d
+                {**d, "key": bo.doc_key(d["community"], d["source"])}
                 for d in bo.documents()
                 if not d["community"] or d["community"] in comms or bo.scope(user.staff).everything
             ]

@@ -17,6 +17,7 @@ from bot.channels.simulator import SimulatorChannel
 from bot.tickets.web import mount_tickets
 from bot.web.admin import admin_router
 from bot.web.simulator import simulator_router
+from workbench import mount_workbench
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,29 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def offline_docs(web: FastAPI) -> None:
+    """/docs as FastAPI serves it, with Swagger UI's script, styles and icon served by Doorstep itself."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    web.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @web.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=web.openapi_url or "/openapi.json",
+            title=f"{web.title} – API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -47,7 +71,10 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
             if manage_lifecycle:
                 await app.stop()
 
-    web = FastAPI(title="Doorstep (家门口)", version="0.1.0", lifespan=lifespan)
+    # the API docs page loads nothing from a CDN: Swagger UI's files come from a PyPI package (offline_docs)
+    web = FastAPI(
+        title="Doorstep (家门口)", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     web.add_exception_handler(RequestValidationError, _validation_error)
     web.state.app = app
     web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
@@ -58,6 +85,8 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
 
     mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
     web.include_router(admin_router(app), prefix="/admin")
+    mount_workbench(web, app)  # issue 14: the staff workbench at /staff/
+    offline_docs(web)
 
     @web.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:
