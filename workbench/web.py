@@ -220,6 +220,7 @@ def mount(web: FastAPI, bo: Backoffice) -> Workbench:
     wb = Workbench(bo)
     wb.router = router(wb)
     web.include_router(wb.router, prefix=PREFIX)
+    web.state.workbench = wb
     web.mount(PREFIX + "/static", StaticFiles(directory=str(HERE / "static")), name="staff-static")
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
