@@ -68,6 +68,7 @@ _WORDS = {
     "还算满意": "basic",
     "比较满意": "basic",
 }
+_AFTER_WORD = set("了啊呀的吧哦谢感，。！")  # what may follow the answer word in the same breath
 _TICKET = re.compile(r"^[#＃]\s*(\d{1,9})\s*")
 
 
@@ -90,9 +91,13 @@ def parse_rating(text: str) -> Rating | None:
     if m is None:
         return None
     word = m.group("word")
-    rest = _LEAD.sub("", m.group("rest")).strip()
+    raw = m.group("rest")
+    rest = _LEAD.sub("", raw).strip()
     rating = _WORDS.get(word, "satisfied")
-    if rating != "unsatisfied" and len(rest) > 20:  # "满意度调查是什么": a sentence, not an answer
+    nxt = raw[:1]
+    if rating != "unsatisfied" and nxt and "\u4e00" <= nxt <= "\u9fff" and nxt not in _AFTER_WORD:
+        return None  # the word goes on ("满意度…"): a sentence, not an answer
+    if "吗" in raw or "?" in raw or "？" in raw or (rating != "unsatisfied" and len(rest) > 12):
         return None
     return Rating(rating, mask_pii(_SPACE.sub(" ", rest))[:500] if rating == "unsatisfied" else "", ticket_id)
 

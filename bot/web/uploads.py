@@ -155,7 +155,9 @@ def ingest_upload(
     if suffix not in SUPPORTED:
         listed = "、".join(sorted(x[1:] for x in SUPPORTED))
         raise UploadRefused(
-            400, f"不支持的文件类型“{suffix or name}”，支持：{listed}", f"unsupported file type {suffix or '(none)'}"
+            400,
+            f"不支持的文件类型“{suffix or name}”，支持：{listed}",
+            f"unsupported file type {suffix or '(none)'}",
         )
     data = stream.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
