@@ -82,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--as", dest="sender", default="u_console")
     con.add_argument("--name", default="居民")
 
+    staff = sub.add_parser("staff", help="staff sign-in for the workbench (/staff/)")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True, parser_class=_Parser)
+    pw = staff_sub.add_parser("set-password", help="set a staff member's workbench password")
+    pw.add_argument("staff_id", help="the staff member's id in staff.yaml")
+    pw.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin (scripts) instead of asking",
+    )
+    staff_sub.add_parser("list", help="staff, their roles and whether they have a password")
+
     bench = sub.add_parser("bench", help="the benchmark suite")
     bench.add_argument("--quick", action="store_true")
     return p
