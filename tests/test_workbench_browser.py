@@ -89,8 +89,14 @@ class Browser:
         self.page.goto(self.base + path)
 
     def shot(self, name: str) -> None:
-        """This page at desktop width, then the same URL on a phone-sized screen with the same session."""
+        """This page at desktop width, then on a phone-sized screen (the same URL with the same session; a
+        page that answers a form post is resized instead, since it cannot be fetched again)."""
         self.page.screenshot(path=str(self.shots / f"staff-{name}-desktop.png"), full_page=True)
+        if self.page.url.endswith("/preview"):
+            self.page.set_viewport_size(PHONE)
+            self.page.screenshot(path=str(self.shots / f"staff-{name}-phone.png"), full_page=True)
+            self.page.set_viewport_size(DESKTOP)
+            return
         if self.phone_ctx is None:
             self.phone_ctx = self.browser.new_context(
                 viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN"

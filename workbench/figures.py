@@ -81,7 +81,7 @@ class Figures:
             "satisfaction": svg.gauge(
                 "满意率",
                 self.satisfaction,
-                f"评价 {sum(v for k, v in self.ratings.items() if k != 'none')} 条",
+                f"评价 {self.ratings['satisfied'] + self.ratings['basic'] + self.ratings['unsatisfied']} 条",
             ),
             "hot_spots": svg.hbars("反映最多的地点", self.hot_spots),
             "gaps": svg.stacked_bars("每周没答上的问题", self.weeks, self.gaps),

@@ -115,10 +115,11 @@ class Workbench:
 
     # --- rendering -------------------------------------------------------------------------------------------
 
-    def local(self, t: datetime | None, fmt: str = "%m月%d日 %H:%M") -> str:
+    def local(self, t: datetime | None) -> str:
         if t is None:
             return ""
-        return t.astimezone(self.bo.tz).strftime(fmt).lstrip("0")
+        lt = t.astimezone(self.bo.tz)
+        return f"{lt.month}月{lt.day}日 {lt:%H:%M}"
 
     def ago(self, t: datetime | None) -> str:
         if t is None:
