@@ -8,6 +8,7 @@ a "不满意，井盖还是松的" would be filed as a new report.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from bot.message import Reply
 from bot.tickets import satisfaction
@@ -40,7 +41,7 @@ class SatisfactionHandler(Handler):
         return False  # only ever reached through `claims`
 
     async def handle(self, ctx: Context) -> list[Reply]:
-        survey_id, _state, rating = ctx.extra["survey"]  # type: ignore[misc]
+        survey_id, _state, rating = cast(tuple[int, str, satisfaction.Rating | None], ctx.extra["survey"])
         svc = self.services
         if rating is None:  # the words after a bare 不满意: the reason
             value, reason = "unsatisfied", ctx.text.strip()[:500]

@@ -155,7 +155,8 @@ class Backoffice:
                 key=key[:160],
                 kind=kind,
                 group=told.group,
-                channel=told.channel,
+                # a private chat nobody has written in yet: the first channel (WeChat before the simulator)
+                channel=told.channel or self.channel_of(told.group) or next(iter(self._app.channels), ""),
                 text=told.text,
                 mentions=list(told.mentions),
                 ticket_id=ticket_id,
@@ -268,7 +269,9 @@ class Backoffice:
         return doc_key(community, source)
 
     def upload(self, filename: str | None, stream: BinaryIO, community: str) -> Ingested:
-        return ingest_upload(self.knowledge(), self.config, self.uploads, filename, stream, community)
+        return ingest_upload(
+            self.knowledge(), self.config, self.uploads, filename, stream, community, via="workbench"
+        )
 
     def remove_document(self, source: str, community: str) -> list[str]:
         return remove_document(self.knowledge(), self.uploads, source, community)

@@ -54,7 +54,7 @@ def stacked_bars(
     body: list[str] = []
     for i, col in enumerate(columns):
         x = PAD_L + slot * i + (slot - bar) / 2
-        y = PAD_T + plot_h
+        y = float(PAD_T + plot_h)
         for k, (name, vals) in enumerate(series):
             v = vals[i]
             if v <= 0:

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -184,7 +184,10 @@ class Workbench:
         return r
 
 
-def secure(r: Response) -> Response:
+R = TypeVar("R", bound=Response)
+
+
+def secure(r: R) -> R:
     r.headers["Content-Security-Policy"] = CSP
     r.headers["X-Content-Type-Options"] = "nosniff"
     r.headers["Referrer-Policy"] = "no-referrer"  # a sign-in link never leaks in a Referer
@@ -254,7 +257,8 @@ def router(wb: Workbench) -> APIRouter:
     async def checked_form(request: Request) -> tuple[Signed, FormData]:
         user = wb.signed(request)
         form = await request.form()
-        if not csrf_ok(user.csrf, form.get("csrf") if isinstance(form.get("csrf"), str) else None):
+        given = form.get("csrf")
+        if not csrf_ok(user.csrf, given if isinstance(given, str) else None):
             log.warning("workbench: a form post by %s without its CSRF token was refused", user.staff.id)
             raise Refused(403, "页面已过期或请求来源不对，请刷新页面后再试")
         return user, form

@@ -142,7 +142,14 @@ class Ingested:
 
 
 def ingest_upload(
-    knowledge: Any, config: Config, area: UploadArea, filename: str | None, stream: BinaryIO, community: str
+    knowledge: Any,
+    config: Config,
+    area: UploadArea,
+    filename: str | None,
+    stream: BinaryIO,
+    community: str,
+    *,
+    via: str = "admin API",
 ) -> Ingested:
     """Check everything the request names before a byte is written, stage the file, ingest it, and keep it in
     `<data>/uploads/<community>/` only when ingestion succeeded. Raises UploadRefused (nothing is left behind)."""
@@ -167,7 +174,7 @@ def ingest_upload(
             f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
         )
     staged = area.stage(name, data)
-    log.info("ingesting upload %s (%s, %d bytes)", name, comm or "all", len(data))
+    log.info("%s: ingesting %s (%s, %d bytes)", via, name, comm or "all", len(data))
     try:
         report = knowledge.ingest([staged], community=comm)
         result = next((f for f in report.files if f.path == staged), None)
@@ -185,7 +192,7 @@ def ingest_upload(
         knowledge.index.meta.touch_doc(key, str(final))
     finally:
         area.discard(staged)
-    log.info("ingested upload %s (%s): %s", name, result.community or "all", result.status)
+    log.info("%s ingested %s (%s): %s", via, name, result.community or "all", result.status)
     return Ingested(
         source=result.source,
         status=result.status,
