@@ -83,7 +83,7 @@ class KnowledgeService:
         self.threshold = threshold
         self.decision = decision or DEFAULT_DECISION
         self.sample_paths = list(sample_paths)
-        self.store = store  # bot.store.Store holding the knowledge gaps; opened from database_url when needed
+        self.store = store  # store.Store holding the knowledge gaps; opened from database_url when needed
         self.database_url = database_url
         self.stopping = threading.Event()  # set by `interrupt()`: a running ingest stops at the next batch
 
@@ -241,7 +241,7 @@ class KnowledgeService:
         if self.store is None:
             if not self.database_url:
                 return []
-            from bot.store import Store
+            from store import Store
 
             self.store = Store(self.database_url)
             self.store.migrate()

@@ -25,13 +25,13 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import OffsetClock
 from bot.config import load_config
-from bot.message import Location
 from bot.runtime import build_app
-from bot.store.models import Ticket
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
+from core.message import Location
+from store.models import Ticket
 
 # Demo pace: the scenario's replies are spaced 0.1 s apart instead of WeChat's one a second, so that it
 # finishes in seconds; every other limit is the configured one.
