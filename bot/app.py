@@ -111,7 +111,9 @@ def build_ticket_backend(config: Config, clock: Clock) -> tuple[TicketBackend, f
     except PluginError as e:
         raise ConfigError(f"{config.path}: tickets.backend: {e}") from None
     block: dict[str, Any] = dict(t.backend_settings)
-    if t.backend == "open311":  # its settings are the `tickets:` keys of earlier versions (and the contract's)
+    if (
+        t.backend == "open311"
+    ):  # its settings are the `tickets:` keys of earlier versions (and the contract's)
         block = {"url": t.open311_url, "jurisdiction_id": t.jurisdiction_id, **block}
     settings = validate_block(plugin.settings, block, config, "tickets.backend_settings")
     ctx = TicketBackendContext(
@@ -145,7 +147,9 @@ class App:
         self.channels: dict[str, Channel] = dict(channels) if channels is not None else build_channels(config)
         self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
         # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
-        self.training: BackgroundClassifier | None = BackgroundClassifier(config) if train_in_background else None
+        self.training: BackgroundClassifier | None = (
+            BackgroundClassifier(config) if train_in_background else None
+        )
         self.model: LiveClassifier | None = None if train_in_background else load_classifier(config)
         classifier: Classifier = self.training or self.model  # type: ignore[assignment]
         self.groups = GroupDirectory(  # issue 6: groups the bot is added to, greeted once

@@ -468,7 +468,8 @@ def _validate(model: type[M], data: dict[str, Any], path: Path, where: str = "")
     except ValidationError as e:
         first = dict(e.errors()[0])
         if where:  # a block inside the file (a plugin's settings): name it from the top
-            first["loc"] = (*where.split("."), *first["loc"])
+            loc = first["loc"]
+            first["loc"] = (*where.split("."), *(loc if isinstance(loc, tuple) else ()))
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         raise ConfigError(f"{path}: {_describe(first)}{more}") from None
     except ValueError as e:

@@ -36,7 +36,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -133,7 +133,11 @@ class Draft:
             "text": self.text,
             "targets": list(self.targets),
             "groups": [asdict(g) for g in self.groups],
-            "schedule": {"at": at.isoformat() if at else None, "cron": self.schedule.cron, "label": self.schedule.label},
+            "schedule": {
+                "at": at.isoformat() if at else None,
+                "cron": self.schedule.cron,
+                "label": self.schedule.label,
+            },
             "ask_ack": self.ask_ack,
             "signature": self.signature,
         }
@@ -239,7 +243,7 @@ class NoticeReport:
         last = max(d.occurrence for d in self.deliveries)
         return [d for d in self.deliveries if d.occurrence == last]
 
-    def summary(self, tz: ZoneInfo) -> str:
+    def summary(self, tz: tzinfo) -> str:
         """The delivery report as staff read it in chat."""
         c = self.counts
         head = f"通知#{self.id}（{'、'.join(self.targets)}，{self.schedule}）：{STATUS_NAMES.get(self.status, self.status)}。"
@@ -290,7 +294,7 @@ class NoticeReport:
         }
 
 
-def _local(t: datetime | None, tz: ZoneInfo) -> str:
+def _local(t: datetime | None, tz: tzinfo) -> str:
     if t is None:
         return ""
     local = t.astimezone(tz)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.ports import Clock
 from bot.config import Config
+from core.ports import Clock
 from nlp.classifier import LiveClassifier, corrections_file, trained_for
 from store import Store
 from tickets.corrections import export

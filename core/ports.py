@@ -55,7 +55,9 @@ Joined = Callable[[str, str], Awaitable[None]]
 class Capabilities:
     """What a channel can do, declared by the channel; the parts read these instead of probing the object."""
 
-    greets_on_join: bool = False  # the platform reports being added to a group: greet then, not on first words
+    greets_on_join: bool = (
+        False  # the platform reports being added to a group: greet then, not on first words
+    )
     keeps_history: bool = False  # `history(group)` returns what the bot said there (settles a send in doubt)
     can_mention: bool = True  # @mentions are shown as mentions
     can_send_images: bool = True
@@ -163,6 +165,113 @@ class CommunityConfig(Protocol):
     def owns(self, group_id: str) -> bool:
         """Whether this process serves the group (several processes, one account each, share a store)."""
         ...
+
+
+# --- the configuration as the language and knowledge parts read it (bot/config.py's `Config` has all this) ---
+
+
+class TermsFile(Protocol):
+    @property
+    def terms(self) -> dict[str, str]:
+        """Colloquial word -> standard term (电瓶车 -> 电动自行车)."""
+        ...
+
+
+class ServicesFile(Protocol):
+    @property
+    def services(self) -> list[Service]: ...
+
+
+class ClassifierConfig(Protocol):
+    """What the intent classifier is trained from (nlp/classifier.py)."""
+
+    @property
+    def lexicon(self) -> TermsFile: ...
+
+    @property
+    def services(self) -> ServicesFile: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def path(self) -> Path:
+        """The main config file; its folder may hold extra training rows."""
+        ...
+
+
+class IndexSettings(Protocol):
+    @property
+    def embedding(self) -> str: ...
+
+    @property
+    def chroma_url(self) -> str: ...
+
+    @property
+    def collection(self) -> str: ...
+
+
+class LLMSettings(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+
+class KnowledgeSettings(Protocol):
+    @property
+    def index(self) -> IndexSettings: ...
+
+    @property
+    def llm(self) -> LLMSettings: ...
+
+
+class FAQEntry(Protocol):
+    @property
+    def questions(self) -> list[str]: ...
+
+    @property
+    def answer(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def community(self) -> str: ...
+
+
+class FAQFile(Protocol):
+    @property
+    def faq(self) -> Sequence[FAQEntry]: ...
+
+
+class KnowledgeConfig(Protocol):
+    """What the knowledge service is opened from (knowledge/service.py)."""
+
+    @property
+    def main(self) -> KnowledgeSettings: ...
+
+    @property
+    def index_dir(self) -> Path: ...
+
+    @property
+    def knowledge_paths(self) -> list[Path]: ...
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def lexicon(self) -> TermsFile: ...
+
+    @property
+    def faq(self) -> FAQFile: ...
 
 
 # --- language -----------------------------------------------------------------------------------------------
@@ -312,7 +421,12 @@ class TicketDesk(Protocol):
         ...
 
     def correct(
-        self, ticket_id: int, *, service_code: str | None = None, urgency: str | None = None, staff_id: str = ""
+        self,
+        ticket_id: int,
+        *,
+        service_code: str | None = None,
+        urgency: str | None = None,
+        staff_id: str = "",
     ) -> Corrected:
         """Raises core.errors.CorrectionError."""
         ...
@@ -450,7 +564,10 @@ class NoticeRecord(Protocol):
 class Notices(Protocol):
     """Staff notices, delivered durably to each group once (bot/notices.py)."""
 
-    tz: tzinfo
+    @property
+    def tz(self) -> tzinfo:
+        """The zone notice times are shown in."""
+        ...
 
     def draft_from_command(self, text: str, staff: StaffMember) -> NoticeDraft:
         """Raises core.errors.NoticeError."""

@@ -146,7 +146,9 @@ class AskHandler(Handler):
             return None
         convs.close(msg.group, msg.sender)
         question = conv.get_str("question")
-        people = staff_for(list(self.services.config.staff_list), conv.get_str("community"), conv.get_str("grid"))
+        people = staff_for(
+            list(self.services.config.staff_list), conv.get_str("community"), conv.get_str("grid")
+        )
         gap_id = conv.get_int("gap_id")
         if not people:
             return [ctx.reply(NO_STAFF, kind="ack")]

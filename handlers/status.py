@@ -59,11 +59,7 @@ class StatusHandler(Handler):
         reached = await desk.refresh([found.id])
         t = desk.ticket(ticket_id) or found
         sync = (
-            SYNC_PARKED
-            if t.sync == "parked"
-            else SYNC_PENDING
-            if t.sync == "pending" or not reached
-            else ""
+            SYNC_PARKED if t.sync == "parked" else SYNC_PENDING if t.sync == "pending" or not reached else ""
         )
         return ctx.reply(
             LOOKUP.format(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config
+from core.ports import KnowledgeConfig as Config  # the config as the knowledge reads it
 from knowledge.decide import DEFAULT_DECISION, Decision, content_words, features, type_missing
 from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
 from knowledge.extractive import extract_passage, source_line

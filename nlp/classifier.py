@@ -42,9 +42,9 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from bot.config import Config
 from core.community import Service
 from core.intent import INTENTS, Classification, Intent
+from core.ports import ClassifierConfig as Config  # the config as the classifier reads it
 from nlp.extract import clean_description, dangers, extract_place, normalise
 from nlp.semantic import TABLE as TERM_TABLE
 from nlp.semantic import TermVectors, term_vectors

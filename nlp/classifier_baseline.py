@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
-from bot.config import Config
 from core.community import Service
 from core.intent import INTENTS, Classification, Intent
+from core.ports import ClassifierConfig as Config  # the config as the classifier reads it
 from nlp.extract import clean_description, extract_place, normalise
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -172,9 +172,7 @@ TICKETS_API_KEY = "test-open311-key"  # configured for both sides: the bot's cli
 @pytest.fixture
 def backend(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[tuple[Backend, str]]:
     # on the test's clock, as `serve` runs it on the bot's: its times are never ahead of the desk's
-    settings = backend_settings(
-        config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY]
-    )
+    settings = backend_settings(config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY])
     be = Backend(settings, now=clock.now)
     with running_backend(be) as url:
         yield be, url

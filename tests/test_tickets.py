@@ -325,9 +325,7 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)
         assert len([s for s in channel.sent if "工单发送失败" in s.text]) == 1
-        be = Backend(
-            backend_settings(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now
-        )
+        be = Backend(backend_settings(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now)
         with running_backend(be, port=port):
             clock.advance(desk.outbox.parked_retry_seconds + 1)
             await settle(app)

@@ -758,7 +758,9 @@ class ReportDesk:
             ids = [
                 str(r)
                 for r in s.scalars(
-                    select(Ticket.remote_id).where(Ticket.id.in_(list(ticket_ids)), Ticket.remote_id.is_not(None))
+                    select(Ticket.remote_id).where(
+                        Ticket.id.in_(list(ticket_ids)), Ticket.remote_id.is_not(None)
+                    )
                 )
             ]
         if not ids:
@@ -773,7 +775,12 @@ class ReportDesk:
         return True
 
     def correct(
-        self, ticket_id: int, *, service_code: str | None = None, urgency: str | None = None, staff_id: str = ""
+        self,
+        ticket_id: int,
+        *,
+        service_code: str | None = None,
+        urgency: str | None = None,
+        staff_id: str = "",
     ) -> Corrected:
         return correct(
             self.store,

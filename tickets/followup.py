@@ -30,7 +30,9 @@ AWAITING_PLACE = "awaiting_place"
 COLLECTING_MEDIA = "collecting_media"
 MEDIA_WINDOW_SECONDS = 60.0  # photos and locations within this join the report
 SHORT_CAPTION = 10  # a photo or location with at most this many characters of words is still just media
-PLACE_ANSWER_SLACK = 6  # a reply naming a place with this many more characters is the answer, not a new report
+PLACE_ANSWER_SLACK = (
+    6  # a reply naming a place with this many more characters is the answer, not a new report
+)
 MAX_PLACE_ANSWER = 40  # a short reply to "where?" is the place, as written
 
 # events: what a reply is
@@ -77,7 +79,12 @@ def event_of(state: str, intake: Intake) -> Reading:
         return Reading(PLACE, place)
     if place and (not c.needs_ticket or len(text) <= len(place) + PLACE_ANSWER_SLACK):
         return Reading(PLACE, place, names_problem=c.needs_ticket)
-    if text and len(text) <= MAX_PLACE_ANSWER and not c.needs_ticket and c.intent not in ("question", "command"):
+    if (
+        text
+        and len(text) <= MAX_PLACE_ANSWER
+        and not c.needs_ticket
+        and c.intent not in ("question", "command")
+    ):
         return Reading(PLACE, text)
     return Reading(OTHER)
 
@@ -106,7 +113,9 @@ class ReportFollowup:
 
     def take(self, intake: Intake) -> Step:
         desk, msg = self.desk, intake.message
-        report = desk.open_report(msg, intake.classification, intake.text, place_timeout=self.flow.waits[AWAITING_PLACE])
+        report = desk.open_report(
+            msg, intake.classification, intake.text, place_timeout=self.flow.waits[AWAITING_PLACE]
+        )
         if report is None:  # this message was already taken as a report
             return Step(state=UNCHANGED)
         # at night nobody is asked "where?": the report is filed as it is and the grid follows up

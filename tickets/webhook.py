@@ -35,7 +35,12 @@ TIMESTAMP_HEADER = "X-Open311-Timestamp"
 
 
 def verify(
-    secret: str, body: bytes, signature: str, timestamp: str, now: float, tolerance: float = WEBHOOK_TOLERANCE_SECONDS
+    secret: str,
+    body: bytes,
+    signature: str,
+    timestamp: str,
+    now: float,
+    tolerance: float = WEBHOOK_TOLERANCE_SECONDS,
 ) -> bool:
     """Whether a webhook is authentic and fresh: signed with `secret` (never an empty one) at a time within
     `tolerance` seconds of `now`. A fresh, authentic body may still be a replay: `_first_receipt` remembers

@@ -128,7 +128,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
         await app.settle()
         sc.show(staff["group"])
     await app.tick()
-    await app.services.notices.drain()
+    await app.notices.drain()
     await app.settle()
     sc.show(home, home5)
     await sim.post(staff["group"], staff["sender"], staff["name"], "/通知 状态", private=True)
@@ -148,8 +148,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
             },
         )
         r.raise_for_status()
-    assert app.services.tickets is not None
-    await app.services.tickets.poll_once()  # the webhook usually arrives first; polling is the fallback
+    await app.desk.poll_once()  # the webhook usually arrives first; polling is the fallback
     await sc.wait_for(
         "the groups to be told",
         lambda: any("处理完毕" in e.text for e in sim.groups.get(riders, []) if e.from_bot),

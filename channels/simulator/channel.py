@@ -57,7 +57,7 @@ class SimulatorChannel(BaseChannel):
         self._ids = itertools.count(1)
         self.groups: dict[str, list[SimEntry]] = {}
         self.names: dict[str, str] = {}  # sender id -> display name, for rendering @mentions
-        self.history = history
+        self.history_file = history
         if history is not None:
             self._load(history)
 
@@ -89,9 +89,9 @@ class SimulatorChannel(BaseChannel):
         entries.append(entry)
         if len(entries) > HISTORY_PER_GROUP:
             del entries[: len(entries) - HISTORY_PER_GROUP]
-        if self.history is not None:
-            self.history.parent.mkdir(parents=True, exist_ok=True)
-            with self.history.open("a", encoding="utf-8") as f:  # flushed on close: a kill keeps it
+        if self.history_file is not None:
+            self.history_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.history_file.open("a", encoding="utf-8") as f:  # flushed on close: a kill keeps it
                 f.write(json.dumps({"group": group, **entry.public()}, ensure_ascii=False) + "\n")
 
     def _next_id(self) -> str:

@@ -547,9 +547,7 @@ for t in MORE_N:
 for t in MORE_C:
     rows.append({"text": t, "intent": "chitchat", "needs_ticket": False, "service_code": None})
 for r in rows:
-    r.setdefault(
-        "source", "train"
-    )  # "service": taught to the service model only (see nlp/classifier.py)
+    r.setdefault("source", "train")  # "service": taught to the service model only (see nlp/classifier.py)
 # the labelled dev set (tests/data/classify_dev.jsonl) is trained on too; the evaluation leaves its folds out
 ROOT = Path(__file__).resolve().parents[2]
 for line in (ROOT / "tests" / "data" / "classify_dev.jsonl").read_text(encoding="utf-8").splitlines():

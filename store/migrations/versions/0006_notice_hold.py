@@ -17,9 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("ticket_notices", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("not_before", store.models.UTCDateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("not_before", store.models.UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
