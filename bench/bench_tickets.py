@@ -139,9 +139,12 @@ async def _router_rate(
 
     _bench_env(url)
     cfg = load_config(config_path)
-    app = App(cfg, clock=ManualClock(), channels={"bench": _null_channel()})
-    if which == "baseline":
-        app.services.classifier = baseline
+    app = App(
+        cfg,
+        clock=ManualClock(),
+        channels={"bench": _null_channel()},
+        classifier=baseline if which == "baseline" else None,
+    )
     await app.start(background=False)
     groups = [g.id for g in cfg.groups.groups]
     msgs = [

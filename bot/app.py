@@ -139,6 +139,7 @@ class App:
         channels: Mapping[str, Channel] | None = None,
         knowledge: Answerer | None = None,
         train_in_background: bool = False,
+        classifier: Classifier | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -146,12 +147,15 @@ class App:
         self.store.migrate()
         self.channels: dict[str, Channel] = dict(channels) if channels is not None else build_channels(config)
         self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
-        # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
-        self.training: BackgroundClassifier | None = (
-            BackgroundClassifier(config) if train_in_background else None
-        )
-        self.model: LiveClassifier | None = None if train_in_background else load_classifier(config)
-        classifier: Classifier = self.training or self.model  # type: ignore[assignment]
+        # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here; a benchmark
+        # may hand in another classifier to compare
+        self.training: BackgroundClassifier | None = None
+        self.model: LiveClassifier | None = None
+        if classifier is None:
+            if train_in_background:
+                classifier = self.training = BackgroundClassifier(config)
+            else:
+                classifier = self.model = load_classifier(config)
         self.groups = GroupDirectory(  # issue 6: groups the bot is added to, greeted once
             config,
             self.store,
@@ -160,6 +164,7 @@ class App:
             greets_on_join=[n for n, ch in self.channels.items() if ch.capabilities.greets_on_join],
         )
         self.knowledge = KnowledgeSlot(knowledge)
+        conversations = StoredConversations(self.store, config.process_name)
         backend, poll_seconds = build_ticket_backend(config, self.clock)
         t = config.main.tickets
         desk = ReportDesk(  # issue 4: reports -> tickets, durably
@@ -169,6 +174,7 @@ class App:
             self.sender,
             self.groups,
             classifier,
+            conversations,
             backend,
             DeskSettings(
                 merge_window_hours=t.merge_window_hours,
@@ -193,7 +199,7 @@ class App:
             clock=self.clock,
             classifier=classifier,
             sender=self.sender,
-            conversations=StoredConversations(self.store),
+            conversations=conversations,
             groups=self.groups,
             knowledge=self.knowledge,
             gaps=GapRecords(self.store),

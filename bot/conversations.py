@@ -1,5 +1,8 @@
 """The open conversations, kept in the store (table `conversations`): one per group and sender, so a restart
-resumes a report waiting for its place or a notice waiting for 确认, and its deadline still fires."""
+resumes a report waiting for its place or a notice waiting for 确认, and its deadline still fires.
+
+Several processes may share the store (docs/deployment.md): each conversation is its opener's (`owner`, the
+process name), and only its owner runs its deadline, on the account the person talks to."""
 
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ def _conversation(row: ConversationRow) -> Conversation:
 class StoredConversations:
     """Implements core.conversation.Conversations on the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, owner: str = "") -> None:
         self.store = store
+        self.owner = owner[:128]
 
     def open(
         self,
@@ -47,6 +51,7 @@ class StoredConversations:
                         row = ConversationRow(group_id=group[:128], sender=sender[:128])
                         s.add(row)
                     row.handler, row.state, row.data, row.deadline = handler, state, values, deadline
+                    row.owner = self.owner
                 break
             except IntegrityError:
                 continue
@@ -61,6 +66,17 @@ class StoredConversations:
             ).first()
             return _conversation(row) if row is not None and row.deadline > now else None
 
+    def held(self, group: str, sender: str) -> bool:
+        with self.store.session() as s:
+            return (
+                s.scalars(
+                    select(ConversationRow.id).where(
+                        ConversationRow.group_id == group[:128], ConversationRow.sender == sender[:128]
+                    )
+                ).first()
+                is not None
+            )
+
     def close(self, group: str, sender: str) -> None:
         with self.store.session() as s:
             s.execute(
@@ -71,7 +87,11 @@ class StoredConversations:
 
     def expired(self, now: datetime) -> list[Conversation]:
         with self.store.session() as s:
-            rows = s.scalars(select(ConversationRow).where(ConversationRow.deadline <= now).limit(200)).all()
+            rows = s.scalars(
+                select(ConversationRow)
+                .where(ConversationRow.deadline <= now, ConversationRow.owner == self.owner)
+                .limit(200)
+            ).all()
         gone: list[Conversation] = []
         for row in rows:
             with self.store.session() as s:

@@ -336,11 +336,6 @@ class NoticeService:
 
     # --- making notices
 
-    def hold(self, draft: NoticeDraft) -> dict[str, object]:
-        if not isinstance(draft, Draft):  # drafts come from this service only
-            raise TypeError("hold: a draft of another notice service")
-        return draft.to_data()
-
     def restore(self, data: Mapping[str, object]) -> Draft:
         return Draft.from_data(data)
 
@@ -401,8 +396,7 @@ class NoticeService:
         origin_group: str = "",
     ) -> int:
         """Store a confirmed notice; it goes out when due (at once for an immediate one). Returns its number."""
-        if not isinstance(draft, Draft):  # drafts come from this service only
-            raise TypeError("create: a draft of another notice service")
+        draft = Draft.from_data(draft.to_data())  # any NoticeDraft: its data is all a notice needs
         now = self.clock.now()
         with self.store.session() as s:
             n = Notice(

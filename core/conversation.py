@@ -98,6 +98,10 @@ class Conversations(Protocol):
         """The open conversation, None when there is none or its deadline has passed."""
         ...
 
+    def held(self, group: str, sender: str) -> bool:
+        """Whether `sender` has a conversation in `group`, open or waiting for its deadline to be run."""
+        ...
+
     def close(self, group: str, sender: str) -> None: ...
 
     def expired(self, now: datetime) -> list[Conversation]:

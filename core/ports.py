@@ -544,6 +544,10 @@ class NoticeDraft(Protocol):
 
     def preview(self, timeout_minutes: int = 5) -> str: ...
 
+    def to_data(self) -> dict[str, object]:
+        """The draft as JSON data, kept in the staff member's conversation while they confirm it."""
+        ...
+
 
 class NoticeRecord(Protocol):
     """A notice and its deliveries."""
@@ -573,11 +577,9 @@ class Notices(Protocol):
         """Raises core.errors.NoticeError."""
         ...
 
-    def hold(self, draft: NoticeDraft) -> dict[str, object]:
-        """The draft as JSON data, kept in a conversation while staff confirm it."""
+    def restore(self, data: Mapping[str, object]) -> NoticeDraft:
+        """The draft again from its `to_data()` (after a restart too)."""
         ...
-
-    def restore(self, data: Mapping[str, object]) -> NoticeDraft: ...
 
     def create(
         self,

@@ -106,7 +106,7 @@ class NoticeHandler(Handler):
             state=CONFIRMING,
             deadline=ctx.services.clock.now() + timedelta(seconds=CONFIRM_TIMEOUT_SECONDS),
             data={
-                "draft": svc.hold(draft),
+                "draft": draft.to_data(),
                 "group": m.group,
                 "channel": m.channel,
                 "sender": m.sender,

@@ -364,4 +364,5 @@ class ConversationRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    owner: Mapped[str] = mapped_column(String(128), default="")  # the process whose deadline it is to run
     __table_args__ = (Index("ux_conversations_group_sender", "group_id", "sender", unique=True),)

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.channel import BaseChannel
 from core.message import Message
-from core.ports import Inbox, Joined
+from core.ports import Capabilities, Inbox, Joined
 
 
 def read_sent(workdir: Path) -> list[dict[str, Any]]:
@@ -29,6 +29,7 @@ def read_sent(workdir: Path) -> list[dict[str, Any]]:
 
 class SpoolChannel(BaseChannel):
     name = "spool"
+    capabilities = Capabilities(keeps_history=True)  # like the simulator: a send in doubt is settled from it
 
     def __init__(self, workdir: Path, account: str = "doorstep-bot", poll_seconds: float = 0.05) -> None:
         super().__init__(account)
@@ -76,6 +77,6 @@ class SpoolChannel(BaseChannel):
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
         pass
 
-    def messages(self, group: str) -> list[dict[str, Any]]:
-        """The group's history as the platform keeps it (as the simulator channel offers)."""
-        return [{**d, "from_bot": True} for d in read_sent(self.workdir) if d["group"] == group]
+    def history(self, group: str) -> list[str]:
+        """What the bot said in the group, as the platform keeps it (declared: `keeps_history`)."""
+        return [d["text"] for d in read_sent(self.workdir) if d["group"] == group]

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.community import Service
-from core.conversation import Conversation, Step
+from core.conversation import Conversation, Conversations, Step
 from core.intent import Classification
 from core.message import Attachment, Location, Message, Reply
 from core.ports import (
@@ -124,6 +124,7 @@ class ReportDesk:
         sender: Sender,
         groups: Groups,
         classifier: Classifier,
+        conversations: Conversations,
         backend: TicketBackend,
         settings: DeskSettings | None = None,
         *,
@@ -134,6 +135,7 @@ class ReportDesk:
         self.store = store
         self.clock = clock
         self.classifier = classifier
+        self.conversations = conversations  # the reporters' follow-ups: the crash net leaves theirs alone
         self.client = backend
         self.notifier = Notifier(store, sender, clock, groups)
         self.notifier.owns = config.owns  # a process sends only to the groups its account owns
@@ -683,17 +685,21 @@ class ReportDesk:
         return recovered
 
     def file_overdue_drafts(self) -> int:
-        """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them.
+        """The crash net: drafts past their deadline (and a grace) whose reporter has no follow-up conversation,
+        because a crash came between committing the report and opening it. The follow-up's own deadline
+        (tickets/followup.py) files every other draft: it is the one timer of the wait for a place.
 
         Safe with several processes: `file` claims each draft (draft -> filing) in the transaction that files it,
         so exactly one process files a draft, and a process killed while filing leaves it a draft."""
+        cutoff = self.clock.now() - timedelta(seconds=self.inflight_grace_seconds)
         with self.store.session() as s:
-            ids = s.scalars(
-                select(TicketReport.id).where(
-                    TicketReport.state == "draft", TicketReport.place_deadline <= self.clock.now()
+            drafts = s.execute(
+                select(TicketReport.id, TicketReport.group_id, TicketReport.sender).where(
+                    TicketReport.state == "draft", TicketReport.place_deadline <= cutoff
                 )
             ).all()
-        return sum(1 for i in ids if self.file(i) is not None)
+        orphans = [i for i, group, sender in drafts if not self.conversations.held(group, sender)]
+        return sum(1 for i in orphans if self.file(i) is not None)
 
     # --- the heartbeat ---------------------------------------------------------------------------------
 

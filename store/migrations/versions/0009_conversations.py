@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("deadline", store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("owner", sa.String(length=128), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ux_conversations_group_sender", "conversations", ["group_id", "sender"], unique=True)
