@@ -11,7 +11,7 @@ import pytest
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
-from tests.procs import proc_config, procs  # noqa: F401  (fixtures: the harness of real processes)
+from tests.procs import proc_config, procs, sample_index  # noqa: F401  (fixtures: the harness of real processes)
 from tests.support import RecordingChannel, Say
 
 ROOT = Path(__file__).resolve().parent.parent

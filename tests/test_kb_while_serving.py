@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from handlers.ask import UNAVAILABLE
 from knowledge.handoff import Holder, ServerClient, WriterLock
 from knowledge.service import open_knowledge
 from tests.knowledge_support import HashEncoder
-from tests.serve_support import ROOT, ServeProcess, build_sample_index, doorstep, wait_for
+from tests.procs import ADMIN_TOKEN, ROOT, Procs, Serve, doorstep, wait_for
 from tests.support import RecordingChannel, Say
 
 GROUP = "幸福里3号楼"
@@ -55,27 +54,16 @@ def library_docx(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled sample, ingested once per session (35-100 s); each serve gets a copy."""
-    return build_sample_index(tmp_path_factory.mktemp("sample") / "index")
-
-
 @pytest.fixture
-def serve(tmp_path: Path, sample_index: Path) -> Iterator[ServeProcess]:
-    s = ServeProcess(tmp_path / "data", index_seed=sample_index)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def serve(procs: Procs, sample_index: Path) -> Serve:
+    return procs.serve(index_seed=sample_index).start(180)
 
 
 class Askers:
     """Residents asking about the sample in a loop, each question from a sender of its own, while something
     else happens: every question must get a real answer."""
 
-    def __init__(self, serve: ServeProcess) -> None:
+    def __init__(self, serve: Serve) -> None:
         self.serve = serve
         self.stop = threading.Event()
         self.replies: list[str] = []
@@ -103,7 +91,7 @@ class Askers:
 
 
 def test_kb_ingest_and_remove_while_serving_answer_at_once_and_never_fail(
-    serve: ServeProcess, tmp_path: Path
+    serve: Serve, tmp_path: Path
 ) -> None:
     docs = tmp_path / "新资料"
     docs.mkdir()
@@ -143,9 +131,9 @@ def test_kb_ingest_and_remove_while_serving_answer_at_once_and_never_fail(
     assert stats.returncode == 0 and '"documents": 10' in stats.stdout, stats.stdout
 
 
-def test_serve_started_while_kb_writes_waits_for_it(tmp_path: Path, sample_index: Path) -> None:
-    s = ServeProcess(tmp_path / "data", index_seed=sample_index)
-    again = ServeProcess(s.data)  # then a second serve on the same index
+def test_serve_started_while_kb_writes_waits_for_it(procs: Procs, sample_index: Path) -> None:
+    s = procs.serve(index_seed=sample_index)
+    again = procs.serve("again", data=s.data)  # then a second serve on the same index
     lock = WriterLock(s.data / "index")
     assert lock.try_acquire(Holder(pid=os.getpid(), role="kb"))  # as `kb ingest` holds it
     try:
@@ -155,7 +143,7 @@ def test_serve_started_while_kb_writes_waits_for_it(tmp_path: Path, sample_index
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{s.url}/health", timeout=2)  # it has not opened the index, nor started
         lock.release()
-        s.wait_healthy()
+        s.wait_ready(180)
         again.start(wait=False)  # refused, one line
         assert again.proc is not None and again.proc.wait(timeout=120) == 2
         last = again.log().strip().splitlines()[-1]
@@ -167,8 +155,8 @@ def test_serve_started_while_kb_writes_waits_for_it(tmp_path: Path, sample_index
         s.stop()
 
 
-def test_a_damaged_store_stops_serve_with_one_line(tmp_path: Path, sample_index: Path) -> None:
-    s = ServeProcess(tmp_path / "data", index_seed=sample_index)
+def test_a_damaged_store_stops_serve_with_one_line(procs: Procs, sample_index: Path) -> None:
+    s = procs.serve(index_seed=sample_index)
     s.data.mkdir(parents=True, exist_ok=True)
     (s.data / "doorstep.db").write_bytes(b"overwritten by something that was not SQLite" * 200)
     s.start(wait=False)
@@ -185,14 +173,14 @@ def test_a_damaged_store_stops_serve_with_one_line(tmp_path: Path, sample_index:
     )
 
 
-def test_shutdown_does_not_wait_for_an_upload_being_ingested(serve: ServeProcess, tmp_path: Path) -> None:
+def test_shutdown_does_not_wait_for_an_upload_being_ingested(serve: Serve, tmp_path: Path) -> None:
     """A long document (~2,000 chunks: minutes of embedding) uploaded, then SIGTERM: the server stops within
     its graceful-shutdown time and an embedding batch, and nothing of the document is in the index."""
     body = "\n\n".join(
         f"第{n + 1}条 关于社区第{n}号公共设施的管理，住户应当爱护设施，损坏照价赔偿，具体办法由业主委员会另行规定。"
         for n in range(9000)
     )
-    token = "Bearer " + serve.env["DOORSTEP_HTTP__ADMIN_TOKEN"]
+    token = f"Bearer {ADMIN_TOKEN}"  # configured in the harness's test config
 
     def upload() -> None:
         with contextlib.suppress(httpx.HTTPError):  # the server goes away mid-request: expected
