@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from bot.classifier_loading import BackgroundClassifier
 from bot.clock import SystemClock
 from bot.config import Config, ConfigError, validate_block
@@ -23,6 +25,7 @@ from bot.notices import NoticeService
 from bot.retrain import Retrainer
 from bot.router import Outcome, Router
 from bot.sender import ThrottledSender
+from core.handler import Handler
 from core.message import Message
 from core.ports import Channel, Classifier, Clock, Services, TicketBackend
 from core.registry import (
@@ -209,7 +212,10 @@ class App:
         )
         # issue 11: corrections folded in nightly, in a thread
         self.retrainer = Retrainer(config, self.store, self.clock, self._live_model)
-        self.handlers = [cls(self.services) for cls in classes]
+        self.handlers = [cls(self.services, self._handler_settings(cls)) for cls in classes]
+        unknown = set(config.main.handlers) - {h.name for h in self.handlers}
+        if unknown:
+            raise ConfigError(f"{config.path}: handlers.{sorted(unknown)[0]}: no such handler")
         self.router = Router(self.services, config, self.store, self.handlers)
         for ch in self.channels.values():
             self.router.accounts.add(ch.account)
@@ -219,6 +225,14 @@ class App:
         self.outcomes: list[Outcome] = []  # the most recent outcomes, for the demo and tests
         self.started = False
         self.not_owned = 0  # messages from groups another process owns, ignored
+
+    def _handler_settings(self, cls: type[Handler]) -> BaseModel | None:
+        block = self.config.main.handlers.get(cls.name, {})
+        if cls.settings_model is None:
+            if block:
+                raise ConfigError(f"{self.config.path}: handlers.{cls.name}: this handler takes no settings")
+            return None
+        return validate_block(cls.settings_model, block, self.config, f"handlers.{cls.name}")
 
     def _live_model(self) -> LiveClassifier | None:
         """The retrainable model; None while `serve` still trains it (or when training failed)."""

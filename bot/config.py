@@ -200,6 +200,8 @@ class MainSettings(BaseSettings):
     files: ConfigFiles = Field(default_factory=ConfigFiles)
     # modules with handlers beyond handlers/ (each a module whose classes are decorated `@register`)
     plugins: list[str] = Field(default_factory=list)
+    # a handler's own settings, by its name, validated by its `settings_model`
+    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

@@ -13,12 +13,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
 
 from core.community import GroupConfig, GroupPolicy, StaffMember
 from core.conversation import END, UNCHANGED, Conversation, Step
 from core.intent import Classification, Intent
 from core.message import Message, Reply
 from core.ports import Services
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -115,9 +123,23 @@ class Handler(ABC):
     permission: Permission | None = None
     usage: str = ""  # one item of 帮助: what the handler does and how to ask for it ("": not listed)
     usage_rank: int = 50  # where the item stands in 帮助, lower first
+    settings_model: type[BaseModel] | None = (
+        None  # validates its block in the config's `handlers: {name: ...}`
+    )
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, settings: BaseModel | None = None) -> None:
         self.services = services
+        self.settings = settings
+
+    def settings_as(self, model: type[M]) -> M:
+        """The handler's own settings, as its `settings_model` (the app validated them with it)."""
+        if not isinstance(self.settings, model):
+            raise TypeError(f"handler {self.name}: settings are not a {model.__name__}")
+        return self.settings
+
+    def routes(self) -> APIRouter | None:
+        """HTTP routes the web shell mounts for this handler, or None."""
+        return None
 
     def check(self, ctx: Context) -> bool:
         return self.rule(ctx)

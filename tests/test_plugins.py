@@ -39,7 +39,12 @@ ECHO = {"echo": {"module": "tests.plugins.echo_channel", "group": "回声群"}, 
 async def test_a_channel_and_a_handler_from_the_config_alone(
     tmp_path: Path, data_dir: Path, clock: ManualClock
 ) -> None:
-    config = config_with(tmp_path, channels=ECHO, plugins=["tests.plugins.echo_handler"])
+    config = config_with(
+        tmp_path,
+        channels=ECHO,
+        plugins=["tests.plugins.echo_handler"],
+        handlers={"echo": {"prefix": "回声>"}},  # the handler's own settings block
+    )
     app = App(config, clock=clock)  # no channels handed in: built from the config's `channels:` block
     assert list(app.channels) == ["echo"]
     echo = app.channels["echo"]
@@ -50,7 +55,9 @@ async def test_a_channel_and_a_handler_from_the_config_alone(
         await echo.say("u_zhang", "帮助")
         await app.settle()
         said = [text for _, text, _ in echo.said]
-        assert said[0] == "回声：你好"  # the plugin handler answered, through the router and the sender
+        assert (
+            said[0] == "回声>你好"
+        )  # the plugin handler answered, with its settings, through router and sender
         assert "我是家门口助手" in said[1] and USAGE in said[1]  # 帮助 lists the plugin handler's usage
         with app.store.session() as s:  # the one way out records every send
             kinds = [(d.channel, d.group_id, d.status) for d in s.scalars(select(Delivery))]
@@ -99,6 +106,14 @@ def test_a_wrong_channel_block_is_one_line_naming_the_key(tmp_path: Path, data_d
     config = config_with(tmp_path, channels={**ECHO, "echo": {**ECHO["echo"], "gruop": "x"}})
     with pytest.raises(ConfigError, match=r"doorstep\.yaml: channels\.echo\.gruop: unknown key"):
         App(config, clock=ManualClock())
+    bad_handler = config_with(
+        tmp_path / "h",
+        channels=ECHO,
+        plugins=["tests.plugins.echo_handler"],
+        handlers={"echo": {"prefx": "x"}},
+    )
+    with pytest.raises(ConfigError, match=r"doorstep\.yaml: handlers\.echo\.prefx: unknown key"):
+        App(bad_handler, clock=ManualClock())
     missing = config_with(tmp_path / "b", channels={"nowhere": {"module": "tests.plugins.no_such_channel"}})
     with pytest.raises(
         ConfigError, match=r"channels\.nowhere: plugin module 'tests\.plugins\.no_such_channel'"

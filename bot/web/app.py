@@ -49,8 +49,8 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     web.state.app = app
     web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
 
-    for channel in app.channels.values():
-        routes = channel.routes()
+    declared = [ch.routes() for ch in app.channels.values()] + [h.routes() for h in app.handlers]
+    for routes in declared:  # the routes plugins declare
         if routes is not None:
             web.include_router(routes)
 
