@@ -70,3 +70,20 @@ def test_a_wrong_import_breaks_the_contract(
     broken = [line for line in out.stdout.splitlines() if " BROKEN" in line]
     assert any(line.startswith(contract) for line in broken), out.stdout
     assert module.replace("/", ".").removesuffix(".py") in out.stdout  # the report names the wrong import
+
+
+def test_only_the_sender_calls_a_channels_send() -> None:
+    """One way out: every message leaves through the Sender (bot/sender.py), which throttles and records it."""
+    import ast
+
+    callers = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("send_text", "send_image")
+                ):
+                    callers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert callers and all(c.startswith("bot/sender.py:") for c in callers), callers

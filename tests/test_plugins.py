@@ -119,3 +119,19 @@ def test_a_wrong_channel_block_is_one_line_naming_the_key(tmp_path: Path, data_d
         ConfigError, match=r"channels\.nowhere: plugin module 'tests\.plugins\.no_such_channel'"
     ):
         App(missing, clock=ManualClock())
+
+
+def test_the_wechat_channel_block_and_its_older_keys(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.app import build_channel
+    from channels.wechaty import WechatyChannel
+
+    new = config_with(tmp_path / "new", channels={"wechaty": {"token": "t1", "endpoint": "127.0.0.1:1"}})
+    old = config_with(tmp_path / "old", channels={"wechaty_token": "t1", "wechaty_endpoint": "127.0.0.1:1"})
+    assert new.main.channels.blocks()["wechaty"] == old.main.channels.blocks()["wechaty"]
+    monkeypatch.delenv("WECHATY_PUPPET_SERVICE_TOKEN", raising=False)
+    assert "wechaty" not in App(config_with(tmp_path / "none"), clock=ManualClock()).channels  # no token: off
+    monkeypatch.setenv("WECHATY_PUPPET_SERVICE_TOKEN", "from-env")  # the contract's variable wins
+    ch = build_channel(config_with(tmp_path / "env", channels={"wechaty": {"token": "t1"}}), "wechaty")
+    assert isinstance(ch, WechatyChannel) and ch.token == "from-env"
