@@ -1,4 +1,5 @@
-"""The FastAPI app of `serve`: the simulator channel, /health, and the parts other modules mount."""
+"""The FastAPI app of `serve` (the web shell): /health, the admin API, the tickets' webhook and built-in backend,
+and whatever routes the channels declare (`Channel.routes()`: the simulator's page and /sim API)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from fastapi.responses import JSONResponse
 
 from backend.utf8form import Utf8FormMiddleware
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
-from bot.tickets.web import mount_tickets
+from bot.builtin_backend import mount_tickets
 from bot.web.admin import admin_router
-from bot.web.simulator import simulator_router
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,7 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            interrupt = getattr(app.services.knowledge, "interrupt", None)
-            if callable(interrupt):  # an upload still ingesting ends now rather than hold up the shutdown
-                interrupt()
+            app.knowledge.interrupt()  # an upload still ingesting ends now rather than hold up the shutdown
             if manage_lifecycle:
                 await app.stop()
 
@@ -52,9 +49,10 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     web.state.app = app
     web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
 
-    sim = app.channels.get("simulator")
-    if isinstance(sim, SimulatorChannel):
-        web.include_router(simulator_router(sim, app.config))
+    declared = [ch.routes() for ch in app.channels.values()] + [h.routes() for h in app.handlers]
+    for routes in declared:  # the routes plugins declare
+        if routes is not None:
+            web.include_router(routes)
 
     mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
     web.include_router(admin_router(app), prefix="/admin")
