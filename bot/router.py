@@ -18,14 +18,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import GroupPolicy
-from bot.message import Message, Reply
-from bot.pii import mask_pii
+from bot.config import Config
 from bot.ratelimit import SlidingWindow
-from bot.services import Services
-from bot.store.models import AnsweredQuestion, InboundMessage
-from handlers.base import Context, Handler
-from handlers.intent import Classification
+from core.community import GroupPolicy
+from core.handler import Context, Handler
+from core.intent import Classification
+from core.message import Message, Reply
+from core.ports import Services
+from pii import mask_pii
+from store import Store
+from store.models import AnsweredQuestion, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +65,20 @@ class Outcome:
 
 
 class Router:
-    def __init__(self, services: Services, handlers: list[Handler]) -> None:
+    def __init__(self, services: Services, config: Config, store: Store, handlers: list[Handler]) -> None:
         self.services = services
+        self.config = config
+        self.store = store
         self.handlers = handlers
         self._by_name = {h.name: h for h in handlers}
         self._user_window: dict[int, SlidingWindow] = {}
         self._group_window: dict[int, SlidingWindow] = {}
         self._warned_fast: dict[tuple[str, str], datetime] = {}
         self._recent_texts: dict[tuple[str, str, str], datetime] = {}
-        self.accounts: set[str] = {services.config.main.bot.account}
+        self.accounts: set[str] = {config.bot.account}
+
+    def handler(self, name: str) -> Handler | None:
+        return self._by_name.get(name)
 
     # --- the pipeline -----------------------------------------------------------------------------
 
@@ -110,9 +117,9 @@ class Router:
             self._mark(msg, "ignored", "resend")
             return Outcome("ignored", "duplicate")
         if not msg.private:
-            svc.group_channels[msg.group] = msg.channel
+            svc.groups.seen(msg.group, msg.channel)
 
-        policy = svc.config.policy_for(msg.group)
+        policy = self.config.policy_for(msg.group)
         addressed, text = self._addressed(msg, policy)
 
         if len(msg.text) > policy.max_text_chars:
@@ -144,15 +151,15 @@ class Router:
         conv = svc.conversations.get(msg.group, msg.sender, now)
         if conv is not None:
             ctx.classification = svc.classifier.classify(text)
-            handler = self._by_name.get(conv.handler)
-            replies = await handler.followup(ctx, conv.state) if handler else None
+            handler = self.handler(conv.handler)
+            replies = await handler.followup(ctx, conv) if handler else None
             if replies is not None:
                 self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
 
         claimed = self._claimed(ctx)
         if claimed is not None:  # an answer to a question kept in the store (a satisfaction survey)
-            return await self._run(claimed, ctx, now)
+            return await self._dispatch(ctx, now, claimed)
 
         ctx.classification = (
             svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
@@ -181,6 +188,7 @@ class Router:
         return await self._dispatch(ctx, now)
 
     def _claimed(self, ctx: Context) -> Handler | None:
+        """The handler that claims this message before the policy and the classifier (`Handler.claims`)."""
         for h in self.handlers:
             try:
                 if h.claims(ctx):
@@ -189,10 +197,10 @@ class Router:
                 log.exception("handler %s failed claiming message %s", h.name, ctx.message.id)
         return None
 
-    async def _dispatch(self, ctx: Context, now: datetime) -> Outcome:
+    async def _dispatch(self, ctx: Context, now: datetime, claimed: Handler | None = None) -> Outcome:
         msg = ctx.message
-        for h in self.handlers:
-            if not h.check(ctx):
+        for h in (claimed,) if claimed else self.handlers:
+            if claimed is None and not h.check(ctx):
                 continue
             if not h.permitted(ctx):
                 log.warning("refused %s for sender %s in %s: no staff role", h.name, msg.sender, msg.group)
@@ -204,7 +212,30 @@ class Router:
                     (self._reply(msg, NOT_PERMITTED, "refusal"),),
                     ctx.classification,
                 )
-            return await self._run(h, ctx, now)
+            try:
+                replies = await h.handle(ctx)
+            except Exception:
+                log.exception("handler %s failed on message %s", h.name, msg.id)
+                self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
+                return Outcome(
+                    "failed",
+                    "handler error",
+                    h.name,
+                    (self._reply(msg, HANDLER_FAILED, "error"),),
+                    ctx.classification,
+                )
+            if ctx.quiet_until is not None:
+                # quiet hours: the report is filed; what it owes the group waits in the store for the morning
+                self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
+                if replies:
+                    log.info(
+                        "quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id
+                    )
+                return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
+            self._mark(msg, "handled", h.name, ctx.intent)
+            if ctx.intent == "question" and not msg.private and ctx.answered:
+                self._remember_answer(ctx, now)
+            return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
         self._mark(msg, "handled", "unhandled", ctx.intent)
         if not ctx.addressed:
             return Outcome("ignored", "no handler", classification=ctx.classification)
@@ -212,36 +243,11 @@ class Router:
             "handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification
         )
 
-    async def _run(self, h: Handler, ctx: Context, now: datetime) -> Outcome:
-        msg = ctx.message
-        try:
-            replies = await h.handle(ctx)
-        except Exception:
-            log.exception("handler %s failed on message %s", h.name, msg.id)
-            self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
-            return Outcome(
-                "failed",
-                "handler error",
-                h.name,
-                (self._reply(msg, HANDLER_FAILED, "error"),),
-                ctx.classification,
-            )
-        if ctx.quiet_until is not None:
-            # quiet hours: the report is filed; what it owes the group waits in the store for the morning
-            self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
-            if replies:
-                log.info("quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id)
-            return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
-        self._mark(msg, "handled", h.name, ctx.intent)
-        if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
-            self._remember_answer(ctx, now)
-        return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
-
     # --- policies ----------------------------------------------------------------------------------
 
     def _addressed(self, msg: Message, policy: GroupPolicy) -> tuple[bool, str]:
         text = msg.text.strip()
-        names = [self.services.config.main.bot.name, *self.services.config.main.bot.aliases]
+        names = [self.config.bot.name, *self.config.bot.aliases]
         for n in names:  # a typed "@家门口助手" counts as a mention even if the channel did not mark it
             if text.startswith("@" + n):
                 return True, text[len(n) + 1 :].strip(" ,，:：")
@@ -262,7 +268,7 @@ class Router:
         msg, c = ctx.message, ctx.classification
         urgent = c.urgency == "urgent"
         direct = msg.mentions_bot or msg.private
-        quiet_until = None if direct or urgent else self.services.config.quiet_until(msg.group, now)
+        quiet_until = None if direct or urgent else self.config.quiet_until(msg.group, now)
         if c.needs_ticket and (ctx.addressed or c.confidence >= AUTO_CONFIDENCE or urgent):
             ctx.quiet_until = quiet_until
             return True, ""
@@ -308,7 +314,7 @@ class Router:
             return None
         key = question_key(ctx.text)
         since = now - timedelta(minutes=policy.repeat_window_minutes)
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             prev = s.scalars(
                 select(AnsweredQuestion)
                 .where(
@@ -326,7 +332,7 @@ class Router:
         return self._reply(ctx.message, REPEATED.format(ago=ago, who=who), "pointer")
 
     def _remember_answer(self, ctx: Context, now: datetime) -> None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.add(
                 AnsweredQuestion(
                     group_id=ctx.message.group,
@@ -358,7 +364,7 @@ class Router:
         for n in range(1, 100):
             candidate = mid if n == 1 else f"{mid}#{n}"
             try:
-                with self.services.store.session() as s:
+                with self.store.session() as s:
                     s.add(
                         InboundMessage(
                             channel=msg.channel,
@@ -384,7 +390,7 @@ class Router:
         raise RuntimeError(f"message id {msg.id} from {msg.channel} reused 100 times")
 
     def _same_message(self, msg: Message, stored_id: str) -> bool:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             row = s.scalars(
                 select(InboundMessage).where(
                     InboundMessage.channel == msg.channel, InboundMessage.message_id == stored_id
@@ -403,7 +409,7 @@ class Router:
         return mask_pii(msg.text[:STORED_TEXT_LIMIT])
 
     def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.execute(
                 update(InboundMessage)
                 .where(InboundMessage.channel == msg.channel, InboundMessage.message_id == msg.id[:128])

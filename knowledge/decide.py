@@ -30,7 +30,7 @@ import jieba
 
 from knowledge.chunks import Chunk
 from knowledge.index import Hit
-from knowledge.rerank import passage_types, question_types, type_match
+from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types, type_match
 from knowledge.text import STOPWORDS, Lexicon, bigrams
 
 FEATURES = ("lift", "novelty")
@@ -135,7 +135,10 @@ def type_missing(question: str, chunk: Chunk) -> bool:
     it can share the topic ("垃圾分类厨余垃圾几点扔" against the article that defines 厨余垃圾) but not answer.
     On the dev set no answerable question's best passage misses its concrete type (docs/knowledge.md)."""
     wanted = question_types(question) & CONCRETE
-    return bool(wanted) and not wanted & passage_types(chunk.text, chunk.kind)
+    if wanted and not wanted & passage_types(chunk.text, chunk.kind):
+        return True
+    # an amount needs a figure: naming 费用 is not saying how much
+    return asks_amount(question) and not gives_amount(chunk.text, chunk.kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ QUESTION_TYPES: dict[str, tuple[str, ...]] = {
         "罚款",
         "补贴",
         "交多少",
+        "一平米",
         "便宜",
         "贵不贵",
     ),
@@ -136,6 +137,11 @@ PASSAGE_TYPES: dict[str, re.Pattern[str]] = {
     "procedure": re.compile(r"申请|办理|程序|登记|提交|携带|带上|审批|审核|手续|按照下列|报名|预约|备案"),
     "phone": re.compile(r"\d{3,4}-\d{7,8}|电话"),
 }
+# How much: a question that asks for an amount ("多少钱", "一平米交多少") is answered only by a passage that gives
+# one (a figure in 元, or 免费). A passage can name 费用 without an amount ("业主应当交纳物业服务费用" says who pays,
+# not how much), which the reranker's softer `PASSAGE_TYPES` accept; the found decision asks for the amount.
+AMOUNT_CUES = ("多少钱", "几块", "几毛", "交多少", "罚多少", "价格", "价钱", "一平米", "每平米", "每平方")
+AMOUNT = re.compile(rf"{_NUM}+(?:\.\d+)?\s*(?:元|块|角|毛)|免费|不收费|不收取|无偿|不要钱")
 # catalog fields that carry an answer type by themselves
 ENTRY_FIELDS = {
     "duration": ("开放时间",),
@@ -164,6 +170,15 @@ def passage_types(text: str, kind: str) -> frozenset[str]:
     if kind == "section":
         found.add("procedure")
     return frozenset(found)
+
+
+def asks_amount(question: str) -> bool:
+    q = question.replace(" ", "")
+    return any(c in q for c in AMOUNT_CUES)
+
+
+def gives_amount(text: str, kind: str) -> bool:
+    return bool(AMOUNT.search(text)) or (kind == "entry" and "\n费用：" in text)
 
 
 def type_match(qtypes: frozenset[str], ptypes: frozenset[str]) -> float:

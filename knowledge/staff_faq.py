@@ -3,33 +3,37 @@
 An entry is answered from the moment it is saved: the process that saved it swaps its FAQ matcher at once
 (`StaffFAQ.apply`), and every other process sharing the store notices the change on its next tick (`sync`,
 one cheap query) and swaps its own. No restart, and faq.yaml is never rewritten by a program.
+
+`StaffFAQ` is the `FAQBook` port (core/ports.py); it is handed faq.yaml's entries and the knowledge service
+it keeps up to date, and reads no configuration itself.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from bot.config import Config
-from bot.pii import mask_pii
-from bot.store import Store
-from bot.store.models import StaffFAQEntry
+from core.errors import FAQError
+from core.ports import Clock, FAQFile, FAQView
 from knowledge.faq import FAQItem
+from pii import mask_pii
+from store import Store
+from store.models import StaffFAQEntry
+
+if TYPE_CHECKING:
+    from knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)
 SOURCE = "社区工作人员答复"
 MAX_QUESTIONS = 20
 
 
-class FAQError(ValueError):
-    """An entry that cannot be saved; the message is Chinese, for staff."""
-
-
-def config_items(config: Config) -> list[FAQItem]:
-    return [FAQItem(tuple(e.questions), e.answer, e.source, e.community) for e in config.faq.faq]
+def config_items(faq: FAQFile) -> list[FAQItem]:
+    return [FAQItem(tuple(e.questions), e.answer, e.source, e.community) for e in faq.faq]
 
 
 def stored_items(store: Store) -> list[FAQItem]:
@@ -40,27 +44,29 @@ def stored_items(store: Store) -> list[FAQItem]:
         return [FAQItem(tuple(r.questions), r.answer, r.source, r.community) for r in rows]
 
 
-def entries(store: Store, community: str | None = None) -> list[dict[str, Any]]:
+def _view(r: StaffFAQEntry) -> FAQView:
+    return FAQView(
+        id=r.id,
+        questions=tuple(r.questions),
+        answer=r.answer,
+        source=r.source,
+        community=r.community,
+        created_by=r.created_by,
+        created_at=r.created_at,
+    )
+
+
+def entries(store: Store, community: str | None = None) -> list[FAQView]:
+    """The live entries, newest first."""
     with store.session() as s:
         q = select(StaffFAQEntry).where(StaffFAQEntry.removed_at.is_(None)).order_by(StaffFAQEntry.id.desc())
         if community is not None:
             q = q.where(StaffFAQEntry.community == community)
-        return [
-            {
-                "id": r.id,
-                "questions": list(r.questions),
-                "answer": r.answer,
-                "source": r.source,
-                "community": r.community,
-                "created_by": r.created_by,
-                "created_at": r.created_at,
-            }
-            for r in s.scalars(q)
-        ]
+        return [_view(r) for r in s.scalars(q)]
 
 
 def add_entry(
-    store: Store, questions: list[str], answer: str, *, community: str, by: str, now: datetime
+    store: Store, questions: Sequence[str], answer: str, *, community: str, by: str, now: datetime
 ) -> int:
     qs = list(dict.fromkeys(mask_pii(q.strip())[:200] for q in questions if q.strip()))[:MAX_QUESTIONS]
     text = answer.strip()
@@ -84,14 +90,14 @@ def add_entry(
         return int(row.id)
 
 
-def remove_entry(store: Store, entry_id: int, now: datetime) -> dict[str, Any] | None:
+def remove_entry(store: Store, entry_id: int, now: datetime) -> FAQView | None:
     """Withdraw an entry; the entry as it was, or None when there is no such (live) entry."""
     with store.session() as s:
         row = s.get(StaffFAQEntry, entry_id)
         if row is None or row.removed_at is not None:
             return None
         row.removed_at = now
-        return {"id": row.id, "questions": list(row.questions), "community": row.community}
+        return _view(row)
 
 
 def version(store: Store) -> tuple[int, int]:
@@ -103,26 +109,60 @@ def version(store: Store) -> tuple[int, int]:
 
 
 class StaffFAQ:
-    """Keeps a process's knowledge service answering from faq.yaml plus the stored entries."""
+    """The FAQ as staff keep it, and a process's knowledge service answering from faq.yaml plus the stored
+    entries. `service()` is the knowledge service once it is open (None before, or with a plain answerer)."""
 
-    def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
+    def __init__(
+        self, faq: FAQFile, store: Store, clock: Clock, service: Callable[[], KnowledgeService | None]
+    ) -> None:
+        self.faq = faq
         self.store = store
+        self.clock = clock
+        self.service = service
         self._applied: tuple[int, tuple[int, int]] | None = None  # (id of the knowledge object, version)
 
-    def apply(self, knowledge: Any) -> None:
+    # --- the FAQBook port
+
+    def configured(self) -> list[FAQView]:
+        return [
+            FAQView(
+                id=0, questions=tuple(e.questions), answer=e.answer, source=e.source, community=e.community
+            )
+            for e in self.faq.faq
+        ]
+
+    def written(self) -> list[FAQView]:
+        return entries(self.store)
+
+    def add(self, questions: Sequence[str], answer: str, *, community: str, by: str) -> int:
+        """Save an entry and answer from it at once in this process (others follow on their tick)."""
+        entry = add_entry(self.store, questions, answer, community=community, by=by, now=self.clock.now())
+        self.apply()
+        return entry
+
+    def remove(self, entry_id: int) -> FAQView | None:
+        gone = remove_entry(self.store, entry_id, self.clock.now())
+        if gone is not None:
+            self.apply()
+        return gone
+
+    # --- keeping the knowledge service up to date
+
+    def apply(self) -> None:
         """Swap the knowledge service's FAQ now (faq.yaml's entries first, then the stored ones)."""
-        replace = getattr(knowledge, "replace_faq", None)
-        if not callable(replace):
+        knowledge = self.service()
+        if knowledge is None:
             return
         v = version(self.store)
-        replace(config_items(self.config) + stored_items(self.store))
+        stored = stored_items(self.store)
+        knowledge.replace_faq(config_items(self.faq) + stored)
         self._applied = (id(knowledge), v)
-        log.info("FAQ: %d staff entries in use", len(stored_items(self.store)))
+        log.info("FAQ: %d staff entries in use", len(stored))
 
-    def sync(self, knowledge: Any) -> None:
+    def sync(self) -> None:
         """From the tick: apply when the knowledge service is new (opened in the background) or the stored
         entries changed (another process, or this one)."""
+        knowledge = self.service()
         if knowledge is None:
             return
         v = version(self.store)
@@ -131,4 +171,4 @@ class StaffFAQ:
         if self._applied is None and v == (0, 0):  # nothing stored: faq.yaml's entries are in use already
             self._applied = (id(knowledge), v)
             return
-        self.apply(knowledge)
+        self.apply()

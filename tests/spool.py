@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import Channel, Inbox
-from bot.message import Message
+from core.channel import BaseChannel
+from core.message import Message
+from core.ports import Capabilities, Inbox, Joined
 
 
 def read_sent(workdir: Path) -> list[dict[str, Any]]:
@@ -26,8 +27,9 @@ def read_sent(workdir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
-class SpoolChannel(Channel):
+class SpoolChannel(BaseChannel):
     name = "spool"
+    capabilities = Capabilities(keeps_history=True)  # like the simulator: a send in doubt is settled from it
 
     def __init__(self, workdir: Path, account: str = "doorstep-bot", poll_seconds: float = 0.05) -> None:
         super().__init__(account)
@@ -37,7 +39,7 @@ class SpoolChannel(Channel):
         self.poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, inbox: Inbox) -> None:
+    async def start(self, inbox: Inbox, joined: Joined | None = None) -> None:
         self._task = asyncio.create_task(self._follow(inbox))
 
     async def _follow(self, inbox: Inbox) -> None:
@@ -75,6 +77,6 @@ class SpoolChannel(Channel):
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
         pass
 
-    def messages(self, group: str) -> list[dict[str, Any]]:
-        """The group's history as the platform keeps it (as the simulator channel offers)."""
-        return [{**d, "from_bot": True} for d in read_sent(self.workdir) if d["group"] == group]
+    def history(self, group: str) -> list[str]:
+        """What the bot said in the group, as the platform keeps it (declared: `keeps_history`)."""
+        return [d["text"] for d in read_sent(self.workdir) if d["group"] == group]

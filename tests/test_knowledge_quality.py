@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers import ask
+from bot.knowledge_loading import answer_off_loop
 from knowledge.chunks import Chunk
 from knowledge.embeddings import QueryBatcher
 from knowledge.evaluate import evaluate, load_qa
 from knowledge.extractive import OMITTED, extract_passage
 from knowledge.index import Hit
-from knowledge.rerank import passage_types, question_types
+from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types
 from knowledge.service import KnowledgeService, open_knowledge, where_to_go
 from knowledge.types import Answer
 from tests.knowledge_support import ROOT, close_shared, root_config, shared_sample
@@ -109,6 +109,22 @@ def test_dog_licence_where_is_never_answered_from_social_assistance(kb: Knowledg
 def test_a_schedule_no_document_gives_is_refused(kb: KnowledgeService) -> None:
     a = kb.answer("垃圾分类厨余垃圾几点扔")
     assert not a.found
+
+
+def test_an_amount_no_document_gives_is_refused(kb: KnowledgeService) -> None:
+    # the sample says who pays the property fee (物业管理条例第四十一条), nowhere how much per square metre
+    for community in (None, "示例社区"):
+        assert not kb.answer("物业费一平米多少钱", community).found
+    # an amount the sample does give is still answered
+    a = kb.answer("电动车充电包月多少钱", "示例社区")
+    assert a.found and a.citations[0].locator == "电动自行车集中充电站"
+
+
+def test_an_amount_needs_a_figure() -> None:
+    assert asks_amount("物业费一平米多少钱") and asks_amount("罚多少") and not asks_amount("物业费谁交")
+    assert gives_amount("包月60元", "section") and gives_amount("老年人免费", "article")
+    assert not gives_amount("业主应当交纳物业服务费用。", "article")
+    assert gives_amount("充电站\n费用：见公示", "entry")
 
 
 def test_the_subsistence_allowance_procedure_is_quoted_whole(kb: KnowledgeService) -> None:
@@ -255,6 +271,6 @@ class BarrierAnswerer:
 
 async def test_twenty_residents_are_answered_at_once_off_the_event_loop() -> None:
     kb = BarrierAnswerer(20)
-    answers: list[Any] = await asyncio.gather(*(ask.answer_off_loop(kb, f"问题{i}", None) for i in range(20)))
+    answers: list[Any] = await asyncio.gather(*(answer_off_loop(kb, f"问题{i}", None) for i in range(20)))
     assert all(a.found for a in answers)
     assert kb.loop_thread not in kb.threads and len(kb.threads) == 20

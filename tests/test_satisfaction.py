@@ -4,6 +4,7 @@ back through the router. The clock is the test's."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,11 +14,12 @@ from backend.models import ServiceRequest
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import load_config
-from bot.store.models import SatisfactionSurvey, Ticket, TicketReport
-from bot.tickets.desk import ReportDesk
-from bot.tickets.satisfaction import parse_rating
+from core.ports import Capabilities
+from store.models import SatisfactionSurvey, Ticket, TicketReport
 from tests.conftest import ROOT, TICKETS_API_KEY
 from tests.support import RecordingChannel, Say
+from tickets.desk import ReportDesk
+from tickets.satisfaction import ASK_IN_GROUP, parse_rating
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +28,7 @@ def open311_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def desk(app: App) -> ReportDesk:
-    assert isinstance(app.services.tickets, ReportDesk)
-    return app.services.tickets
+    return app.desk
 
 
 async def settle(app: App) -> None:
@@ -171,3 +172,75 @@ async def test_a_restart_keeps_the_question(
         assert again_channel.sent[-1].text == f"收到您对工单 #{tid} 的评价：基本满意。谢谢！"
     finally:
         await again.stop()
+
+
+# --- tickets.satisfaction: private ------------------------------------------------------------------------------
+
+
+class PrivateChatChannel(RecordingChannel):
+    """A channel that declares 1:1 chats (as WeChat and the simulator do)."""
+
+    capabilities = Capabilities(private_chats=True)
+
+
+@pytest.fixture
+async def private_app(
+    data_dir, backend, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[App, RecordingChannel, RecordingChannel]]:
+    """`tickets.satisfaction: private`, with one channel that has private chats ("rec") and one that has not
+    ("plain")."""
+    monkeypatch.setenv("DOORSTEP_OPEN311_URL", backend[1])
+    monkeypatch.setenv("DOORSTEP_OPEN311_API_KEY", TICKETS_API_KEY)
+    monkeypatch.setenv("DOORSTEP_TICKETS__SATISFACTION", "private")
+    cfg = load_config(ROOT / "config" / "doorstep.yaml")
+    assert cfg.main.tickets.satisfaction == "private"
+    private, plain = PrivateChatChannel(), RecordingChannel(name="plain")
+    a = App(cfg, clock=clock, channels={"rec": private, "plain": plain})
+    await a.start(background=False)
+    yield a, private, plain
+    await a.stop()
+
+
+async def test_private_mode_asks_each_reporter_one_to_one_and_takes_the_answer_there(
+    private_app: tuple[App, RecordingChannel, RecordingChannel], say: Say
+) -> None:
+    app, channel, _ = private_app
+    tid = await filed(app, say, "3号楼门口井盖松了，差点摔了")
+    await desk(app).set_status(tid, "closed", "已更换井盖", by_id="s_wang")
+    await settle(app)
+    [closed] = [m for m in channel.sent if m.group == "幸福里3号楼" and "已处理完毕" in m.text]
+    assert ASK_IN_GROUP not in closed.text  # the group is not asked
+    [asked] = [m for m in channel.sent if m.group == "u_zhang"]
+    assert f"工单 #{tid}" in asked.text and "“满意”“基本满意”或“不满意”" in asked.text
+    with app.store.session() as s:
+        sv = s.scalars(select(SatisfactionSurvey)).one()
+        assert (sv.group_id, sv.channel, sv.state) == ("u_zhang", "rec", "asked")
+
+    # a 满意 in the group answers nothing (the question was asked 1:1)
+    o = await app.handle(say("满意"))
+    assert o.handler != "satisfaction"
+    # the answer in the private chat is taken, and thanked for there
+    o = await app.handle(say("基本满意", group="u_zhang", private=True))
+    await settle(app)
+    assert o.handler == "satisfaction"
+    assert channel.sent[-1].group == "u_zhang"
+    assert channel.sent[-1].text == f"收到您对工单 #{tid} 的评价：基本满意。谢谢！"
+    with app.store.session() as s:
+        sv = s.scalars(select(SatisfactionSurvey)).one()
+        assert (sv.rating, sv.state) == ("basic", "answered")
+
+
+async def test_private_mode_asks_in_the_group_where_the_channel_has_no_private_chats(
+    private_app: tuple[App, RecordingChannel, RecordingChannel], say: Say
+) -> None:
+    app, _, plain = private_app
+    tid = await filed(app, Say(channel="plain"), "3号楼门口井盖松了，差点摔了")
+    await desk(app).set_status(tid, "closed", "已更换井盖", by_id="s_wang")
+    await settle(app)
+    [closed] = [m for m in plain.sent if m.group == "幸福里3号楼" and "已处理完毕" in m.text]
+    assert ASK_IN_GROUP in closed.text
+    assert not [m for m in plain.sent if m.group == "u_zhang"]  # nothing sent to a chat that cannot exist
+    with app.store.session() as s:
+        assert s.scalars(select(SatisfactionSurvey)).one().group_id == "幸福里3号楼"
+    o = await app.handle(Say(channel="plain")("满意"))
+    assert o.handler == "satisfaction"

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.clock import ManualClock
-from bot.store.models import (
+from bot.web.app import create_web_app
+from store.models import (
     SatisfactionSurvey,
     StaffAction,
     Ticket,
@@ -22,11 +23,10 @@ from bot.store.models import (
     TicketEvent,
     TicketReport,
 )
-from bot.web.app import create_web_app
 from tests.conftest import TICKETS_API_KEY
 from tests.support import RecordingChannel, Say
 from workbench.auth import Auth
-from workbench.web import PREFIX, Workbench
+from workbench.web import PREFIX
 
 PASSWORD = "grid-worker-pass-1"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -72,10 +72,7 @@ class Web:
 
 
 def auth_of(app: App) -> Auth:
-    wb = app.config.main.workbench
-    return Auth(
-        app.store, session_hours=wb.session_hours, idle_minutes=wb.idle_minutes, link_minutes=wb.link_minutes
-    )
+    return app.workbench.auth
 
 
 @pytest.fixture
@@ -119,6 +116,7 @@ async def test_pages_render_for_a_grid_worker(tapp: App, web: Web, say: Say) -> 
 # --- every route refuses without a session, every form post without its CSRF token --------------------------------
 
 PUBLIC = {
+    ("GET", "/static/{name}"),  # the stylesheet and the one script: no data in them
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/login/link"),
@@ -129,7 +127,8 @@ PUBLIC = {
 
 def workbench_routes(web: Web) -> list[tuple[str, str]]:
     """Every (method, path) the workbench serves, read from its router: a route added later is walked too."""
-    wb = _workbench(web)
+    wb = web.app.workbench
+    wb.routes()
     assert wb.router is not None
     out = []
     for route in wb.router.routes:
@@ -138,12 +137,6 @@ def workbench_routes(web: Web) -> list[tuple[str, str]]:
                 continue
             out.append((method, route.path))  # type: ignore[attr-defined]
     return out
-
-
-def _workbench(web: Web) -> Workbench:
-    wb = web.web.state.workbench
-    assert isinstance(wb, Workbench)
-    return wb
 
 
 def filled(path: str, ticket_id: int) -> str:
@@ -211,6 +204,17 @@ async def test_every_route_refuses_without_a_session_and_every_post_without_csrf
     await other.http.aclose()
 
 
+async def test_the_assets_are_served_to_anyone_and_nothing_else_is(web: Web) -> None:
+    css = await web.http.get(PREFIX + "/static/staff.css")
+    js = await web.http.get(PREFIX + "/static/staff.js")
+    assert css.status_code == js.status_code == 200
+    assert css.headers["content-type"].startswith("text/css") and "javascript" in js.headers["content-type"]
+    for other in ("web.py", "..%2Fweb.py", "%2E%2E%2Fports.py", "staff.css.bak"):
+        r = await web.http.get(f"{PREFIX}/static/{other}")
+        assert r.status_code == 404, (other, r.status_code)
+        assert "import" not in r.text
+
+
 async def test_signed_out_every_page_refuses(tapp: App, web: Web) -> None:
     await web.sign_in("s_wang")
     assert (await web.get(PREFIX + "/tickets")).status_code == 200
@@ -231,12 +235,12 @@ async def test_sessions_end_when_idle_or_old_and_wrong_passwords_lock(
     assert (await web.sign_in("s_wang", "wrong-password")).status_code == 401
     assert (await web.sign_in("s_wang")).status_code == 303
     assert (await web.get(PREFIX + "/tickets")).status_code == 200
-    clock.advance(tapp.config.main.workbench.idle_minutes * 60 + 1)
+    clock.advance(tapp.workbench.settings.idle_minutes * 60 + 1)
     r = await web.get(PREFIX + "/tickets")
     assert r.status_code == 303 and "/login" in r.headers["location"]
     # used all the time, a session still ends at its absolute end
     assert (await web.sign_in("s_wang")).status_code == 303
-    for _ in range(int(tapp.config.main.workbench.session_hours * 60 / 50) + 1):
+    for _ in range(int(tapp.workbench.settings.session_hours * 60 / 50) + 1):
         clock.advance(50 * 60)
         r = await web.get(PREFIX + "/tickets")
     assert r.status_code == 303
@@ -280,7 +284,7 @@ async def test_a_one_time_link_goes_to_the_staff_chat_and_signs_in_once(
     link2 = re.search(
         r"(/staff/login/link/\S+)", [m for m in channel.sent if m.group == "s_zhao"][-1].text
     ).group(1)  # type: ignore[union-attr]
-    clock.advance(tapp.config.main.workbench.link_minutes * 60 + 1)
+    clock.advance(tapp.workbench.settings.link_minutes * 60 + 1)
     await again.get(link2)
     assert (await again.post(link2)).status_code == 401
     await again.http.aclose()

@@ -19,15 +19,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
-from workbench.ports import (
-    StaffAction,
-    StaffCredential,
-    StaffLoginLink,
-    StaffMember,
-    StaffSession,
-    Store,
-    mask_pii,
-)
+from core.community import StaffMember
+from pii import mask_pii
+from store import Store
+from store.models import StaffAction, StaffCredential, StaffLoginLink, StaffSession
+from workbench.settings import WorkbenchSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +87,12 @@ class Signed:
 
 
 class Auth:
-    def __init__(
-        self, store: Store, *, session_hours: float, idle_minutes: float, link_minutes: float
-    ) -> None:
+    def __init__(self, store: Store, settings: WorkbenchSettings | None = None) -> None:
+        settings = settings or WorkbenchSettings()
         self.store = store
-        self.session_life = timedelta(hours=session_hours)
-        self.idle = timedelta(minutes=idle_minutes)
-        self.link_life = timedelta(minutes=link_minutes)
+        self.session_life = timedelta(hours=settings.session_hours)
+        self.idle = timedelta(minutes=settings.idle_minutes)
+        self.link_life = timedelta(minutes=settings.link_minutes)
 
     # --- passwords (set by `doorstep staff set-password`) ---------------------------------------------------------
 

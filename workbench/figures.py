@@ -18,31 +18,24 @@ import io
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from statistics import median
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from core.community import StaffMember
+from core.ports import RATINGS
+from pii import mask_pii
+from store import Store
+from store.models import KnowledgeGap, SatisfactionSurvey, Ticket, TicketCorrection, TicketEvent
 from workbench import svg
-from workbench.ports import (
-    RATINGS,
-    KnowledgeGap,
-    SatisfactionSurvey,
-    StaffMember,
-    Store,
-    Ticket,
-    TicketCorrection,
-    TicketEvent,
-    mask_pii,
-)
 from workbench.roles import reaches
 
 DEFAULT_WEEKS = 8
 
 
-def week_start(t: datetime, tz: ZoneInfo) -> datetime:
+def week_start(t: datetime, tz: tzinfo) -> datetime:
     local = t.astimezone(tz)
     day = local - timedelta(days=local.weekday())
     return day.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -104,7 +97,7 @@ def compute(
     store: Store,
     staff: StaffMember,
     now: datetime,
-    tz: ZoneInfo,
+    tz: tzinfo,
     grid_of: Callable[[str], str],
     weeks: int = DEFAULT_WEEKS,
 ) -> Figures:
@@ -220,7 +213,7 @@ def _cell(v: Any) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def tickets_csv(rows: list[dict[str, Any]], tz: ZoneInfo) -> str:
+def tickets_csv(rows: list[dict[str, Any]], tz: tzinfo) -> str:
     """UTF-8 with a BOM (Excel opens Chinese text right), one ticket a row, personal data masked."""
     out = io.StringIO()
     out.write("\ufeff")

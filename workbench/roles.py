@@ -7,7 +7,7 @@ community claims yet (unbound) are the 管理员's.
 
 from __future__ import annotations
 
-from workbench.ports import Scope, StaffMember
+from core.community import Scope, StaffMember
 
 ALL = frozenset({"管理员", "社区工作者", "网格员", "物业"})
 

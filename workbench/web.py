@@ -1,9 +1,9 @@
-"""The staff workbench's pages and actions, server-rendered (Jinja2), mounted at /staff/.
+"""The staff workbench's pages and actions, server-rendered (Jinja2), at /staff/.
 
-Every page and action needs a signed-in staff session (`signed`), every form post its session's CSRF token
-(`checked_form`); only the sign-in pages and the static assets (CSS, a small script, no data) are open.
-Every action is recorded with who did it (`Auth.record`). Pages carry a strict Content-Security-Policy: no
-inline script, nothing from another origin.
+`Workbench.routes()` is what the web shell mounts. Every page and action needs a signed-in staff session
+(`signed`), every form post its session's CSRF token (`checked_form`); only the sign-in pages and the static
+assets (CSS, a small script, no data) are open. Every action is recorded with who did it (`Auth.record`).
+Pages carry a strict Content-Security-Policy: no inline script, nothing from another origin.
 """
 
 from __future__ import annotations
@@ -12,46 +12,47 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
-from workbench import figures as figs
-from workbench import svg
-from workbench.auth import Auth, AuthError, Signed, csrf_ok
-from workbench.ports import (
-    RATINGS,
-    STATUS_NAMES,
-    Backoffice,
+from core.community import StaffMember
+from core.errors import (
     CorrectionError,
     FAQError,
     GroupError,
-    KnowledgeGap,
+    KnowledgeUnavailable,
     NoticeError,
-    SatisfactionSurvey,
-    StaffMember,
     StatusError,
+    UploadRefused,
+)
+from core.ports import NOTICE_STATUS, RATINGS, NoticeDraft, NoticeRecord
+from pii import mask_pii
+from store.models import (
+    KnowledgeGap,
+    SatisfactionSurvey,
     Ticket,
     TicketCorrection,
     TicketEvent,
     TicketMedia,
     TicketNotice,
     TicketReport,
-    Told,
-    Unavailable,
-    UploadRefused,
-    mask_pii,
 )
+from workbench import figures as figs
+from workbench import svg
+from workbench.auth import Auth, AuthError, Signed, csrf_ok
+from workbench.ports import Backoffice, Told
 from workbench.roles import may, nav, reaches, role_label
+from workbench.settings import WorkbenchSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ REPORT_STATE = {"draft": "待补充地点", "filing": "登记中", "filed": "首
 ANSWER_TEXT = "您之前问的“{question}”，社区工作人员答复：{answer}"
 LINK_TEXT = "家门口工作台登录链接（{minutes}分钟内有效，只能用一次；不是您本人申请的请忽略）：\n{url}"
 MAX_LIST = 300
+STATIC = {"staff.css": "text/css", "staff.js": "text/javascript"}  # the assets, served open (no data in them)
 
 
 class NotSignedIn(Exception):
@@ -96,22 +98,28 @@ def _env() -> Environment:
 
 
 class Workbench:
-    """The pages of one App. Built by `mount_workbench`."""
+    """The pages of one App, built by bot/app.py; `routes()` is what the web shell mounts."""
 
-    def __init__(self, bo: Backoffice) -> None:
+    def __init__(self, bo: Backoffice, settings: WorkbenchSettings | None = None) -> None:
         self.bo = bo
-        wb = bo.config.main.workbench
-        self.auth = Auth(
-            bo.store,
-            session_hours=wb.session_hours,
-            idle_minutes=wb.idle_minutes,
-            link_minutes=wb.link_minutes,
-        )
+        self.settings = settings or WorkbenchSettings()
+        self.auth = Auth(bo.store, self.settings)
         self.env = _env()
         self.env.filters["local"] = self.local
         self.env.filters["ago"] = self.ago
-        self.secure_cookie = bo.config.main.http.public_url.startswith("https://")
-        self.router: APIRouter | None = None  # the pages and actions, once mounted (tests walk them)
+        self.secure_cookie = bo.public_url.startswith("https://")
+        self.router: APIRouter | None = (
+            None  # the pages and actions under /staff, once built (tests walk them)
+        )
+        self._routes: APIRouter | None = None
+
+    def routes(self) -> APIRouter:
+        """The workbench at /staff/, for the web shell to mount (built once)."""
+        if self._routes is None:
+            self.router = router(self)
+            self._routes = APIRouter()
+            self._routes.include_router(self.router, prefix=PREFIX)
+        return self._routes
 
     # --- rendering -------------------------------------------------------------------------------------------
 
@@ -140,12 +148,12 @@ class Workbench:
             nav=nav(user.staff) if user else [],
             role=role_label(user.staff) if user else "",
             csrf=user.csrf if user else ctx.pop("login_csrf", ""),
-            bot=self.bo.config.main.bot.name,
+            bot=self.bo.ports.config.bot.name,
             TICKET_STATUS=TICKET_STATUS,
             URGENCY=URGENCY,
             SYNC=SYNC,
             REPORT_STATE=REPORT_STATE,
-            NOTICE_STATUS=STATUS_NAMES,
+            NOTICE_STATUS=NOTICE_STATUS,
             RATINGS=RATINGS,
             may=(lambda what: may(user.staff, what)) if user else (lambda what: False),
             **ctx,
@@ -182,6 +190,43 @@ class Workbench:
         )
         r.delete_cookie(LOGIN_CSRF, path=PREFIX)
         return r
+
+    # --- what a page raises, answered -----------------------------------------------------------------------
+
+    def not_signed_in(self, request: Request) -> Response:
+        if request.method == "GET" and not request.url.path.endswith(".json"):
+            to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return secure(RedirectResponse(f"{PREFIX}/login?next={quote(to)}", status_code=303))
+        return secure(JSONResponse({"detail": "请先登录工作台"}, status_code=401))
+
+    def refused(self, request: Request, exc: Refused) -> Response:
+        if request.url.path.endswith(".json"):
+            return secure(JSONResponse({"detail": exc.message}, status_code=exc.status))
+        user = None
+        with contextlib.suppress(NotSignedIn):
+            user = self.signed(request)
+        return self.page("error.html", user, status=exc.status, message=exc.message)
+
+    def route_class(self) -> type[APIRoute]:
+        """Routes that answer NotSignedIn and Refused, raised in a page or in its dependencies, themselves
+        (so the workbench needs no exception handler on the web shell's app)."""
+        wb = self
+
+        class WorkbenchRoute(APIRoute):
+            def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+                handle = super().get_route_handler()
+
+                async def answer(request: Request) -> Response:
+                    try:
+                        return await handle(request)
+                    except NotSignedIn:
+                        return wb.not_signed_in(request)
+                    except Refused as e:
+                        return wb.refused(request, e)
+
+                return answer
+
+        return WorkbenchRoute
 
 
 R = TypeVar("R", bound=Response)
@@ -220,35 +265,8 @@ def _int(form: FormData | dict[str, str], key: str) -> int:
 # --- the router ------------------------------------------------------------------------------------------------
 
 
-def mount(web: FastAPI, bo: Backoffice) -> Workbench:
-    wb = Workbench(bo)
-    wb.router = router(wb)
-    web.include_router(wb.router, prefix=PREFIX)
-    web.state.workbench = wb
-    web.mount(PREFIX + "/static", StaticFiles(directory=str(HERE / "static")), name="staff-static")
-
-    async def not_signed_in(request: Request, exc: Exception) -> Response:
-        if request.method == "GET" and not request.url.path.endswith(".json"):
-            to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return secure(RedirectResponse(f"{PREFIX}/login?next={quote(to)}", status_code=303))
-        return secure(JSONResponse({"detail": "请先登录工作台"}, status_code=401))
-
-    async def refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Refused)
-        if request.url.path.endswith(".json"):
-            return secure(JSONResponse({"detail": exc.message}, status_code=exc.status))
-        user = None
-        with contextlib.suppress(NotSignedIn):
-            user = wb.signed(request)
-        return wb.page("error.html", user, status=exc.status, message=exc.message)
-
-    web.add_exception_handler(NotSignedIn, not_signed_in)
-    web.add_exception_handler(Refused, refused)
-    return wb
-
-
 def router(wb: Workbench) -> APIRouter:
-    r = APIRouter(include_in_schema=False)
+    r = APIRouter(include_in_schema=False, route_class=wb.route_class())
     bo = wb.bo
 
     def signed(request: Request) -> Signed:
@@ -265,6 +283,16 @@ def router(wb: Workbench) -> APIRouter:
 
     User = Depends(signed)  # noqa: N806
     Form = Depends(checked_form)  # noqa: N806
+
+    # --- the assets -----------------------------------------------------------------------------------------
+
+    @r.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            raise Refused(404, "没有这个文件")
+        resp = FileResponse(HERE / "static" / name, media_type=STATIC[name])
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
 
     # --- signing in -----------------------------------------------------------------------------------------
 
@@ -320,7 +348,7 @@ def router(wb: Workbench) -> APIRouter:
             token = wb.auth.new_link(staff, bo.now())
             if token is not None:
                 minutes = int(wb.auth.link_life.total_seconds() // 60)
-                url = f"{bo.public_url()}{PREFIX}/login/link/{token}"
+                url = f"{bo.public_url}{PREFIX}/login/link/{token}"
                 bo.tell(
                     f"signin:{token[:24]}",
                     Told(group=staff.id, text=LINK_TEXT.format(minutes=minutes, url=url)),
@@ -386,7 +414,7 @@ def router(wb: Workbench) -> APIRouter:
             rows=rows,
             f=f,
             grids=grids,
-            services=bo.services(),
+            services=bo.ticket_services(),
             latest=latest,
             csv_url=f"{PREFIX}/tickets.csv?{urlencode(f)}",
         )
@@ -441,7 +469,7 @@ def router(wb: Workbench) -> APIRouter:
         t = ticket_in_reach(user, ticket_id)
         detail = _ticket_detail(bo, t)
         done = request.query_params.get("done", "")[:200]
-        return wb.page("ticket.html", user, t=t, services=bo.services(), done=done, **detail)
+        return wb.page("ticket.html", user, t=t, services=bo.ticket_services(), done=done, **detail)
 
     @r.get("/tickets/{ticket_id}/photos/{media_id}")
     async def photo(ticket_id: int, media_id: int, user: Signed = User) -> Response:
@@ -468,7 +496,7 @@ def router(wb: Workbench) -> APIRouter:
             t = ticket_in_reach(user, ticket_id)
             try:
                 done = await fn(user, t, form)
-            except (StatusError, CorrectionError, Unavailable) as e:
+            except (StatusError, CorrectionError) as e:
                 raise Refused(400, str(e)) from None
             wb.record(user, name, f"ticket #{t.id}", done)
             return RedirectResponse(f"{PREFIX}/tickets/{t.id}?done={quote(done[:80])}", status_code=303)
@@ -480,7 +508,9 @@ def router(wb: Workbench) -> APIRouter:
         note = _text(form, "note", 1000)
         if status == "closed" and not note:
             raise StatusError("办结时请写一句处理说明，居民会在群里看到")
-        changed = await bo.set_status(t.id, status, note, user.staff)
+        changed = await bo.ports.tickets.set_status(
+            t.id, status, note, by_id=user.staff.id, by_name=user.staff.name
+        )
         label = TICKET_STATUS.get(status, status)
         return (
             f"已改为{label}"
@@ -497,18 +527,15 @@ def router(wb: Workbench) -> APIRouter:
             urgency = None
         if service is None and urgency is None:
             raise CorrectionError("类别和紧急程度都没有改")
-        c = bo.reroute(t.id, service_code=service, urgency=urgency, staff_id=user.staff.id)
-        with bo.store.session() as s:
-            s.add(
-                TicketEvent(
-                    ticket_id=t.id,
-                    kind="reroute",
-                    staff_id=user.staff.id,
-                    staff_name=user.staff.name,
-                    text=f"改派：{c.service_name}，{URGENCY.get(c.urgency, c.urgency)}",
-                    created_at=bo.now(),
-                )
-            )
+        desk = bo.ports.tickets
+        c = desk.correct(t.id, service_code=service, urgency=urgency, staff_id=user.staff.id)
+        desk.note(
+            t.id,
+            f"改派：{c.service_name}，{URGENCY.get(c.urgency, c.urgency)}",
+            kind="reroute",
+            by_id=user.staff.id,
+            by_name=user.staff.name,
+        )
         return f"已改派到【{c.service_name}】，{URGENCY.get(c.urgency, c.urgency)}"
 
     async def do_split(user: Signed, t: Ticket, form: FormData) -> str:
@@ -517,24 +544,14 @@ def router(wb: Workbench) -> APIRouter:
             rep = s.get(TicketReport, report_id)
             if rep is None or rep.ticket_id != t.id:
                 raise StatusError("这条反映不在这个工单里")
-        new_id = bo.split(report_id, user.staff)
+        new_id = bo.ports.tickets.split_report(report_id, by_id=user.staff.id, by_name=user.staff.name)
         return f"已把反映#{report_id}拆分为工单#{new_id}"
 
     async def do_note(user: Signed, t: Ticket, form: FormData) -> str:
         text = _text(form, "text", 2000)
         if not text:
             raise StatusError("备注不能为空")
-        with bo.store.session() as s:
-            s.add(
-                TicketEvent(
-                    ticket_id=t.id,
-                    kind="note",
-                    staff_id=user.staff.id,
-                    staff_name=user.staff.name,
-                    text=mask_pii(text),
-                    created_at=bo.now(),
-                )
-            )
+        bo.ports.tickets.note(t.id, text, by_id=user.staff.id, by_name=user.staff.name)
         return "已添加备注"
 
     r.add_api_route(
@@ -582,30 +599,29 @@ def router(wb: Workbench) -> APIRouter:
     @r.get("/knowledge")
     async def knowledge(request: Request, user: Signed = User) -> Response:
         wb.allowed(user, "knowledge")
-        groups = bo.gap_groups(gaps_in_reach(user))
+        groups = bo.ports.gaps.grouped(gaps_in_reach(user))
         comms = communities_for(user)
+        loading = ""
         try:
             docs = [
-                {**d, "key": bo.doc_key(d["community"], d["source"])}
-                for d in bo.documents()
-                if not d["community"] or d["community"] in comms or bo.scope(user.staff).everything
+                d
+                for d in bo.library.documents()
+                if not d.community or d.community in comms or bo.scope(user.staff).everything
             ]
-            ready = True
-        except Unavailable as e:
-            docs, ready = [], False
-            request.state.loading = str(e)
-        faq = [e for e in bo.faq_entries() if not e["community"] or e["community"] in comms]
+        except KnowledgeUnavailable as e:
+            docs, loading = [], str(e)
+        faq = [e for e in bo.faq.written() if not e.community or e.community in comms]
         return wb.page(
             "knowledge.html",
             user,
             gap_groups=groups,
             docs=docs,
-            ready=ready,
-            loading=getattr(request.state, "loading", ""),
+            ready=not loading,
+            loading=loading,
             communities=comms,
             everything=bo.scope(user.staff).everything,
             faq=faq,
-            config_faq=bo.config_faq(),
+            config_faq=bo.faq.configured(),
             done=request.query_params.get("done", "")[:200],
         )
 
@@ -626,15 +642,12 @@ def router(wb: Workbench) -> APIRouter:
         if not gaps:
             raise Refused(400, "这些问题已经答复过了，或不在您负责的范围内")
         try:
-            entry = bo.add_faq(questions or [g["question"] for g in gaps], answer_text, community, user.staff)
+            entry = bo.faq.add(
+                questions or [g["question"] for g in gaps], answer_text, community=community, by=user.staff.id
+            )
         except FAQError as e:
             raise Refused(400, str(e)) from None
-        with bo.store.session() as s:
-            s.execute(
-                update(KnowledgeGap)
-                .where(KnowledgeGap.id.in_([g["id"] for g in gaps]))
-                .values(status="answered")
-            )
+        bo.ports.gaps.answered([g["id"] for g in gaps])
         told = set()
         for g in gaps:
             if (g["group"], g["sender"]) in told:
@@ -658,13 +671,13 @@ def router(wb: Workbench) -> APIRouter:
     async def faq_remove(entry_id: int, got: tuple[Signed, FormData] = Form) -> Response:
         user, _ = got
         wb.allowed(user, "knowledge")
-        entry = next((e for e in bo.faq_entries() if e["id"] == entry_id), None)
+        entry = next((e for e in bo.faq.written() if e.id == entry_id), None)
         if entry is None or (
-            entry["community"] not in communities_for(user) and not bo.scope(user.staff).everything
+            entry.community not in communities_for(user) and not bo.scope(user.staff).everything
         ):
             raise Refused(404, "没有这条常见问题")
-        bo.remove_faq(entry_id)
-        wb.record(user, "remove faq", f"faq #{entry_id}", "、".join(entry["questions"])[:200])
+        bo.faq.remove(entry_id)
+        wb.record(user, "remove faq", f"faq #{entry_id}", "、".join(entry.questions)[:200])
         return RedirectResponse(f"{PREFIX}/knowledge?done={quote('已删除这条常见问题')}", status_code=303)
 
     @r.post("/knowledge/documents")
@@ -680,10 +693,10 @@ def router(wb: Workbench) -> APIRouter:
         if not isinstance(file, UploadFile):
             raise Refused(400, "请选择要上传的文件")
         try:
-            done = bo.upload(file.filename, file.file, community)
+            done = bo.library.upload(file.filename, file.file, community, via="workbench")
         except UploadRefused as e:
             raise Refused(e.status, e.message) from None
-        except Unavailable as e:
+        except KnowledgeUnavailable as e:
             raise Refused(503, str(e)) from None
         wb.record(
             user,
@@ -691,25 +704,25 @@ def router(wb: Workbench) -> APIRouter:
             done.source,
             f"{done.community or '全部社区'}: {done.status}, {done.chunks} chunks",
         )
-        key = bo.doc_key(done.community, done.source)
-        return RedirectResponse(f"{PREFIX}/knowledge/document?key={quote(key)}&new=1", status_code=303)
+        return RedirectResponse(f"{PREFIX}/knowledge/document?key={quote(done.key)}&new=1", status_code=303)
 
     @r.get("/knowledge/document")
     async def document(request: Request, user: Signed = User) -> Response:
         wb.allowed(user, "knowledge")
         key = request.query_params.get("key", "")[:400]
         try:
-            doc = next((d for d in bo.documents() if bo.doc_key(d["community"], d["source"]) == key), None)
-        except Unavailable as e:
+            doc = next((d for d in bo.library.documents() if d.key == key), None)
+            chunks = bo.library.passages(key) if doc is not None else []
+        except KnowledgeUnavailable as e:
             raise Refused(503, str(e)) from None
         if doc is None or (
-            doc["community"]
-            and doc["community"] not in communities_for(user)
+            doc.community
+            and doc.community not in communities_for(user)
             and not bo.scope(user.staff).everything
         ):
             raise Refused(404, "没有这份资料")
         return wb.page(
-            "document.html", user, doc=doc, chunks=bo.chunks(key), new=bool(request.query_params.get("new"))
+            "document.html", user, doc=doc, chunks=chunks, new=bool(request.query_params.get("new"))
         )
 
     @r.post("/knowledge/documents/remove")
@@ -720,8 +733,8 @@ def router(wb: Workbench) -> APIRouter:
         if community not in communities_for(user) and not bo.scope(user.staff).everything:
             raise Refused(403, "只能删除您负责的社区的资料")
         try:
-            removed = bo.remove_document(source, community)
-        except Unavailable as e:
+            removed = bo.library.remove(source, community)
+        except KnowledgeUnavailable as e:
             raise Refused(503, str(e)) from None
         if not removed:
             raise Refused(404, f"没有找到资料“{source}”")
@@ -730,16 +743,16 @@ def router(wb: Workbench) -> APIRouter:
 
     # --- notices --------------------------------------------------------------------------------------------
 
-    def draft_of(user: Signed, form: FormData | dict[str, Any], targets: list[str]) -> Any:
+    def draft_of(user: Signed, form: FormData | dict[str, Any], targets: list[str]) -> NoticeDraft:
         try:
-            return bo.notices().draft(
+            return bo.ports.notices.draft(
                 targets,
                 str(form.get("text", ""))[:1500],
                 schedule=str(form.get("schedule", ""))[:64].strip(),
                 ask_ack=str(form.get("ask_ack", "")) in ("1", "on", "true"),
                 staff=user.staff,
             )
-        except (NoticeError, Unavailable) as e:
+        except NoticeError as e:
             raise Refused(400, str(e)) from None
 
     def targets_of(form: FormData) -> list[str]:
@@ -751,7 +764,7 @@ def router(wb: Workbench) -> APIRouter:
     @r.get("/notices")
     async def notices(request: Request, user: Signed = User) -> Response:
         wb.allowed(user, "notices")
-        svc = bo.notices()
+        svc = bo.ports.notices
         everything = bo.scope(user.staff).everything
         recent = svc.recent(30) if everything else svc.recent(30, created_by=user.staff.id)
         return wb.page("notices.html", user, recent=recent, options=_target_options(bo, user.staff))
@@ -764,8 +777,8 @@ def router(wb: Workbench) -> APIRouter:
         if not targets:
             return secure(JSONResponse({"count": 0, "groups": [], "error": ""}))
         try:
-            d = bo.notices().draft(targets, "-", staff=user.staff)
-        except (NoticeError, Unavailable) as e:
+            d = bo.ports.notices.draft(targets, "-", staff=user.staff)
+        except NoticeError as e:
             return secure(JSONResponse({"count": 0, "groups": [], "error": str(e)}))
         return secure(
             JSONResponse({"count": len(d.groups), "groups": [g.name for g in d.groups][:30], "error": ""})
@@ -793,14 +806,14 @@ def router(wb: Workbench) -> APIRouter:
         wb.allowed(user, "notices")
         targets = targets_of(form)
         d = draft_of(user, form, targets)
-        svc = bo.notices()
+        svc = bo.ports.notices
         nid = svc.create(d, created_by=user.staff.id, created_by_name=d.signature, source="workbench")
         svc.kick()
         wb.record(user, "send notice", f"notice #{nid}", f"{'、'.join(targets)}: {d.text[:200]}")
         return RedirectResponse(f"{PREFIX}/notices/{nid}", status_code=303)
 
-    def notice_in_reach(user: Signed, notice_id: int) -> Any:
-        rep = bo.notices().report(notice_id)
+    def notice_in_reach(user: Signed, notice_id: int) -> NoticeRecord:
+        rep = bo.ports.notices.report(notice_id)
         if rep is None or not (bo.scope(user.staff).everything or rep.created_by == user.staff.id):
             raise Refused(404, f"没有找到通知#{notice_id}")
         return rep
@@ -822,7 +835,7 @@ def router(wb: Workbench) -> APIRouter:
         wb.allowed(user, "notices")
         notice_in_reach(user, notice_id)
         try:
-            bo.notices().cancel(notice_id)
+            bo.ports.notices.cancel(notice_id)
         except NoticeError as e:
             raise Refused(409, str(e)) from None
         wb.record(user, "cancel notice", f"notice #{notice_id}")
@@ -834,7 +847,7 @@ def router(wb: Workbench) -> APIRouter:
         wb.allowed(user, "notices")
         notice_in_reach(user, notice_id)
         try:
-            n = bo.notices().resend(notice_id)
+            n = bo.ports.notices.resend(notice_id)
         except NoticeError as e:
             raise Refused(409, str(e)) from None
         wb.record(user, "resend notice", f"notice #{notice_id}", f"{n} groups")
@@ -846,7 +859,7 @@ def router(wb: Workbench) -> APIRouter:
     async def groups(request: Request, user: Signed = User) -> Response:
         wb.allowed(user, "groups")
         everything = bo.scope(user.staff).everything
-        all_g = bo.groups()
+        all_g = bo.ports.groups.all()
         bound = [g for g in all_g if g.bound and reaches(user.staff, g.community, g.grid)]
         unbound = [g for g in all_g if not g.bound] if may(user.staff, "bind") or everything else []
         comms = {
@@ -876,7 +889,9 @@ def router(wb: Workbench) -> APIRouter:
         if not group_id:
             raise Refused(400, "请选择要绑定的群")
         try:
-            g = bo.bind(group_id, community, grid, tags, user.staff)
+            _, g = bo.ports.groups.bind(
+                group_id, community, grid, tags, by=user.staff.id, scope=bo.scope(user.staff)
+            )
         except GroupError as e:
             raise Refused(400, str(e)) from None
         wb.record(user, "bind group", group_id, f"{community} {grid} {tags}")
@@ -892,7 +907,7 @@ def router(wb: Workbench) -> APIRouter:
         g = bo.group(group_id)
         if g.source != "binding" or not reaches(user.staff, g.community, g.grid):
             raise Refused(404, "这个群不是在群里或工作台绑定的，或不在您负责的范围内")
-        after = bo.unbind(group_id, user.staff)
+        after = bo.ports.groups.unbind(group_id, by=user.staff.id)
         wb.record(user, "unbind group", group_id)
         return RedirectResponse(
             f"{PREFIX}/groups?done={quote(f'已解除“{after.name}”的绑定')}", status_code=303
@@ -1090,7 +1105,7 @@ def _ticket_detail(bo: Backoffice, t: Ticket) -> dict[str, Any]:
 def _target_options(bo: Backoffice, staff: StaffMember) -> list[tuple[str, list[str]]]:
     """What the compose form offers to tick, in the staff member's reach: (heading, target words)."""
     scope = bo.scope(staff)
-    groups = [g for g in bo.groups() if g.bound and reaches(staff, g.community, g.grid)]
+    groups = [g for g in bo.ports.groups.all() if g.bound and reaches(staff, g.community, g.grid)]
     comms = [c for c in bo.communities() if scope.everything or (c == scope.community and not scope.grids)]
     grids: list[str] = []
     for c, gs in bo.communities().items():

@@ -12,20 +12,17 @@ import sys
 
 from bot.clock import SystemClock
 from bot.config import load_config
-from bot.errors import UserError
-from bot.store import Store
+from core.errors import UserError
+from store import Store
 
 
 def run(args: argparse.Namespace) -> int:
     from workbench.auth import Auth, AuthError
 
     config = load_config()
-    wb = config.main.workbench
     store = Store(config.database_url)
     store.migrate()
-    auth = Auth(
-        store, session_hours=wb.session_hours, idle_minutes=wb.idle_minutes, link_minutes=wb.link_minutes
-    )
+    auth = Auth(store)  # setting a password needs no session lengths
     try:
         if args.staff_command == "list":
             for s in config.staff.staff:

@@ -1,4 +1,6 @@
-"""The FastAPI app of `serve`: the simulator channel, /health, and the parts other modules mount."""
+"""The FastAPI app of `serve` (the web shell): /health, the admin API, the tickets' webhook and built-in backend,
+the offline API docs, and whatever routes the parts declare (`App.declared_routes()`: the simulator's page and
+/sim API, a handler's routes, the staff workbench at /staff/). It names none of those parts."""
 
 from __future__ import annotations
 
@@ -13,11 +15,8 @@ from fastapi.responses import JSONResponse
 
 from backend.utf8form import Utf8FormMiddleware
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
-from bot.tickets.web import mount_tickets
+from bot.builtin_backend import mount_tickets
 from bot.web.admin import admin_router
-from bot.web.simulator import simulator_router
-from workbench import mount_workbench
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,7 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            interrupt = getattr(app.services.knowledge, "interrupt", None)
-            if callable(interrupt):  # an upload still ingesting ends now rather than hold up the shutdown
-                interrupt()
+            app.knowledge.interrupt()  # an upload still ingesting ends now rather than hold up the shutdown
             if manage_lifecycle:
                 await app.stop()
 
@@ -79,13 +76,11 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     web.state.app = app
     web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
 
-    sim = app.channels.get("simulator")
-    if isinstance(sim, SimulatorChannel):
-        web.include_router(simulator_router(sim, app.config))
+    for routes in app.declared_routes():
+        web.include_router(routes)
 
     mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
     web.include_router(admin_router(app), prefix="/admin")
-    mount_workbench(web, app)  # issue 14: the staff workbench at /staff/
     offline_docs(web)
 
     @web.get("/health", tags=["health"])

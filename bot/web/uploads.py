@@ -15,28 +15,24 @@ import os
 import shutil
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bot.config import Config
+from bot.knowledge_loading import KnowledgeSlot
+from core.errors import KnowledgeUnavailable, UploadRefused
+from core.ports import DocumentView, Ingested, Passage
+
+if TYPE_CHECKING:
+    from knowledge.service import KnowledgeService
+
+__all__ = ["DocumentLibrary", "UploadArea", "UploadRefused", "check_community", "upload_name"]
 
 log = logging.getLogger(__name__)
 MAX_UPLOAD = 20 * 1024 * 1024
 
 MAX_NAME_BYTES = 200  # file systems allow 255 bytes; a Chinese character is 3
 GLOBAL_FOLDER = "_all"
-
-
-class UploadRefused(Exception):
-    """The upload cannot be taken: `message` says why in Chinese (staff read it), `reason` in English (what
-    `kb ingest` prints), `status` is the HTTP status."""
-
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason or message
 
 
 def known_communities(config: Config) -> set[str]:
@@ -127,93 +123,118 @@ class UploadArea:
             path.unlink(missing_ok=True)
 
 
-# --- one upload, one removal: what the admin API and the staff workbench both do ---------------------------------
+# --- the documents, as the admin API and the staff workbench manage them (the `Library` port) -----------------
 
 
-@dataclass(frozen=True)
-class Ingested:
-    source: str
-    status: str  # added | updated | unchanged
-    community: str
-    chunks: int
-    reason: str
-    warnings: list[str] = field(default_factory=list)
-    summary: str = ""
+class DocumentLibrary:
+    """Implements core.ports.Library on the knowledge service of this process and `<data>/uploads/`."""
 
+    def __init__(self, knowledge: KnowledgeSlot, config: Config) -> None:
+        self.knowledge = knowledge
+        self.config = config
+        self.area = UploadArea(config.data_dir / "uploads")
 
-def ingest_upload(
-    knowledge: Any,
-    config: Config,
-    area: UploadArea,
-    filename: str | None,
-    stream: BinaryIO,
-    community: str,
-    *,
-    via: str = "admin API",
-) -> Ingested:
-    """Check everything the request names before a byte is written, stage the file, ingest it, and keep it in
-    `<data>/uploads/<community>/` only when ingestion succeeded. Raises UploadRefused (nothing is left behind)."""
-    from knowledge.loaders import SUPPORTED
-    from knowledge.store import doc_key
+    def service(self) -> KnowledgeService:
+        k = self.knowledge.full()
+        if k is None:
+            raise KnowledgeUnavailable(self.knowledge.preparing() or "知识库没有加载")
+        return k
 
-    comm = check_community(config, community)
-    name = upload_name(filename)
-    suffix = Path(name).suffix.lower()
-    if suffix not in SUPPORTED:
-        listed = "、".join(sorted(x[1:] for x in SUPPORTED))
-        raise UploadRefused(
-            400,
-            f"不支持的文件类型“{suffix or name}”，支持：{listed}",
-            f"unsupported file type {suffix or '(none)'}",
+    def documents(self) -> list[DocumentView]:
+        from knowledge.store import doc_key
+
+        return [
+            DocumentView(
+                key=doc_key(f["community"], f["source"]),
+                source=f["source"],
+                community=f["community"],
+                title=f["title"],
+                kind=f["kind"],
+                chunks=int(f["chunks"]),
+            )
+            for f in self.service().stats().get("files", [])
+        ]
+
+    def passages(self, key: str) -> list[Passage]:
+        meta = self.service().index.meta
+        ids = meta.chunk_ids(key)
+        found = meta.chunks(ids)
+        return [
+            Passage(locator=c.locator, title=c.title, text=c.text, kind=c.kind)
+            for c in (found[i] for i in ids if i in found)
+        ]
+
+    def upload(
+        self, filename: str | None, stream: BinaryIO, community: str, *, via: str = "admin API"
+    ) -> Ingested:
+        """Check everything the request names before a byte is written, stage the file, ingest it, and keep it
+        in `<data>/uploads/<community>/` only when ingestion succeeded. Raises UploadRefused (nothing is left
+        behind)."""
+        from knowledge.loaders import SUPPORTED
+        from knowledge.store import doc_key
+
+        knowledge = self.service()
+        comm = check_community(self.config, community)
+        name = upload_name(filename)
+        suffix = Path(name).suffix.lower()
+        if suffix not in SUPPORTED:
+            listed = "、".join(sorted(x[1:] for x in SUPPORTED))
+            raise UploadRefused(
+                400,
+                f"不支持的文件类型“{suffix or name}”，支持：{listed}",
+                f"unsupported file type {suffix or '(none)'}",
+            )
+        data = stream.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise UploadRefused(
+                413,
+                f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
+                f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
+            )
+        staged = self.area.stage(name, data)
+        log.info("%s: ingesting %s (%s, %d bytes)", via, name, comm or "all", len(data))
+        try:
+            report = knowledge.ingest([staged], community=comm)
+            result = next((f for f in report.files if f.path == staged), None)
+            if result is None or result.status == "failed":
+                reason = result.reason if result else "nothing to ingest"
+                raise UploadRefused(400, f"“{name}”导入失败：{reason}", reason)
+            key = doc_key(result.community, name)
+            if (
+                result.community != comm
+            ):  # a JSON catalog that names its community itself: that one must exist
+                try:
+                    check_community(self.config, result.community)
+                except UploadRefused:
+                    knowledge.remove([key])
+                    raise
+            final = self.area.keep(staged, result.community)
+            knowledge.index.meta.touch_doc(key, str(final))
+        finally:
+            self.area.discard(staged)
+        log.info("%s ingested %s (%s): %s", via, name, result.community or "all", result.status)
+        return Ingested(
+            key=key,
+            source=result.source,
+            status=result.status,
+            community=result.community,
+            chunks=result.chunks,
+            reason=result.reason,
+            warnings=tuple(result.warnings),
+            summary=report.summary(),
         )
-    data = stream.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise UploadRefused(
-            413,
-            f"文件太大（上限{MAX_UPLOAD // 1048576}MB）",
-            f"file too large (the limit is {MAX_UPLOAD // 1048576} MB)",
-        )
-    staged = area.stage(name, data)
-    log.info("%s: ingesting %s (%s, %d bytes)", via, name, comm or "all", len(data))
-    try:
-        report = knowledge.ingest([staged], community=comm)
-        result = next((f for f in report.files if f.path == staged), None)
-        if result is None or result.status == "failed":
-            reason = result.reason if result else "nothing to ingest"
-            raise UploadRefused(400, f"“{name}”导入失败：{reason}", reason)
-        key = doc_key(result.community, name)
-        if result.community != comm:  # a JSON catalog that names its community itself: that one must exist
-            try:
-                check_community(config, result.community)
-            except UploadRefused:
-                knowledge.remove([key])
-                raise
-        final = area.keep(staged, result.community)
-        knowledge.index.meta.touch_doc(key, str(final))
-    finally:
-        area.discard(staged)
-    log.info("%s ingested %s (%s): %s", via, name, result.community or "all", result.status)
-    return Ingested(
-        source=result.source,
-        status=result.status,
-        community=result.community,
-        chunks=result.chunks,
-        reason=result.reason,
-        warnings=list(result.warnings),
-        summary=report.summary(),
-    )
 
+    def remove(self, source: str, community: str | None) -> list[str]:
+        """Remove a document by file name (every community's, or the one given; "" is the global one), with
+        the copy kept at upload. The keys removed (empty: no such document)."""
+        from knowledge.store import doc_key
 
-def remove_document(knowledge: Any, area: UploadArea, source: str, community: str | None) -> list[str]:
-    """Remove a document by file name (every community's, or the one given; "" is the global one), with the
-    copy kept at upload. The keys removed (empty: no such document)."""
-    from knowledge.store import doc_key
-
-    name = Path(source).name
-    target = name if community is None else doc_key(community.strip(), name)
-    docs = {d.key: d for d in knowledge.index.meta.docs_by_source(target)}
-    removed: list[str] = knowledge.remove([target])
-    for key in removed:
-        if key in docs:
-            area.remove_copy(docs[key].path)
-    return removed
+        knowledge = self.service()
+        name = Path(source).name
+        target = name if community is None else doc_key(community.strip(), name)
+        docs = {d.key: d for d in knowledge.index.meta.docs_by_source(target)}
+        removed: list[str] = knowledge.remove([target])
+        for key in removed:
+            if key in docs:
+                self.area.remove_copy(docs[key].path)
+        return removed
