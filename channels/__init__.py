@@ -1,0 +1,1 @@
+"""Channels, one package each (see docs/architecture.md)."""
