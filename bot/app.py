@@ -33,6 +33,7 @@ def build_channels(config: Config) -> dict[str, Channel]:
     # WeChat first: a notice to a group that has not spoken yet goes to the first channel that serves it
     names = ["wechaty"] if ch.wechaty_token else []
     names += [n for n, on in (("simulator", ch.simulator), ("console", ch.console)) if on]
+    names += [n for n, on in (("wecom_bot", ch.wecom_bot.enabled), ("wecom_kf", ch.wecom_kf.enabled)) if on]
     channels: dict[str, Channel] = {}
     for name in names:
         cls = channel_class(name)

@@ -29,6 +29,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.credentials import GeneratedSecrets, SecretsError, load_or_generate, shipped_defaults_in_use
+from channels.wecom_bot.settings import WecomBotSettings
+from channels.wecom_kf.settings import WecomKfSettings
 
 DEFAULT_CONFIG = Path("config/doorstep.yaml")
 ROLES = ("社区工作者", "网格员", "物业", "管理员")
@@ -117,6 +119,15 @@ class LLMSettings(_Strict):
     timeout_seconds: float = 8.0
 
 
+class AlertGroup(_Strict):
+    """A staff group that also gets the urgent-ticket alerts (and daily summaries) of a community, e.g. a WeCom
+    staff group: `{group: <chatid>, channel: wecom_bot, community: 示例社区}`; no community: every community."""
+
+    group: str
+    channel: str
+    community: str = ""
+
+
 class TicketSettings(_Strict):
     open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
     api_key: str = ""  # the key the bot sends; empty with the built-in backend: one of `api_keys`
@@ -135,6 +146,7 @@ class TicketSettings(_Strict):
     # fold the staff's corrections into the classifier every night at this local time (as `doorstep train` does)
     retrain_nightly: bool = False
     retrain_at: time = time(3, 0)
+    alert_groups: list[AlertGroup] = Field(default_factory=list)
 
 
 class HttpSettings(_Strict):
@@ -148,6 +160,8 @@ class ChannelSettings(_Strict):
     console: bool = False
     wechaty_endpoint: str = ""
     wechaty_token: str = ""
+    wecom_bot: WecomBotSettings = Field(default_factory=WecomBotSettings)  # docs/wecom.md
+    wecom_kf: WecomKfSettings = Field(default_factory=WecomKfSettings)
 
 
 class ProcessSettings(_Strict):
@@ -173,7 +187,17 @@ class ConfigFiles(_Strict):
 
 # The contract's own variables that happen to share the DOORSTEP_ prefix with a settings block
 # (DOORSTEP_INDEX is a directory, not the `index` block): they are applied by name, never parsed as settings.
-CONTRACT_ENV = frozenset({"doorstep_index", "doorstep_data", "doorstep_port", "doorstep_config"})
+CONTRACT_ENV = frozenset(
+    {
+        "doorstep_index",
+        "doorstep_data",
+        "doorstep_port",
+        "doorstep_config",
+        "doorstep_wecom_bot_id",
+        "doorstep_wecom_bot_secret",
+        "doorstep_wecom_ws_url",
+    }
+)
 
 
 class _EnvSource(EnvSettingsSource):
@@ -266,6 +290,7 @@ class StaffMember(_Strict):
     community: str = ""
     grids: list[str] = Field(default_factory=list)
     phone: str = ""
+    wecom_userid: str = ""  # the same person in WeCom (企业微信 账号): staff commands from WeCom groups
 
 
 class StaffFile(_Strict):
@@ -387,6 +412,12 @@ class Config(BaseModel):
         for g in self.groups.groups:
             if g.id == group_id or g.name == group_id:
                 return g
+        if group_id.startswith("kf:"):  # a 微信客服 conversation: its account's community (docs/wecom.md)
+            account = self.main.channels.wecom_kf.account(group_id.split(":")[1])
+            if account is not None:
+                return GroupConfig(
+                    id=group_id, name=account.name, community=account.community, channel="wecom_kf"
+                )
         return None
 
     @property
@@ -525,6 +556,13 @@ def _apply_contract_env(main: MainSettings) -> None:
         main.channels.wechaty_token = token
     if endpoint := env.get("WECHATY_PUPPET_SERVICE_ENDPOINT"):
         main.channels.wechaty_endpoint = endpoint
+    bot = main.channels.wecom_bot
+    if bot_id := env.get("DOORSTEP_WECOM_BOT_ID"):
+        bot.bot_id = bot_id
+    if secret := env.get("DOORSTEP_WECOM_BOT_SECRET"):
+        bot.secret = secret
+    if ws_url := env.get("DOORSTEP_WECOM_WS_URL"):
+        bot.ws_url = ws_url
 
 
 def load_config(path: str | Path | None = None) -> Config:

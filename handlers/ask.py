@@ -115,7 +115,8 @@ class AskHandler(Handler):
                 return [ctx.reply(loading.reply_text(), kind="status")]
             return [ctx.reply(UNAVAILABLE, kind="error")]
         msg = ctx.message
-        group = None if msg.private else resolve_group(self.services, msg.group)
+        # a private chat has a community too when the config gives one (a 微信客服 account's conversations)
+        group = resolve_group(self.services, msg.group)
         community = group.community if group else ""
         try:
             answer = await answer_off_loop(knowledge, question, community or None)

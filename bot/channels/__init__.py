@@ -12,6 +12,8 @@ CHANNELS: dict[str, str] = {
     "simulator": "bot.channels.simulator:SimulatorChannel",
     "console": "bot.channels.console:ConsoleChannel",
     "wechaty": "bot.channels.wechaty:WechatyChannel",
+    "wecom_bot": "channels.wecom_bot.channel:WecomBotChannel",  # docs/wecom.md
+    "wecom_kf": "channels.wecom_kf.channel:WecomKfChannel",
 }
 
 

@@ -345,6 +345,13 @@ class ReportDesk:
                 not_before=hold_until,
             )
             if r.urgency == "urgent":
+                alert = texts.ALERT_URGENT.format(
+                    id=t.id,
+                    group=group_name,
+                    title=mask_pii(title),
+                    who=r.sender_name or "居民",
+                    place=f"，地点：{mask_pii(r.place)}" if r.place else "",
+                ) + texts.ALERT_SOURCE.format(source=texts.CHANNEL_NAMES.get(r.channel, r.channel))
                 for staff in self._staff_for(community, grid):
                     owe(
                         s,
@@ -353,14 +360,20 @@ class ReportDesk:
                         group=staff,
                         channel=r.channel,
                         ticket_id=t.id,
-                        text=texts.ALERT_URGENT.format(
-                            id=t.id,
-                            group=group_name,
-                            title=mask_pii(title),
-                            who=r.sender_name or "居民",
-                            place=f"，地点：{mask_pii(r.place)}" if r.place else "",
-                        ),
+                        text=alert,
                     )
+                # and the staff groups configured for the community (a WeCom staff group: docs/wecom.md)
+                for ag in self.config.main.tickets.alert_groups:
+                    if not ag.community or ag.community == community:
+                        owe(
+                            s,
+                            key=f"urgent:{t.id}:{ag.channel}:{ag.group}"[:160],
+                            kind="alert",
+                            group=ag.group,
+                            channel=ag.channel,
+                            ticket_id=t.id,
+                            text=alert,
+                        )
             return Filed(r.id, t.id, False)
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:

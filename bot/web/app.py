@@ -33,6 +33,21 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _mount_wecom(web: FastAPI, app: App) -> None:
+    """The WeCom channels' callback URLs, where their settings have a callback token (docs/wecom.md)."""
+    from channels.wecom_bot.channel import WecomBotChannel
+    from channels.wecom_bot.routes import wecom_bot_router
+    from channels.wecom_kf.channel import WecomKfChannel
+    from channels.wecom_kf.routes import wecom_kf_router
+
+    bot = app.channels.get("wecom_bot")
+    if isinstance(bot, WecomBotChannel) and bot.callback is not None:
+        web.include_router(wecom_bot_router(bot))
+    kf = app.channels.get("wecom_kf")
+    if isinstance(kf, WecomKfChannel) and kf.callback is not None:
+        web.include_router(wecom_kf_router(kf))
+
+
 def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +71,7 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     if isinstance(sim, SimulatorChannel):
         web.include_router(simulator_router(sim, app.config))
 
+    _mount_wecom(web, app)
     mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
     web.include_router(admin_router(app), prefix="/admin")
 
