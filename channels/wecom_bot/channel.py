@@ -54,14 +54,16 @@ class _Open:
 
 
 def stream_steps(text: str, frames: int = MAX_FRAMES) -> list[str]:
-    """The contents of successive stream frames: growing prefixes of `text` cut at paragraph ends; the last is
-    the whole text (each frame replaces what the previous one showed)."""
-    paras = [p for p in re.split(r"(?<=\n)\n+", text) if p.strip()]
-    if len(paras) <= 1:
-        return [text]
-    cuts = sorted({round(len(paras) * (k + 1) / frames) for k in range(frames - 1)} - {0, len(paras)})
-    steps = ["\n\n".join(p.strip("\n") for p in paras[:c]) for c in cuts]
-    return [*steps, text]
+    """The contents of successive stream frames: growing prefixes of `text` cut at line ends, about evenly; the
+    last is the whole text (each frame replaces what the previous one showed)."""
+    ends = [m.start() for m in re.finditer(r"\n", text) if text[: m.start()].strip()]
+    cuts: list[int] = []
+    for k in range(1, frames):
+        target = len(text) * k / frames
+        after = [e for e in ends if e >= target and (not cuts or e > cuts[-1])]
+        if after:
+            cuts.append(after[0])
+    return [*(text[:c].rstrip() for c in cuts), text]
 
 
 class WecomBotChannel(Channel):
@@ -97,12 +99,12 @@ class WecomBotChannel(Channel):
             )
 
     @classmethod
-    def from_config(cls, config: Any) -> WecomBotChannel:
+    def from_config(cls, config: Any, clock: Clock | None = None) -> WecomBotChannel:
         settings: WecomBotSettings = config.main.channels.wecom_bot
         staff = {s.wecom_userid: (s.id, s.name) for s in config.staff.staff if s.wecom_userid}
         known = [g.id for g in config.groups.groups if g.channel == cls.name]
         known += [a.group for a in config.main.tickets.alert_groups if a.channel == cls.name]
-        return cls(settings, staff=staff, known_groups=known)
+        return cls(settings, staff=staff, known_groups=known, clock=clock)
 
     # --- lifecycle
 

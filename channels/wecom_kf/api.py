@@ -245,6 +245,7 @@ class KfApi:
 class _Window:
     last_in: float = 0.0  # unix time of the customer's last message
     sent: int = 0  # our replies since then
+    total: int = 0  # our replies ever (never reset): numbers each reply for send_msg's idempotent msgid
 
 
 @dataclass
@@ -268,7 +269,7 @@ class KfState:
                     acc = _Account(
                         str(d.get("cursor", "")),
                         [str(x) for x in d.get("recent", [])],
-                        {u: _Window(float(w[0]), int(w[1])) for u, w in d.get("windows", {}).items()},
+                        {u: _Window(*w[:3]) for u, w in d.get("windows", {}).items()},
                     )
                     self._accounts[kfid] = acc
             except (ValueError, TypeError, AttributeError, IndexError) as e:
@@ -317,8 +318,14 @@ class KfState:
         left = WINDOW_MESSAGES - w.sent
         return left > 0, max(left, 0)
 
+    def replies_sent(self, kfid: str, user: str) -> int:
+        w = self._acc(kfid).windows.get(user)
+        return w.total if w else 0
+
     def replied(self, kfid: str, user: str) -> None:
-        self._acc(kfid).windows.setdefault(user, _Window()).sent += 1
+        w = self._acc(kfid).windows.setdefault(user, _Window())
+        w.sent += 1
+        w.total += 1
         self.save()
 
     def save(self) -> None:
@@ -329,7 +336,7 @@ class KfState:
                 "recent": a.recent,
                 # windows closed for good are not worth keeping
                 "windows": {
-                    u: [w.last_in, w.sent]
+                    u: [w.last_in, w.sent, w.total]
                     for u, w in a.windows.items()
                     if now - w.last_in < WINDOW.total_seconds() * 2
                 },

@@ -66,15 +66,16 @@ class WecomKfChannel(Channel):
         self._inbox: Inbox | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._poller: asyncio.Task[None] | None = None
-        self.refused = 0  # replies the window no longer allowed
+        self.refused: set[str] = set()  # replies the window no longer allowed
         self.errors = 0
 
     @classmethod
-    def from_config(cls, config: Any) -> WecomKfChannel:
+    def from_config(cls, config: Any, clock: Clock | None = None) -> WecomKfChannel:
         return cls(
             config.main.channels.wecom_kf,
             config.data_dir / "wecom_kf" / "state.json",
             tz=config.main.timezone,
+            clock=clock,
         )
 
     # --- lifecycle
@@ -174,13 +175,15 @@ class WecomKfChannel(Channel):
             raise ChannelError(f"{group!r} is not a 微信客服 conversation")
         ok, left = self.state.window_open(kfid, user, self.clock.now())
         if not ok:
-            self.refused += 1
+            self.refused.add(hashlib.sha1(f"{group}|{text}".encode()).hexdigest())  # retries count once
             log.warning("微信客服 reply to %s not sent: %s", group, WINDOW_CLOSED)
             raise ChannelError(WINDOW_CLOSED)
         if left == 1:
             text += LAST_REPLY_NOTE
-        # the same reply retried by the sender gets the same msgid: WeCom shows it once
-        msgid = hashlib.sha1(f"{group}|{left}|{text}".encode()).hexdigest()[:32]
+        # numbered by our replies to this customer: the sender's retry of a reply has the same msgid (WeCom
+        # shows it once), two equal answers do not
+        n = self.state.replies_sent(kfid, user)
+        msgid = hashlib.sha1(f"{group}|{n}|{text}".encode()).hexdigest()[:32]
         try:
             await self.api.send_text(user, kfid, text, msgid)
         except KfApiError as e:
@@ -198,6 +201,6 @@ class WecomKfChannel(Channel):
         return {
             "status": "up",
             "accounts": len(self.settings.accounts),
-            "refused_replies": self.refused,
+            "refused_replies": len(self.refused),
             "sync_errors": self.errors,
         }
