@@ -29,9 +29,12 @@ test: install
 		npm ci --prefix $(NODE_PEER) --no-audit --no-fund --loglevel=error; fi
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -rs
 
+SOURCES := core pii store nlp channels handlers tickets knowledge backend bot tests bench
+
 lint: install
-	$(VENV)/bin/ruff check bot knowledge handlers tests bench
-	$(VENV)/bin/ruff format --check bot knowledge handlers tests bench
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -27,12 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.formats import Format, error_response, render, w3c
-from backend.models import Media, ServiceRequest, StatusUpdate, Subscriber, ensure_schema, utcnow
+from backend.models import Media, ServiceRequest, StatusUpdate, Subscriber, ensure_schema, make_engine, utcnow
 from backend.utf8form import Utf8FormMiddleware
 from backend.webhooks import WebhookSender, enqueue
-from bot.config import Config, Service
-from bot.pii import coarse_coordinate, coarse_place, mask_pii
-from bot.store.db import make_engine
+from pii import coarse_coordinate, coarse_place, mask_pii
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +67,31 @@ class Open311Error(Exception):
         self.description = description
 
 
+@dataclass(frozen=True)
+class Service:
+    """A service the backend takes requests for (GeoReport v2 `services`)."""
+
+    service_code: str
+    service_name: str
+    description: str = ""
+    group: str = ""
+    keywords: tuple[str, ...] = ()
+    agency: str = ""
+
+
 @dataclass
 class BackendSettings:
+    """Everything the backend runs on; the bot builds these from its own config (bot/app.py), `doorstep backend`
+    likewise."""
+
     db_url: str
     api_keys: list[str]
     services: list[Service]
     jurisdiction_id: str = "doorstep.local"
-    webhook_secret: str = (
-        ""  # from the config: configured or generated (bot/credentials.py); empty: no webhooks
-    )
+    webhook_secret: str = ""  # signs the webhooks; empty: no webhooks
     subscribers: list[str] = field(default_factory=list)  # webhook URLs besides those registered by API
     max_media_bytes: int = MAX_MEDIA_BYTES
     webhook_interval_seconds: float = 1.0
-
-    @classmethod
-    def from_config(
-        cls, config: Config, db_url: str | None = None, *, api_keys: list[str] | None = None
-    ) -> BackendSettings:
-        t = config.main.tickets
-        return cls(
-            db_url=db_url or f"sqlite:///{config.data_dir / 'open311.db'}",
-            api_keys=api_keys if api_keys is not None else config.api_keys,
-            services=list(config.services.services),
-            jurisdiction_id=t.jurisdiction_id,
-            webhook_secret=config.webhook_secret,
-        )
 
 
 def _sniff_image(data: bytes) -> str | None:

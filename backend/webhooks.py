@@ -35,23 +35,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify(
-    secret: str, body: bytes, signature: str, timestamp: str, now: float, tolerance: float = 300
-) -> bool:
-    """Whether a webhook is authentic and fresh: signed with `secret` (never an empty one) at a time within
-    `tolerance` seconds of `now`. A fresh, authentic body may still be a replay: receivers remember what they
-    took until it is stale (bot/tickets/web.py)."""
-    if not secret:
-        return False
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs(now - ts) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, ts, body), signature or "")
-
-
 def enqueue(s: Session, payload: dict[str, Any], extra_urls: list[str], now: datetime) -> None:
     """Queue one event for every subscriber (in the caller's transaction, with the change itself)."""
     urls = {*extra_urls, *s.scalars(select(Subscriber.url)).all()}

@@ -70,15 +70,16 @@ def _round(
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from backend import Backend, BackendSettings
+    from backend import Backend
     from backend.models import ServiceRequest
     from backend.testing import free_port, running_backend
+    from bot.builtin_backend import backend_settings
     from bot.config import load_config
 
     work = tmp / f"p{n_proc}"
     port = free_port()
     be = Backend(
-        BackendSettings.from_config(
+        backend_settings(
             load_config(ROOT / "config" / "doorstep.yaml"),
             f"sqlite:///{work}.open311.db",
             api_keys=[OPEN311_KEY],

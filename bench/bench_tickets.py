@@ -6,7 +6,7 @@
   so the ratio says what the durability and the pipeline cost over the bare API.
 - classifier: latency p50/p95 per message, one message at a time, over the synthetic dev set and the real set,
   and messages per second through the router (store, policy, handlers, desk), each beside the previous
-  classifier (handlers/classifier_baseline.py) measured in the same run on the same messages; its accuracy on
+  classifier (nlp/classifier_baseline.py) measured in the same run on the same messages; its accuracy on
   the real set's dev half (never trained on); the time to train it and to load it saved.
 """
 
@@ -49,8 +49,8 @@ def _latencies(model: Any, texts: Sequence[str]) -> list[float]:
 
 
 def classifier_figures(config: Any, base: Any, base_train_s: float, quick: bool = False) -> dict[str, Any]:
-    import handlers.classifier as classifier_module
-    from handlers.classifier import evaluate, load_classifier
+    import nlp.classifier as classifier_module
+    from nlp.classifier import evaluate, load_classifier
 
     real = _rows("classify_real.jsonl")
     texts = [r["text"] for r in _rows("classify_dev.jsonl")] + [r["text"] for r in real]
@@ -96,16 +96,17 @@ def classifier_figures(config: Any, base: Any, base_train_s: float, quick: bool 
 
 def _null_channel() -> Any:
     """A channel that only counts what the bot sends."""
-    from bot.channels.base import Channel, Inbox
+    from core.channel import BaseChannel
+    from core.ports import Inbox, Joined
 
-    class _Null(Channel):
+    class _Null(BaseChannel):
         name = "bench"
 
         def __init__(self) -> None:
             super().__init__("doorstep-bot")
             self.sent = 0
 
-        async def start(self, inbox: Inbox) -> None: ...
+        async def start(self, inbox: Inbox, joined: Joined | None = None) -> None: ...
 
         async def stop(self) -> None: ...
 
@@ -134,7 +135,7 @@ async def _router_rate(
     from bot.app import App
     from bot.clock import ManualClock
     from bot.config import load_config
-    from bot.message import Message
+    from core.message import Message
 
     _bench_env(url)
     cfg = load_config(config_path)
@@ -167,9 +168,9 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
     from bot.app import App
     from bot.clock import ManualClock
     from bot.config import load_config
-    from bot.message import Message
-    from bot.tickets.client import GeoReportClient
-    from bot.tickets.desk import ReportDesk
+    from core.message import Message
+    from tickets.desk import ReportDesk
+    from tickets.open311 import GeoReportClient
 
     _bench_env(url)
     cfg = load_config(config_path)
@@ -230,10 +231,11 @@ async def _pipeline(config_path: Path, url: str, n: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from backend import Backend, BackendSettings
+    from backend import Backend
     from backend.testing import running_backend
+    from bot.builtin_backend import backend_settings
     from bot.config import load_config
-    from handlers.classifier_baseline import load_baseline
+    from nlp.classifier_baseline import load_baseline
 
     work = Path(tempfile.mkdtemp(prefix="bench-tickets-"))
     saved = dict(os.environ)
@@ -241,7 +243,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     try:
         config_path = ROOT / "config" / "doorstep.yaml"
         config = load_config(config_path)
-        be = Backend(BackendSettings.from_config(config, f"sqlite:///{work / 'open311.db'}"))
+        be = Backend(backend_settings(config, f"sqlite:///{work / 'open311.db'}"))
         texts = [r["text"] for r in _rows("classify_dev.jsonl") + _rows("classify_real.jsonl")]
         t0 = time.perf_counter()
         base = load_baseline(config)

@@ -1,44 +1,133 @@
-"""The app: wires store, channels, sender, classifier, knowledge, tickets and handlers from the config."""
+"""The app: the ONE module that names concrete classes. It wires store, channels, sender, classifier,
+knowledge, tickets, notices and handlers from the config into a `Services` bundle of ports (core/ports.py).
+
+Plugins are found by name: the built-in channels and ticket backends below, or any module a config block
+names (`channels: {echo: {module: tests.plugins.echo_channel}}`, `tickets.backend: my.module`); handlers in
+handlers/ and in the modules of `plugins:`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from bot.channels import Channel, channel_class
 from bot.classifier_loading import BackgroundClassifier
-from bot.clock import Clock, SystemClock
-from bot.config import Config
+from bot.clock import SystemClock
+from bot.config import Config, ConfigError, validate_block
+from bot.conversations import StoredConversations
 from bot.groups import GroupDirectory
-from bot.message import Message
+from bot.knowledge_loading import GapRecords, KnowledgeSlot
 from bot.notices import NoticeService
+from bot.retrain import Retrainer
 from bot.router import Outcome, Router
 from bot.sender import ThrottledSender
-from bot.services import Services
-from bot.store import Store
-from bot.tickets import build_desk
-from bot.tickets.retrain import Retrainer
-from handlers.base import handler_classes
-from handlers.classifier import load_classifier
+from core.message import Message
+from core.ports import Channel, Classifier, Clock, Services, TicketBackend
+from core.registry import (
+    PluginError,
+    TicketBackendContext,
+    handler_modules,
+    import_handlers,
+    load_channel_plugin,
+    load_ticket_backend_plugin,
+    registered_handlers,
+)
+from knowledge.types import Answerer
+from nlp.classifier import LiveClassifier, load_classifier
+from store import Store
+from tickets.desk import DeskSettings, ReportDesk
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0  # seconds each part may take to stop
 
+# the built-in plugins, by the name the config uses
+CHANNEL_MODULES = {
+    "simulator": "channels.simulator",
+    "console": "channels.console",
+    "wechaty": "channels.wechaty",
+    "wecom_bot": "channels.wecom_bot",  # docs/wecom.md
+    "wecom_kf": "channels.wecom_kf",
+}
+TICKET_BACKEND_MODULES = {"open311": "tickets.open311"}
+HANDLER_PACKAGES = ("handlers",)
+
+
+# --- channels ---------------------------------------------------------------------------------------------
+
+
+def _block_module(name: str, block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    block = dict(block)
+    module = block.pop("module", None) or CHANNEL_MODULES.get(name)
+    if not isinstance(module, str) or not module:
+        raise ConfigError(f"{name}: channels.{name}: name the channel's module (`module: a.module`)")
+    return module, block
+
+
+def build_channel(config: Config, name: str) -> Channel:
+    """The channel `name` of the config's `channels:` block, built by its plugin (tests build one alone)."""
+    block = config.main.channels.blocks().get(name)
+    if block is None:
+        raise ConfigError(f"{config.path}: channels.{name}: no such channel is switched on")
+    module, block = _block_module(name, block)
+    try:
+        plugin = load_channel_plugin(module)
+    except PluginError as e:
+        raise ConfigError(f"{config.path}: channels.{name}: {e}") from None
+    return plugin.build(validate_block(plugin.settings, block, config, f"channels.{name}"), config)
+
 
 def build_channels(config: Config) -> dict[str, Channel]:
-    ch = config.main.channels
-    account = config.main.bot.account
-    # WeChat first: a notice to a group that has not spoken yet goes to the first channel that serves it
-    names = ["wechaty"] if ch.wechaty_token else []
-    names += [n for n, on in (("simulator", ch.simulator), ("console", ch.console)) if on]
-    names += [n for n, on in (("wecom_bot", ch.wecom_bot.enabled), ("wecom_kf", ch.wecom_kf.enabled)) if on]
+    """Every channel switched on in the config whose plugin says it can run (WeChat needs a token)."""
     channels: dict[str, Channel] = {}
-    for name in names:
-        cls = channel_class(name)
-        channels[name] = cls.from_config(config) if hasattr(cls, "from_config") else cls(account)
+    for name, raw in config.main.channels.blocks().items():
+        module, block = _block_module(name, raw)
+        try:
+            plugin = load_channel_plugin(module)
+        except PluginError as e:
+            raise ConfigError(f"{config.path}: channels.{name}: {e}") from None
+        settings = validate_block(plugin.settings, block, config, f"channels.{name}")
+        if plugin.enabled(settings):
+            ch = plugin.build(settings, config)
+            ch.name = name  # the config's name is the channel's name: replies and records carry it
+            channels[name] = ch
     return channels
+
+
+# --- tickets ----------------------------------------------------------------------------------------------
+
+
+def builtin_base_url(config: Config) -> str:
+    http = config.main.http
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    return f"http://{host}:{config.http_port}/open311/v2"
+
+
+def build_ticket_backend(config: Config, clock: Clock) -> tuple[TicketBackend, float]:
+    """The ticket backend client the config names (`tickets.backend`), and how often to poll it."""
+    t = config.main.tickets
+    module = TICKET_BACKEND_MODULES.get(t.backend, t.backend)
+    try:
+        plugin = load_ticket_backend_plugin(module)
+    except PluginError as e:
+        raise ConfigError(f"{config.path}: tickets.backend: {e}") from None
+    block: dict[str, Any] = dict(t.backend_settings)
+    if (
+        t.backend == "open311"
+    ):  # its settings are the `tickets:` keys of earlier versions (and the contract's)
+        block = {"url": t.open311_url, "jurisdiction_id": t.jurisdiction_id, **block}
+    settings = validate_block(plugin.settings, block, config, "tickets.backend_settings")
+    ctx = TicketBackendContext(
+        api_key=config.ticket_api_key,
+        builtin_url=builtin_base_url(config),
+        jurisdiction_id=t.jurisdiction_id,
+        clock=clock,
+    )
+    return plugin.build(settings, ctx), plugin.poll_seconds(settings)
+
+
+# --- the app ----------------------------------------------------------------------------------------------
 
 
 class App:
@@ -49,36 +138,76 @@ class App:
         config: Config,
         *,
         clock: Clock | None = None,
-        channels: dict[str, Channel] | None = None,
-        knowledge: Any = None,
+        channels: Mapping[str, Channel] | None = None,
+        knowledge: Answerer | None = None,
         train_in_background: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = Store(config.database_url)
         self.store.migrate()
-        self.channels = channels if channels is not None else build_channels(config)
+        self.channels: dict[str, Channel] = dict(channels) if channels is not None else build_channels(config)
         self.sender = ThrottledSender(self.channels, config.main.send_limits, self.clock, self.store)
-        for ch in (
-            self.channels.values()
-        ):  # a channel that speaks on its own (the WeChat greeting) uses the throttle too
-            if hasattr(ch, "attach_sender"):
-                ch.attach_sender(self.sender)
+        # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
+        self.training: BackgroundClassifier | None = (
+            BackgroundClassifier(config) if train_in_background else None
+        )
+        self.model: LiveClassifier | None = None if train_in_background else load_classifier(config)
+        classifier: Classifier = self.training or self.model  # type: ignore[assignment]
+        self.groups = GroupDirectory(  # issue 6: groups the bot is added to, greeted once
+            config,
+            self.store,
+            self.clock,
+            self.sender,
+            greets_on_join=[n for n, ch in self.channels.items() if ch.capabilities.greets_on_join],
+        )
+        self.knowledge = KnowledgeSlot(knowledge)
+        backend, poll_seconds = build_ticket_backend(config, self.clock)
+        t = config.main.tickets
+        desk = ReportDesk(  # issue 4: reports -> tickets, durably
+            config,
+            self.store,
+            self.clock,
+            self.sender,
+            self.groups,
+            classifier,
+            backend,
+            DeskSettings(
+                merge_window_hours=t.merge_window_hours,
+                place_timeout_seconds=t.place_timeout_seconds,
+                poll_interval_seconds=poll_seconds,
+                inflight_grace_seconds=t.recovery_grace_seconds,
+                alert_groups=tuple((a.group, a.channel, a.community) for a in t.alert_groups),
+            ),
+        )
+        desk.outbox.base_delay, desk.outbox.max_delay = t.retry_base_seconds, t.retry_max_seconds
+        desk.outbox.lease_seconds = desk.notifier.claim_lease_seconds = t.lease_seconds
+        self.desk = desk
+        # issue 6: staff notices, delivered durably
+        self.notices = NoticeService(config, self.store, self.clock, self.sender, self.groups)
+        modules = handler_modules(HANDLER_PACKAGES, config.main.plugins)
+        try:
+            import_handlers(HANDLER_PACKAGES, config.main.plugins)
+        except PluginError as e:
+            raise ConfigError(f"{config.path}: plugins: {e}") from None
+        classes = registered_handlers(modules)
         self.services = Services(
             config=config,
-            store=self.store,
             clock=self.clock,
-            # `serve` trains in the background (HTTP at once); tests and one-shot commands wait here
-            classifier=BackgroundClassifier(config) if train_in_background else load_classifier(config),
+            classifier=classifier,
             sender=self.sender,
-            knowledge=knowledge,
+            conversations=StoredConversations(self.store),
+            groups=self.groups,
+            knowledge=self.knowledge,
+            gaps=GapRecords(self.store),
+            tickets=desk,
+            notices=self.notices,
+            usages=tuple(c.usage for c in sorted(classes, key=lambda c: c.usage_rank) if c.usage),
         )
-        self.groups = GroupDirectory(self.services)  # issue 6: groups the bot is added to, greeted once
-        self.services.notices = NoticeService(self.services)  # issue 6: staff notices, delivered durably
-        self.services.tickets = build_desk(self.services)  # issue 4: reports -> tickets, durably
-        self.retrainer = Retrainer(self.services)  # issue 11: corrections folded in nightly, in a thread
-        self.handlers = [cls(self.services) for cls in handler_classes()]
-        self.router = Router(self.services, self.handlers)
+        # issue 11: corrections folded in nightly, in a thread
+        self.retrainer = Retrainer(config, self.store, self.clock, self._live_model)
+        self.handlers = [cls(self.services) for cls in classes]
+        self.router = Router(self.services, config, self.store, self.handlers)
         for ch in self.channels.values():
             self.router.accounts.add(ch.account)
         self._group_queues: dict[str, asyncio.Queue[Message]] = {}
@@ -87,6 +216,17 @@ class App:
         self.outcomes: list[Outcome] = []  # the most recent outcomes, for the demo and tests
         self.started = False
         self.not_owned = 0  # messages from groups another process owns, ignored
+
+    def _live_model(self) -> LiveClassifier | None:
+        """The retrainable model; None while `serve` still trains it (or when training failed)."""
+        if self.training is None:
+            return self.model
+        if not self.training.ready:
+            return None
+        try:
+            return self.training.model()
+        except RuntimeError:  # it could not be trained; the failure is logged and shown in /health
+            return None
 
     # --- receiving: one ordered queue per group, so a slow handler in one group holds up no other
 
@@ -110,8 +250,8 @@ class App:
             self._group_workers[msg.group] = asyncio.create_task(self._group_worker(msg.group, q))
 
     async def _classifier_ready(self) -> None:
-        if isinstance(self.services.classifier, BackgroundClassifier):
-            await self.services.classifier.wait()
+        if self.training is not None:
+            await self.training.wait()
 
     async def _group_worker(self, group: str, q: asyncio.Queue[Message]) -> None:
         await self._classifier_ready()  # recorded already: a message waits here for the model, never lost
@@ -141,18 +281,16 @@ class App:
     async def tick(self) -> None:
         """Run what is due now: expired conversations, new groups, due notices. The background loop calls it
         every second."""
-        svc = self.services
         await self.groups.tick()
-        await svc.notices.tick()
-        if svc.tickets is not None:  # issue 4: outbox, polling, owed messages, overdue drafts
-            await svc.tickets.tick()
+        await self.notices.tick()
+        await self.desk.tick()  # issue 4: outbox, polling, owed messages, overdue drafts
         await self.retrainer.tick()
-        for conv in svc.conversations.expired(self.clock.now()):
-            handler = self.router._by_name.get(conv.handler)
+        for conv in self.services.conversations.expired(self.clock.now()):
+            handler = self.router.handler(conv.handler)
             if handler is None:
                 continue
             try:
-                for r in await handler.expire(conv.state):
+                for r in await handler.expire(conv):
                     self.sender.submit(r)
             except Exception:
                 log.exception("expiring a %s conversation failed", conv.handler)
@@ -166,10 +304,9 @@ class App:
     # --- lifecycle
 
     async def start(self, *, background: bool = True) -> None:
-        if self.services.tickets is not None:  # issue 4: re-send what was owed before a restart
-            await self.services.tickets.start()
+        await self.desk.start()  # issue 4: re-send what was owed before a restart
         for name, ch in self.channels.items():
-            await ch.start(self.inbox)
+            await ch.start(self.inbox, self.groups.added)
             log.info("channel %s started", name)
         if background:
             self._tasks.append(asyncio.create_task(self._ticker(), name="ticker"))
@@ -178,8 +315,7 @@ class App:
     async def stop(self) -> None:
         """Stop everything; a part that does not stop within STOP_TIMEOUT is logged and left behind, so a
         stuck connection can never hang a shutdown (what was accepted is in the store already)."""
-        if self.services.knowledge_loading is not None:
-            self.services.knowledge_loading.stop()
+        self.knowledge.stop()
         tasks = [*self._tasks, *self._group_workers.values()]
         for t in tasks:
             t.cancel()
@@ -189,11 +325,10 @@ class App:
                 log.warning("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT)
         steps: list[tuple[str, Awaitable[None]]] = [
             ("retrain", self.retrainer.stop()),
-            ("notices", self.services.notices.stop()),
+            ("notices", self.notices.stop()),
+            ("tickets", self.desk.stop()),
+            ("sender", self.sender.stop()),
         ]
-        if self.services.tickets is not None:
-            steps.append(("tickets", self.services.tickets.stop()))
-        steps.append(("sender", self.sender.stop()))
         steps += [(f"channel {name}", ch.stop()) for name, ch in self.channels.items()]
         for name, step in steps:
             # asyncio.wait, not wait_for: wait_for waits for a cancelled step to finish, and a step that
@@ -208,21 +343,6 @@ class App:
         self.store.close()
         self.started = False
 
-    def _index_health(self) -> dict[str, Any]:
-        kb = self.services.knowledge
-        if kb is None:
-            loading = self.services.knowledge_loading
-            return loading.health() if loading is not None else {"status": "not loaded"}
-        stats = getattr(kb, "stats", None)
-        if stats is None:
-            return {"status": "up"}
-        try:
-            st = stats()
-        except Exception as e:  # health reports a broken index, never raises
-            log.warning("index health check failed: %s", e)
-            return {"status": "down", "error": str(e)}
-        return {"status": "up", "documents": st.get("documents"), "chunks": st.get("chunks")}
-
     def health(self) -> dict[str, Any]:
         store_ok = self.store.ping()
         owned = self.config.owned_groups()
@@ -236,13 +356,9 @@ class App:
                 "status": "up" if store_ok else "down",
                 "url": self.store.engine.url.render_as_string(),
             },
-            "index": self._index_health(),
-            "classifier": self.services.classifier.health()
-            if isinstance(self.services.classifier, BackgroundClassifier)
-            else {"status": "up"},
-            "ticket_backend": self.services.tickets.health()
-            if self.services.tickets
-            else {"status": "not configured"},
+            "index": self.knowledge.health(),
+            "classifier": self.training.health() if self.training is not None else {"status": "up"},
+            "ticket_backend": self.desk.health(),
             "channels": {name: ch.health() for name, ch in self.channels.items()},
             "sender": {"pending": self.sender.pending(), "sent": self.sender.sent_count},
         }

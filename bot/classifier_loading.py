@@ -12,14 +12,14 @@ import logging
 import threading
 
 from bot.config import Config
-from handlers.classifier import LiveClassifier, load_classifier
-from handlers.intent import Classification
+from core.intent import Classification
+from nlp.classifier import LiveClassifier, load_classifier
 
 log = logging.getLogger(__name__)
 
 
 class BackgroundClassifier:
-    """Implements handlers.intent.IntentClassifier."""
+    """Implements core.intent.IntentClassifier."""
 
     def __init__(self, config: Config) -> None:
         self._ready = threading.Event()

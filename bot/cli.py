@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import ConfigError
-from bot.errors import NotYetAvailable, UserError
+from core.errors import NotYetAvailable, UserError
 
 __all__ = ["NotYetAvailable", "UserError", "build_parser", "main"]
 

@@ -1,16 +1,9 @@
-"""Time as a dependency, so tests drive the clock instead of sleeping."""
+"""Clocks (the `Clock` port, core/ports.py): time as a dependency, so tests drive the clock instead of sleeping."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:

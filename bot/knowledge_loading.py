@@ -8,19 +8,118 @@ directory says the sample was begun and not completed, and unchanged files are n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Config
+from core.ports import JSON, KnowledgeAnswer
+from knowledge.gaps import mark_forwarded, record_gap
+from knowledge.types import Answer, Answerer, IndexUnavailable
+from store import Store
+
+if TYPE_CHECKING:
+    from knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)
 
 PREPARING = "知识库正在准备中（已完成 {percent}%），请稍后再问。"
 PENDING_MARKER = "sample-ingest.pending"
+# Answering runs off the event loop on its own bounded pool: up to ASK_WORKERS questions are answered at once
+# (their question embeddings are batched into one model call, knowledge.embeddings.QueryBatcher); more wait
+# for a worker. The default executor (cpu + 4 threads) would make the 7th of 20 residents queue.
+ASK_WORKERS = 24
+_ASK_POOL = ThreadPoolExecutor(max_workers=ASK_WORKERS, thread_name_prefix="doorstep-ask")
+
+
+async def answer_off_loop(knowledge: Answerer, question: str, community: str | None) -> Answer:
+    """The answer, computed on the bounded answer pool so the event loop (and the other residents) never wait
+    for the model."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community)
+
+
+class KnowledgeSlot:
+    """The `Knowledge` port: the knowledge service once it is open (at once for commands and tests; when the
+    background load is done for `serve`), and the load's progress meanwhile."""
+
+    def __init__(self, service: Answerer | None = None) -> None:
+        self.service = service
+        self.loading: KnowledgeLoading | None = None
+
+    def preparing(self) -> str | None:
+        if self.service is None and self.loading is not None and self.loading.active:
+            return self.loading.reply_text()
+        return None
+
+    async def ask(self, question: str, community: str | None) -> KnowledgeAnswer | None:
+        service = self.service
+        if service is None:
+            return None
+        try:
+            answer = await answer_off_loop(service, question, community)
+        except IndexUnavailable as e:  # logged by the index; the next question reopens it
+            log.warning("question not answered, the index is unavailable: %s", e)
+            return None
+        return KnowledgeAnswer(answer.found, answer.answer)
+
+    def full(self) -> KnowledgeService | None:
+        """The knowledge service itself, for the admin API (documents, uploads); None for a plain answerer."""
+        from knowledge.service import KnowledgeService  # loaded already when a service is open
+
+        return self.service if isinstance(self.service, KnowledgeService) else None
+
+    def interrupt(self) -> None:
+        """An upload still ingesting ends now rather than hold up the shutdown."""
+        full = self.full()
+        if full is not None:
+            full.interrupt()
+
+    def stop(self) -> None:
+        if self.loading is not None:
+            self.loading.stop()
+
+    def health(self) -> JSON:
+        if self.service is None:
+            return self.loading.health() if self.loading is not None else {"status": "not loaded"}
+        full = self.full()
+        if full is None:
+            return {"status": "up"}
+        try:
+            st = full.stats()
+        except Exception as e:  # health reports a broken index, never raises
+            log.warning("index health check failed: %s", e)
+            return {"status": "down", "error": str(e)}
+        return {"status": "up", "documents": st.get("documents"), "chunks": st.get("chunks")}
+
+
+class GapRecords:
+    """The `GapLog` port on the store (knowledge/gaps.py)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(
+        self, *, group: str, community: str, sender: str, sender_name: str, question: str, now: datetime
+    ) -> int:
+        return record_gap(
+            self.store,
+            group=group,
+            community=community,
+            sender=sender,
+            sender_name=sender_name,
+            question=question,
+            now=now,
+        )
+
+    def forwarded(self, gap_id: int, to: str, now: datetime) -> None:
+        mark_forwarded(self.store, gap_id, to, now)
 
 
 class _Stopped(Exception):

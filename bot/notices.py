@@ -34,22 +34,24 @@ import logging
 import random
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, func, select, update
 
-from bot.config import StaffMember
-from bot.groups import GroupInfo, Scope, resolve_group, select_groups, select_targets
-from bot.message import Reply, new_id
+from bot.config import Config
+from bot.groups import select_groups, select_targets
 from bot.ratelimit import SlidingWindow
 from bot.schedules import Schedule, next_cron, parse_when, split_schedule
-from bot.store.models import InboundMessage, Notice, NoticeDelivery
-
-if TYPE_CHECKING:
-    from bot.services import Services
+from core.community import GroupInfo, Scope, StaffMember
+from core.errors import NoticeError
+from core.message import Reply, new_id
+from core.ports import Clock, Groups, NoticeDraft, Sender
+from store import Store
+from store.models import InboundMessage, Notice, NoticeDelivery
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,6 @@ STATUS_NAMES = {
     "done": "已完成",
 }
 UNKNOWN_NOTE = "发送过程中程序重启，不确定是否已送达；为避免重复，不自动重发"
-
-
-class NoticeError(ValueError):
-    """A notice that cannot be made or changed; the message is for staff, in Chinese."""
 
 
 def is_ack(text: str) -> bool:
@@ -115,6 +113,51 @@ class Draft:
     @property
     def rendered(self) -> str:
         return render(self.text, self.signature, self.ask_ack)
+
+    @property
+    def group_count(self) -> int:
+        return len(self.groups)
+
+    @property
+    def immediate(self) -> bool:
+        return self.schedule.at is None
+
+    @property
+    def when(self) -> str:
+        return self.schedule.label
+
+    def to_data(self) -> dict[str, object]:
+        """JSON data, kept in the staff member's conversation until they confirm."""
+        at = self.schedule.at
+        return {
+            "text": self.text,
+            "targets": list(self.targets),
+            "groups": [asdict(g) for g in self.groups],
+            "schedule": {
+                "at": at.isoformat() if at else None,
+                "cron": self.schedule.cron,
+                "label": self.schedule.label,
+            },
+            "ask_ack": self.ask_ack,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Draft:
+        sched = data.get("schedule") or {}
+        at = sched.get("at")
+        return cls(
+            text=str(data.get("text", "")),
+            targets=[str(t) for t in data.get("targets") or []],
+            groups=[GroupInfo(**{**g, "tags": tuple(g.get("tags") or ())}) for g in data.get("groups") or []],
+            schedule=Schedule(
+                at=datetime.fromisoformat(at) if at else None,
+                cron=str(sched.get("cron", "")),
+                label=str(sched.get("label", "立即发送")),
+            ),
+            ask_ack=bool(data.get("ask_ack")),
+            signature=str(data.get("signature", "")),
+        )
 
     def group_names(self, limit: int = 10) -> str:
         names = [g.name for g in self.groups]
@@ -200,7 +243,7 @@ class NoticeReport:
         last = max(d.occurrence for d in self.deliveries)
         return [d for d in self.deliveries if d.occurrence == last]
 
-    def summary(self, tz: ZoneInfo) -> str:
+    def summary(self, tz: tzinfo) -> str:
         """The delivery report as staff read it in chat."""
         c = self.counts
         head = f"通知#{self.id}（{'、'.join(self.targets)}，{self.schedule}）：{STATUS_NAMES.get(self.status, self.status)}。"
@@ -251,7 +294,7 @@ class NoticeReport:
         }
 
 
-def _local(t: datetime | None, tz: ZoneInfo) -> str:
+def _local(t: datetime | None, tz: tzinfo) -> str:
     if t is None:
         return ""
     local = t.astimezone(tz)
@@ -264,26 +307,48 @@ def _local(t: datetime | None, tz: ZoneInfo) -> str:
 class NoticeService:
     """Services.notices. `App.tick()` calls `tick()`; handlers and the admin API call the rest."""
 
-    def __init__(self, services: Services, *, instance: str = "", rng: random.Random | None = None) -> None:
-        self.services = services
-        self.tz = ZoneInfo(services.config.main.timezone)
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        sender: Sender,
+        groups: Groups,
+        *,
+        instance: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.sender = sender
+        self.groups = groups
+        self.tz = ZoneInfo(config.main.timezone)
         self.instance = instance or new_id()[:16]  # this process, in the claims it makes
         self.rng = rng or random.Random()
-        limits = services.config.main.send_limits
+        limits = config.main.send_limits
         self._group_window = SlidingWindow(limits.group_per_minute, timedelta(minutes=1))
         self._last_attempt: dict[str, float] = {}  # channel -> time of the sender's last attempt
         self._errors: dict[int, str] = {}  # id(reply) -> the sender's last error for it
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        services.sender.hooks.append(self._observe)
+        sender.on_attempt(self._observe)
 
     # --- making notices
+
+    def hold(self, draft: NoticeDraft) -> dict[str, object]:
+        if not isinstance(draft, Draft):  # drafts come from this service only
+            raise TypeError("hold: a draft of another notice service")
+        return draft.to_data()
+
+    def restore(self, data: Mapping[str, object]) -> Draft:
+        return Draft.from_data(data)
 
     def draft_from_command(self, text: str, staff: StaffMember) -> Draft:
         """`网格3 [明天8:00] 内容…` (the text after `/通知`) -> a Draft. Raises NoticeError (or its subclasses)."""
         try:
-            sel = select_groups(self.services, text, Scope.of(staff))
-            schedule, body = split_schedule(sel.rest, self.services.clock.now(), self.tz)
+            sel = select_groups(self, text, Scope.of(staff))
+            schedule, body = split_schedule(sel.rest, self.clock.now(), self.tz)
         except ValueError as e:
             raise NoticeError(str(e)) from None
         return self._draft(sel.targets, sel.groups, schedule, body, asks_ack(body), staff.name)
@@ -300,8 +365,8 @@ class NoticeService:
     ) -> Draft:
         """The admin API's form. Raises NoticeError."""
         try:
-            sel = select_targets(self.services, targets, Scope.of(staff))
-            when = parse_when(schedule, self.services.clock.now(), self.tz)
+            sel = select_targets(self, targets, Scope.of(staff))
+            when = parse_when(schedule, self.clock.now(), self.tz)
         except ValueError as e:
             raise NoticeError(str(e)) from None
         name = signature or (staff.name if staff else "")
@@ -327,7 +392,7 @@ class NoticeService:
 
     def create(
         self,
-        draft: Draft,
+        draft: NoticeDraft,
         *,
         created_by: str = "",
         created_by_name: str = "",
@@ -336,8 +401,10 @@ class NoticeService:
         origin_group: str = "",
     ) -> int:
         """Store a confirmed notice; it goes out when due (at once for an immediate one). Returns its number."""
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        if not isinstance(draft, Draft):  # drafts come from this service only
+            raise TypeError("create: a draft of another notice service")
+        now = self.clock.now()
+        with self.store.session() as s:
             n = Notice(
                 text=draft.text,
                 targets=draft.targets,
@@ -369,8 +436,8 @@ class NoticeService:
 
     def cancel(self, notice_id: int) -> NoticeReport:
         """Stop a notice: no more runs, queued deliveries dropped. Raises NoticeError if it cannot be."""
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        now = self.clock.now()
+        with self.store.session() as s:
             n = s.get(Notice, notice_id)
             if n is None:
                 raise NoticeError(f"没有找到通知#{notice_id}。")
@@ -392,8 +459,8 @@ class NoticeService:
     def resend(self, notice_id: int) -> int:
         """Queue again the deliveries that failed or whose state is unknown (a staff decision: an unknown one
         may reach its group twice). Returns how many."""
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        now = self.clock.now()
+        with self.store.session() as s:
             n = s.get(Notice, notice_id)
             if n is None:
                 raise NoticeError(f"没有找到通知#{notice_id}。")
@@ -415,7 +482,7 @@ class NoticeService:
     # --- reports
 
     def report(self, notice_id: int) -> NoticeReport | None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             n = s.get(Notice, notice_id)
             if n is None:
                 return None
@@ -430,7 +497,7 @@ class NoticeService:
             return self._report(n, rows, acks)
 
     def recent(self, limit: int = 20, created_by: str = "") -> list[NoticeReport]:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             q = select(Notice.id).order_by(Notice.id.desc()).limit(limit)
             if created_by:
                 q = q.where(Notice.created_by == created_by)
@@ -473,7 +540,7 @@ class NoticeService:
         """Per delivery: residents who replied 1 in that group after it arrived, until the next notice there
         that also asked for replies, or ACK_WINDOW."""
         out: dict[int, int] = {}
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             for r in rows:
                 if r.status != "sent" or r.sent_at is None:
                     continue
@@ -501,7 +568,7 @@ class NoticeService:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counts by status, for health and metrics."""
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             notices = dict(
                 s.execute(select(Notice.status, func.count()).group_by(Notice.status)).tuples().all()
             )
@@ -520,7 +587,7 @@ class NoticeService:
         try:
             self.recover()
         except Exception as e:  # the store is down: try again next tick (logged once, then with backoff)
-            self.services.store.failed("recovering notice deliveries", e, self.services.clock.now())
+            self.store.failed("recovering notice deliveries", e, self.clock.now())
         self.kick()
 
     def kick(self) -> None:
@@ -547,8 +614,8 @@ class NoticeService:
 
     def recover(self) -> int:
         """Rows another process claimed and never marked: at most once, so `unknown`, not resent."""
-        cutoff = self.services.clock.now() - timedelta(seconds=CLAIM_LEASE_SECONDS)
-        with self.services.store.session() as s:
+        cutoff = self.clock.now() - timedelta(seconds=CLAIM_LEASE_SECONDS)
+        with self.store.session() as s:
             res = s.execute(
                 update(NoticeDelivery)
                 .where(
@@ -567,8 +634,8 @@ class NoticeService:
 
     def fire_due(self) -> int:
         """Write the delivery rows of every run that is due; returns how many rows."""
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        now = self.clock.now()
+        with self.store.session() as s:
             due = list(
                 s.scalars(select(Notice).where(Notice.status == "scheduled", Notice.next_run_at <= now))
             )
@@ -578,7 +645,7 @@ class NoticeService:
             assert run_at is not None
             nxt = next_cron(n.repeat, now, self.tz) if n.repeat else None  # missed runs are not made up
             groups = self._groups_for_run(n)
-            with self.services.store.session() as s:
+            with self.store.session() as s:
                 won = s.execute(
                     update(Notice)
                     .where(Notice.id == n.id, Notice.status == "scheduled", Notice.next_run_at == run_at)
@@ -612,9 +679,9 @@ class NoticeService:
     def _groups_for_run(self, n: Notice) -> list[GroupInfo]:
         """The previewed groups; a repeat picks its targets again each run (groups bound since are included)."""
         if n.repeat:
-            staff = self.services.config.staff_member(n.created_by) if n.source == "chat" else None
+            staff = self.config.staff_member(n.created_by) if n.source == "chat" else None
             try:
-                return select_targets(self.services, n.targets, Scope.of(staff)).groups
+                return select_targets(self, n.targets, Scope.of(staff)).groups
             except ValueError as e:
                 log.warning(
                     "notice #%d: targets %s no longer resolve (%s); using the previewed groups",
@@ -622,7 +689,7 @@ class NoticeService:
                     n.targets,
                     e,
                 )
-        return [resolve_group(self.services, gid) for gid in dict.fromkeys(n.group_ids or [])]
+        return [self.groups.resolve(gid) for gid in dict.fromkeys(n.group_ids or [])]
 
     async def _pump(self) -> None:
         try:
@@ -633,13 +700,13 @@ class NoticeService:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the next tick resumes it; logged once, then with backoff
-            self.services.store.failed("notice delivery", e, self.services.clock.now())
+            self.store.failed("notice delivery", e, self.clock.now())
 
     def _next_ready(self) -> NoticeDelivery | None:
-        now = self.services.clock.now()
-        groups = self.services.config.owned_groups()  # several processes: each delivers to its own groups
+        now = self.clock.now()
+        groups = self.config.owned_groups()  # several processes: each delivers to its own groups
         owned = [] if groups is None else [NoticeDelivery.group_id.in_(groups)]
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             return s.scalars(
                 select(NoticeDelivery)
                 .join(Notice, Notice.id == NoticeDelivery.notice_id)
@@ -654,20 +721,20 @@ class NoticeService:
             ).first()
 
     def _channel_for(self, row: NoticeDelivery) -> str:
-        channels = self.services.sender.channels
+        channels = self.sender.channel_names()
         for c in (
             row.channel,
-            resolve_group(self.services, row.group_id).channel,
-            self.services.group_channels.get(row.group_id, ""),
+            self.groups.resolve(row.group_id).channel,
+            self.groups.channel_of(row.group_id),
         ):
             if c and c in channels:
                 return c
-        return next((name for name, ch in channels.items() if ch.serves(row.group_id)), "")
+        return self.sender.serving(row.group_id)
 
     async def _pace(self, channel: str, group: str) -> None:
         """Wait until the sender would send to this group at once, so the claim spans only the send."""
-        limits = self.services.config.main.send_limits
-        clock = self.services.clock
+        limits = self.config.main.send_limits
+        clock = self.clock
         while True:
             now = clock.now()
             last = self._last_attempt.get(channel)
@@ -679,15 +746,15 @@ class NoticeService:
 
     async def _observe(self, reply: Reply, ok: bool, error: str) -> None:
         """The sender's hook, after every attempt (answers too): the pacing the pump keeps to."""
-        now = self.services.clock.now()
+        now = self.clock.now()
         self._last_attempt[reply.channel] = now.timestamp()
         self._group_window.hit(reply.group, now)
         if not ok and reply.kind == "notice":
             self._errors[id(reply)] = error
 
     def _claim(self, row_id: int) -> bool:
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        now = self.clock.now()
+        with self.store.session() as s:
             res = s.execute(
                 update(NoticeDelivery)
                 .where(NoticeDelivery.id == row_id, NoticeDelivery.status == "queued")
@@ -701,8 +768,8 @@ class NoticeService:
             return getattr(res, "rowcount", 0) == 1
 
     def _mark(self, row_id: int, ok: bool, error: str) -> None:
-        now = self.services.clock.now()
-        with self.services.store.session() as s:
+        now = self.clock.now()
+        with self.store.session() as s:
             row = s.get(NoticeDelivery, row_id)
             if row is None or row.claimed_by != self.instance:
                 return
@@ -717,7 +784,7 @@ class NoticeService:
 
     async def _deliver(self, row: NoticeDelivery) -> None:
         channel = self._channel_for(row)
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             n = s.get(Notice, row.notice_id)
             text = render(n.text, n.created_by_name, n.ask_ack) if n else ""
         if not channel or not text:
@@ -735,7 +802,7 @@ class NoticeService:
             in_reply_to=f"notice-{row.notice_id}",
         )
         try:
-            ok = await self.services.sender.submit(reply)
+            ok = await self.sender.submit(reply)
         except ValueError as e:  # the channel went away
             ok = False
             self._errors[id(reply)] = str(e)
@@ -744,7 +811,7 @@ class NoticeService:
             log.info("notice #%d sent to %s", row.notice_id, row.group_id)
 
     def _fail_now(self, row_id: int, error: str) -> None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.execute(
                 update(NoticeDelivery).where(NoticeDelivery.id == row_id).values(status="failed", error=error)
             )
@@ -753,5 +820,5 @@ class NoticeService:
         open_rows = exists().where(
             and_(NoticeDelivery.notice_id == Notice.id, NoticeDelivery.status.in_(("queued", "sending")))
         )
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.execute(update(Notice).where(Notice.status == "sending", ~open_rows).values(status="done"))

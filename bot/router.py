@@ -18,14 +18,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.config import GroupPolicy
-from bot.message import Message, Reply
-from bot.pii import mask_pii
+from bot.config import Config
 from bot.ratelimit import SlidingWindow
-from bot.services import Services
-from bot.store.models import AnsweredQuestion, InboundMessage
-from handlers.base import Context, Handler
-from handlers.intent import Classification
+from core.community import GroupPolicy
+from core.handler import Context, Handler
+from core.intent import Classification
+from core.message import Message, Reply
+from core.ports import Services
+from pii import mask_pii
+from store import Store
+from store.models import AnsweredQuestion, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +65,20 @@ class Outcome:
 
 
 class Router:
-    def __init__(self, services: Services, handlers: list[Handler]) -> None:
+    def __init__(self, services: Services, config: Config, store: Store, handlers: list[Handler]) -> None:
         self.services = services
+        self.config = config
+        self.store = store
         self.handlers = handlers
         self._by_name = {h.name: h for h in handlers}
         self._user_window: dict[int, SlidingWindow] = {}
         self._group_window: dict[int, SlidingWindow] = {}
         self._warned_fast: dict[tuple[str, str], datetime] = {}
         self._recent_texts: dict[tuple[str, str, str], datetime] = {}
-        self.accounts: set[str] = {services.config.main.bot.account}
+        self.accounts: set[str] = {config.bot.account}
+
+    def handler(self, name: str) -> Handler | None:
+        return self._by_name.get(name)
 
     # --- the pipeline -----------------------------------------------------------------------------
 
@@ -110,9 +117,9 @@ class Router:
             self._mark(msg, "ignored", "resend")
             return Outcome("ignored", "duplicate")
         if not msg.private:
-            svc.group_channels[msg.group] = msg.channel
+            svc.groups.seen(msg.group, msg.channel)
 
-        policy = svc.config.policy_for(msg.group)
+        policy = self.config.policy_for(msg.group)
         addressed, text = self._addressed(msg, policy)
 
         if len(msg.text) > policy.max_text_chars:
@@ -144,8 +151,8 @@ class Router:
         conv = svc.conversations.get(msg.group, msg.sender, now)
         if conv is not None:
             ctx.classification = svc.classifier.classify(text)
-            handler = self._by_name.get(conv.handler)
-            replies = await handler.followup(ctx, conv.state) if handler else None
+            handler = self.handler(conv.handler)
+            replies = await handler.followup(ctx, conv) if handler else None
             if replies is not None:
                 self._mark(msg, "handled", f"followup:{conv.handler}", ctx.intent)
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
@@ -212,7 +219,7 @@ class Router:
                     )
                 return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
             self._mark(msg, "handled", h.name, ctx.intent)
-            if ctx.intent == "question" and not msg.private and ctx.extra.get("answered"):
+            if ctx.intent == "question" and not msg.private and ctx.answered:
                 self._remember_answer(ctx, now)
             return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
         self._mark(msg, "handled", "unhandled", ctx.intent)
@@ -226,7 +233,7 @@ class Router:
 
     def _addressed(self, msg: Message, policy: GroupPolicy) -> tuple[bool, str]:
         text = msg.text.strip()
-        names = [self.services.config.main.bot.name, *self.services.config.main.bot.aliases]
+        names = [self.config.bot.name, *self.config.bot.aliases]
         for n in names:  # a typed "@家门口助手" counts as a mention even if the channel did not mark it
             if text.startswith("@" + n):
                 return True, text[len(n) + 1 :].strip(" ,，:：")
@@ -247,7 +254,7 @@ class Router:
         msg, c = ctx.message, ctx.classification
         urgent = c.urgency == "urgent"
         direct = msg.mentions_bot or msg.private
-        quiet_until = None if direct or urgent else self.services.config.quiet_until(msg.group, now)
+        quiet_until = None if direct or urgent else self.config.quiet_until(msg.group, now)
         if c.needs_ticket and (ctx.addressed or c.confidence >= AUTO_CONFIDENCE or urgent):
             ctx.quiet_until = quiet_until
             return True, ""
@@ -293,7 +300,7 @@ class Router:
             return None
         key = question_key(ctx.text)
         since = now - timedelta(minutes=policy.repeat_window_minutes)
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             prev = s.scalars(
                 select(AnsweredQuestion)
                 .where(
@@ -311,7 +318,7 @@ class Router:
         return self._reply(ctx.message, REPEATED.format(ago=ago, who=who), "pointer")
 
     def _remember_answer(self, ctx: Context, now: datetime) -> None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.add(
                 AnsweredQuestion(
                     group_id=ctx.message.group,
@@ -343,7 +350,7 @@ class Router:
         for n in range(1, 100):
             candidate = mid if n == 1 else f"{mid}#{n}"
             try:
-                with self.services.store.session() as s:
+                with self.store.session() as s:
                     s.add(
                         InboundMessage(
                             channel=msg.channel,
@@ -369,7 +376,7 @@ class Router:
         raise RuntimeError(f"message id {msg.id} from {msg.channel} reused 100 times")
 
     def _same_message(self, msg: Message, stored_id: str) -> bool:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             row = s.scalars(
                 select(InboundMessage).where(
                     InboundMessage.channel == msg.channel, InboundMessage.message_id == stored_id
@@ -388,7 +395,7 @@ class Router:
         return mask_pii(msg.text[:STORED_TEXT_LIMIT])
 
     def _mark(self, msg: Message, status: str, reason: str, intent: str = "") -> None:
-        with self.services.store.session() as s:
+        with self.store.session() as s:
             s.execute(
                 update(InboundMessage)
                 .where(InboundMessage.channel == msg.channel, InboundMessage.message_id == msg.id[:128])

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from bot.app import App
-from bot.channels import Channel
-from bot.clock import Clock
 from bot.config import Config
 from bot.knowledge_loading import KnowledgeLoading
+from core.ports import Channel, Clock
+from knowledge.types import Answerer
 
 log = logging.getLogger(__name__)
 
 
-def open_knowledge_for(config: Config) -> Any:
+def open_knowledge_for(config: Config) -> Answerer:
     """The knowledge service, with the bundled sample ingested on first start with an empty index."""
     from knowledge.service import open_knowledge  # imported here: loading it pulls in the embedding model
 
@@ -25,7 +26,7 @@ def open_knowledge_for(config: Config) -> Any:
 def build_app(
     config: Config,
     *,
-    channels: dict[str, Channel] | None = None,
+    channels: Mapping[str, Channel] | None = None,
     clock: Clock | None = None,
     with_knowledge: bool = True,
     train_in_background: bool = False,
@@ -41,11 +42,11 @@ def load_knowledge_in_background(app: App, console: TextIO | None = None) -> Kno
     says how far the preparation is until then. Call from the running event loop."""
     loop = asyncio.get_running_loop()
     loading = KnowledgeLoading(app.config, console=console)
-    app.services.knowledge_loading = loading
+    app.knowledge.loading = loading
 
-    def ready(service: Any) -> None:
+    def ready(service: Answerer) -> None:
         try:
-            loop.call_soon_threadsafe(setattr, app.services, "knowledge", service)
+            loop.call_soon_threadsafe(setattr, app.knowledge, "service", service)
         except RuntimeError:  # the loop closed: the process is stopping
             log.debug("knowledge ready after the event loop closed")
 

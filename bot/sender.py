@@ -1,4 +1,7 @@
-"""The throttled sender: every reply leaves through here, within WeChat's limits.
+"""The throttled sender: every reply leaves through here, within WeChat's limits (the `Sender` port).
+
+Nothing else calls a channel's send_text/send_image: handlers return replies, and the parts that speak on their
+own (notices, the desk's notifier, greetings, alerts) submit theirs here.
 
 One queue and one worker per channel (per bot account): at most one message every
 `account_interval_seconds` plus random jitter, and at most `group_per_minute` messages per group.
@@ -10,22 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import update
 
-from bot.channels.base import Channel
-from bot.clock import Clock
 from bot.config import SendLimits
-from bot.message import Reply
 from bot.ratelimit import SlidingWindow
-from bot.store import Store
-from bot.store.models import Delivery
+from core.message import Reply
+from core.ports import Channel, Clock, SendHook
+from store import Store
+from store.models import Delivery
 
 log = logging.getLogger(__name__)
-SendHook = Callable[[Reply, bool, str], Awaitable[None]]  # (reply, ok, error) after each attempt
 
 
 @dataclass
@@ -59,6 +60,23 @@ class ThrottledSender:
         self._last_sent: dict[str, float] = {}
         self.hooks: list[SendHook] = []
         self.sent_count = 0
+
+    # --- what the parts may ask (core.ports.Sender)
+
+    def on_attempt(self, hook: SendHook) -> None:
+        self.hooks.append(hook)
+
+    def channel_names(self) -> list[str]:
+        return list(self.channels)
+
+    def serving(self, group: str) -> str:
+        return next((name for name, ch in self.channels.items() if ch.serves(group)), "")
+
+    def said(self, channel: str, group: str) -> list[str] | None:
+        ch = self.channels.get(channel)
+        if ch is None or not ch.capabilities.keeps_history:
+            return None
+        return list(ch.history(group))
 
     def _record(self, reply: Reply, channel: str) -> int:
         with self.store.session() as s:

@@ -1,1 +1,3 @@
-"""Channels, one package each (see docs/architecture.md)."""
+"""Channels: one package per messaging platform, each a plugin (core/registry.py `ChannelPlugin`) with its own
+settings model, declared capabilities and optional HTTP routes. A channel is turned on by its block in the
+config's `channels:`; nothing outside its package changes when one is added."""

@@ -6,27 +6,21 @@ the community's staff) in the same group, @mentioning them with the question and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
-from bot.config import StaffMember
-from bot.groups import resolve_group
-from bot.message import Reply
-from bot.pii import mask_pii
-from handlers.base import Context, Handler, intent_is, register
-from knowledge.gaps import mark_forwarded, record_gap
-from knowledge.types import Answer, Answerer, IndexUnavailable
+from core.community import StaffMember
+from core.conversation import Conversation
+from core.handler import Context, Handler, intent_is
+from core.message import Reply
+from core.registry import register
+from pii import mask_pii
 
 log = logging.getLogger(__name__)
 
 OFFER_MINUTES = 10
-# Answering runs off the event loop on its own bounded pool: up to ASK_WORKERS questions are answered at once
-# (their question embeddings are batched into one model call, knowledge.embeddings.QueryBatcher); more wait
-# for a worker. The default executor (cpu + 4 threads) would make the 7th of 20 residents queue.
-ASK_WORKERS = 24
-_ASK_POOL = ThreadPoolExecutor(max_workers=ASK_WORKERS, thread_name_prefix="doorstep-ask")
+OFFERED = "offered"  # the one state of the conversation: "not found, pass it to staff?" was asked
 UNAVAILABLE = "抱歉，政策和服务资料暂时查不了，请稍后再问，或直接联系网格员。"
 # The channel renders the Reply's mentions (staff, then the asker) as "@name" before the text, as WeChat does,
 # so the text names nobody with "@": it reads on after that prefix.
@@ -79,13 +73,6 @@ def declines(text: str) -> bool:
     return _norm(text) in _DECLINE
 
 
-async def answer_off_loop(knowledge: Answerer, question: str, community: str | None) -> Answer:
-    """The answer, computed on the bounded answer pool so the event loop (and the other residents) never wait
-    for the model."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_ASK_POOL, knowledge.answer, question, community)
-
-
 def staff_for(staff: list[StaffMember], community: str, grid: str) -> list[StaffMember]:
     """Who answers for a group: its grid's 网格员, else the community's 社区工作者 and 管理员, else any 管理员."""
     if community:
@@ -105,30 +92,27 @@ class AskHandler(Handler):
     name = "ask"
     priority = 60
     rule = intent_is("question")
+    usage = "问政策和服务：直接问，如“助老食堂几点开饭”“电瓶车能推上楼充电吗”，我会附上出处"
+    usage_rank = 1
 
     async def handle(self, ctx: Context) -> list[Reply]:
         knowledge = self.services.knowledge
         question = ctx.text.strip()
-        if knowledge is None:
-            loading = self.services.knowledge_loading  # `serve` still opening the index: say how far
-            if loading is not None and loading.active:
-                return [ctx.reply(loading.reply_text(), kind="status")]
-            return [ctx.reply(UNAVAILABLE, kind="error")]
+        preparing = knowledge.preparing()  # `serve` still opening the index: say how far
+        if preparing is not None:
+            return [ctx.reply(preparing, kind="status")]
         msg = ctx.message
         # a private chat has a community too when the config gives one (a 微信客服 account's conversations)
-        group = resolve_group(self.services, msg.group)
+        group = self.services.groups.resolve(msg.group)
         community = group.community if group else ""
-        try:
-            answer = await answer_off_loop(knowledge, question, community or None)
-        except IndexUnavailable as e:  # logged by the index; the next question reopens it
-            log.warning("question not answered, the index is unavailable: %s", e)
+        answer = await knowledge.ask(question, community or None)
+        if answer is None:  # not loaded, or the index cannot be read just now (logged where it failed)
             return [ctx.reply(UNAVAILABLE, kind="error")]
         if answer.found:
-            ctx.extra["answered"] = True
-            return [ctx.reply(answer.answer, kind="answer")]
+            ctx.answered = True
+            return [ctx.reply(answer.text, kind="answer")]
         now = self.services.clock.now()
-        gap_id = record_gap(
-            self.services.store,
+        gap_id = self.services.gaps.record(
             group=msg.group,
             community=community,
             sender=msg.sender,
@@ -141,18 +125,18 @@ class AskHandler(Handler):
                 self.name,
                 msg.group,
                 msg.sender,
-                now,
-                OFFER_MINUTES * 60,
-                {
+                state=OFFERED,
+                deadline=now + timedelta(minutes=OFFER_MINUTES),
+                data={
                     "gap_id": gap_id,
                     "question": question,
                     "community": community,
                     "grid": group.grid if group else "",
                 },
             )
-        return [ctx.reply(answer.answer, kind="refusal")]
+        return [ctx.reply(answer.text, kind="refusal")]
 
-    async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
+    async def followup(self, ctx: Context, conv: Conversation) -> list[Reply] | None:
         msg = ctx.message
         convs = self.services.conversations
         if declines(ctx.text):
@@ -162,17 +146,15 @@ class AskHandler(Handler):
             convs.close(msg.group, msg.sender)  # something else: a new message, and the offer lapses
             return None
         convs.close(msg.group, msg.sender)
-        question = str(state.get("question", ""))
+        question = conv.get_str("question")
         people = staff_for(
-            self.services.config.staff.staff, str(state.get("community", "")), str(state.get("grid", ""))
+            list(self.services.config.staff_list), conv.get_str("community"), conv.get_str("grid")
         )
-        gap_id = state.get("gap_id")
+        gap_id = conv.get_int("gap_id")
         if not people:
             return [ctx.reply(NO_STAFF, kind="ack")]
-        if isinstance(gap_id, int):
-            mark_forwarded(
-                self.services.store, gap_id, ",".join(s.id for s in people), self.services.clock.now()
-            )
+        if gap_id is not None:
+            self.services.gaps.forwarded(gap_id, ",".join(s.id for s in people), self.services.clock.now())
         text = FORWARDED.format(asker=msg.display_sender, question=mask_pii(question)[:200])
         log.info("question from %s in %s passed to %s", msg.sender, msg.group, [s.id for s in people])
         return [

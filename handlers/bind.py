@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import re
 
-from bot.groups import GroupError, GroupInfo, Scope, bind_group, resolve_group, split_words, unbind_group
-from bot.message import Reply
-from handlers.base import Context, Handler, Permission, Rule, register
+from core.community import GroupInfo, Scope
+from core.errors import GroupError
+from core.handler import Context, Handler, Permission, Rule
+from core.message import Reply
+from core.registry import register
 
 _COMMAND = re.compile(r"^[/／]\s*(?P<cmd>绑定群|解除绑定|绑定|解绑)|^(?P<bare>绑定|解绑)(?=[\s:：])")
+
+_SPLIT = re.compile(r"[\s、,，]+")
+
+
+def split_words(text: str) -> list[str]:
+    return [w for w in _SPLIT.split(text.strip()) if w]
+
 
 USAGE = "绑定的格式：/绑定 社区名 网格名，如“/绑定 {example}”。发“/解绑”解除绑定。"
 BOUND = "好的，本群已绑定到{place}{was}。之后本群反映的问题会交给{place}处理，{community}的通知也会发到本群。"
@@ -53,7 +62,7 @@ class BindHandler(Handler):
         svc = ctx.services
         by = ctx.staff.id if ctx.staff else m.sender
         if cmd in ("解绑", "解除绑定"):
-            current = resolve_group(svc, m.group)
+            current = svc.groups.resolve(m.group)
             scope = Scope.of(ctx.staff)
             if current.bound and not scope.allows(current.community, current.grid):
                 return [
@@ -61,14 +70,14 @@ class BindHandler(Handler):
                         f"本群绑定在{_describe(current)}，不在您的管理范围内，不能解绑。", kind="refusal"
                     )
                 ]
-            after = unbind_group(svc, m.group, by=by)
+            after = svc.groups.unbind(m.group, by=by)
             if after.bound:
                 return [
                     ctx.reply(f"已去掉在群里做的绑定；本群按配置文件属于{_describe(after)}。", kind="status")
                 ]
             return [ctx.reply("已解除绑定。本群反映的问题会先交给社区统一处理。", kind="status")]
         if not words:
-            info = resolve_group(svc, m.group)
+            info = svc.groups.resolve(m.group)
             head = (
                 CURRENT.format(
                     place=_describe(info), how="配置文件" if info.source == "config" else "群内绑定"
@@ -79,8 +88,7 @@ class BindHandler(Handler):
             return [ctx.reply(head + USAGE.format(example=self._example()), kind="status")]
         community, grid, tags = self._place(words)
         try:
-            before, after = bind_group(
-                svc,
+            before, after = svc.groups.bind(
                 m.group,
                 community,
                 grid,
@@ -101,7 +109,7 @@ class BindHandler(Handler):
 
     def _place(self, words: list[str]) -> tuple[str, str, list[str]]:
         """`焕玉里社区 网格A 标签…`, also `焕玉里社区网格A` written together."""
-        communities = {c.name: c.grids for c in self.services.config.groups.communities}
+        communities = {c.name: c.grids for c in self.services.config.communities}
         first = words[0]
         if first not in communities:
             for name, grids in communities.items():
@@ -110,5 +118,5 @@ class BindHandler(Handler):
         return first, words[1] if len(words) > 1 else "", words[2:]
 
     def _example(self) -> str:
-        cs = self.services.config.groups.communities
+        cs = self.services.config.communities
         return f"{cs[0].name} {cs[0].grids[0]}" if cs and cs[0].grids else "焕玉里社区 网格A"

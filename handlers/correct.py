@@ -1,6 +1,6 @@
 """Staff correct a ticket's service and urgency from the chat: `/改派 #12 市政设施`, `/紧急 #12`, `/不紧急 #12`.
 
-The ticket is re-routed at once (bot/tickets/corrections.py) and the correction is kept as a labelled example of
+The ticket is re-routed at once (tickets/corrections.py) and the correction is kept as a labelled example of
 the community; `doorstep train` (or the nightly retrain, `tickets.retrain_nightly`) folds it into the classifier.
 """
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 
-from bot.message import Reply
-from bot.tickets.corrections import CorrectionError, correct
-from handlers.base import Context, Handler, Permission, Rule, register
+from core.community import ROLES
+from core.errors import CorrectionError
+from core.handler import Context, Handler, Permission, Rule
+from core.message import Reply
+from core.registry import register
 
-ROLES = ("社区工作者", "网格员", "物业", "管理员")
 USAGE = (
     "纠正工单的类别或紧急程度（工作人员可用）：\n"
     "/改派 #12 市政设施 —— 把工单#12改派到【市政设施】（类别名或代码均可）\n"
@@ -50,14 +51,10 @@ class CorrectHandler(Handler):
             if verb == "改派":
                 if not target:
                     return [ctx.reply(USAGE, kind="status")]
-                done = correct(
-                    svc.store, svc.config, svc.clock, ticket_id, service_code=target, staff_id=ctx.staff.id
-                )
+                done = svc.tickets.correct(ticket_id, service_code=target, staff_id=ctx.staff.id)
             else:
                 urgency = "urgent" if verb == "紧急" else "normal"
-                done = correct(
-                    svc.store, svc.config, svc.clock, ticket_id, urgency=urgency, staff_id=ctx.staff.id
-                )
+                done = svc.tickets.correct(ticket_id, urgency=urgency, staff_id=ctx.staff.id)
         except CorrectionError as e:
             return [ctx.reply(f"{e}\n{USAGE}", kind="refusal")]
         level = "紧急" if done.urgency == "urgent" else "一般"

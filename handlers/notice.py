@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 
-from bot.config import ROLES
-from bot.message import Reply
-from bot.notices import Draft, NoticeError, NoticeService
-from handlers.base import Context, Handler, Permission, Rule, register
+from core.community import ROLES
+from core.conversation import Conversation
+from core.errors import NoticeError
+from core.handler import Context, Handler, Permission, Rule
+from core.message import Reply
+from core.ports import Notices
+from core.registry import register
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_SECONDS = 300
+CONFIRMING = "confirming"  # the one state: the preview was shown, 确认 or 取消 awaited
 _COMMAND = re.compile(r"^[/／]\s*(?:发通知|群通知|通知)|^(?:通知|发通知)(?=[\s:：])")
 CONFIRM_WORDS = {"确认", "确定", "确认发送", "发送", "是", "对", "ok", "yes", "y"}
 CANCEL_WORDS = {"取消", "不发", "不发了", "算了", "放弃", "不", "否", "no", "n"}
@@ -72,12 +77,8 @@ class NoticeHandler(Handler):
     rule = Rule(_is_notice, "/通知")
     permission = Permission(*ROLES)
 
-    def _service(self) -> NoticeService:
-        svc = self.services.notices
-        if svc is None:
-            raise RuntimeError("the notice service is not wired (App sets services.notices)")
-        assert isinstance(svc, NoticeService)
-        return svc
+    def _service(self) -> Notices:
+        return self.services.notices
 
     async def handle(self, ctx: Context) -> list[Reply]:
         assert ctx.staff is not None  # the permission holds
@@ -102,20 +103,20 @@ class NoticeHandler(Handler):
             self.name,
             m.group,
             m.sender,
-            ctx.services.clock.now(),
-            CONFIRM_TIMEOUT_SECONDS,
-            {
-                "draft": draft,
+            state=CONFIRMING,
+            deadline=ctx.services.clock.now() + timedelta(seconds=CONFIRM_TIMEOUT_SECONDS),
+            data={
+                "draft": svc.hold(draft),
                 "group": m.group,
                 "channel": m.channel,
                 "sender": m.sender,
                 "private": m.private,
             },
         )
-        log.info("notice preview for %s: %s -> %d groups", m.sender, draft.targets, len(draft.groups))
+        log.info("notice preview for %s: %s -> %d groups", m.sender, draft.targets, draft.group_count)
         return [ctx.reply(draft.preview(CONFIRM_TIMEOUT_SECONDS // 60), kind="status")]
 
-    async def followup(self, ctx: Context, state: dict[str, object]) -> list[Reply] | None:
+    async def followup(self, ctx: Context, conv: Conversation) -> list[Reply] | None:
         word = _word(ctx.text)
         convs = ctx.services.conversations
         m = ctx.message
@@ -128,9 +129,11 @@ class NoticeHandler(Handler):
                 return None
             return [ctx.reply(CONFIRM_PROMPT, kind="status")] if m.private or ctx.addressed else None
         convs.close(m.group, m.sender)
-        draft = state["draft"]
-        assert isinstance(draft, Draft)
         svc = self._service()
+        held = conv.data.get("draft")
+        if not isinstance(held, dict):
+            return [ctx.reply(CANCELLED_DRAFT, kind="status")]
+        draft = svc.restore(held)
         staff = ctx.staff
         notice_id = svc.create(
             draft,
@@ -140,18 +143,18 @@ class NoticeHandler(Handler):
             origin_channel=m.channel,
             origin_group=m.group,
         )
-        if draft.schedule.at is None:
+        if draft.immediate:
             svc.kick()
-            text = SENT_NOW.format(id=notice_id, n=len(draft.groups))
+            text = SENT_NOW.format(id=notice_id, n=draft.group_count)
         else:
-            text = SENT_LATER.format(id=notice_id, n=len(draft.groups), when=draft.schedule.label)
+            text = SENT_LATER.format(id=notice_id, n=draft.group_count, when=draft.when)
         return [ctx.reply(text, kind="status")]
 
-    async def expire(self, state: dict[str, object]) -> list[Reply]:
-        group, channel, sender = state.get("group"), state.get("channel"), state.get("sender")
-        if not isinstance(group, str) or not isinstance(channel, str):
+    async def expire(self, conv: Conversation) -> list[Reply]:
+        group, channel, sender = conv.get_str("group"), conv.get_str("channel"), conv.get_str("sender")
+        if not group or not channel:
             return []
-        mentions = () if state.get("private") or not isinstance(sender, str) else (sender,)
+        mentions = () if conv.data.get("private") or not sender else (sender,)
         return [
             Reply(
                 group=group,
@@ -164,7 +167,7 @@ class NoticeHandler(Handler):
 
     # --- reports and changes
 
-    def _status(self, svc: NoticeService, ctx: Context, number: int | None) -> str:
+    def _status(self, svc: Notices, ctx: Context, number: int | None) -> str:
         if number is None:
             mine = svc.recent(1, created_by=ctx.message.sender)
             if not mine:
@@ -177,7 +180,7 @@ class NoticeHandler(Handler):
             report = found
         return report.summary(svc.tz)
 
-    def _list(self, svc: NoticeService, ctx: Context) -> str:
+    def _list(self, svc: Notices, ctx: Context) -> str:
         staff = ctx.staff
         everyone = staff is not None and "管理员" in staff.roles
         items = svc.recent(10, created_by="" if everyone else ctx.message.sender)
@@ -192,7 +195,7 @@ class NoticeHandler(Handler):
             )
         return "\n".join(lines)
 
-    def _change(self, svc: NoticeService, ctx: Context, sub: str, number: int | None) -> str:
+    def _change(self, svc: Notices, ctx: Context, sub: str, number: int | None) -> str:
         if number is None:
             return f"请写明通知编号，如“/通知 {sub} 12”。发“/通知 列表”查看编号。"
         report = svc.report(number)

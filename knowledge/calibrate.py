@@ -32,9 +32,12 @@ CANDIDATE_FEATURES = ("lift", "margin", "coverage", "focus", "type", "novelty")
 
 
 def _open(index: str | None) -> Any:
+    from bot.config import (
+        load_config,
+    )  # a script run by hand on a deployment: it reads the deployment's config
     from knowledge.cli import open_for_command
 
-    return open_for_command(index, ingest_sample_if_empty=True)[1]
+    return open_for_command(load_config(), index, ingest_sample_if_empty=True)[1]
 
 
 def _cite(h: Any) -> Citation:

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from bot.config import Config, load_config
+from core.errors import UserError
+from core.ports import KnowledgeConfig as Config  # the config as the knowledge reads it
 from knowledge.handoff import ServerClient, index_writer
 from knowledge.ingest import FileResult, IngestReport, community_of, discover
 from knowledge.loaders import MAX_BYTES
@@ -23,12 +24,11 @@ def index_dir_for(config: Config, index: str | None) -> Path:
     return Path(index).resolve() if index else config.index_dir
 
 
-def open_for_command(index: str | None, *, ingest_sample_if_empty: bool) -> tuple[Config, KnowledgeService]:
+def open_for_command(
+    config: Config, index: str | None, *, ingest_sample_if_empty: bool
+) -> tuple[Config, KnowledgeService]:
     """The knowledge for a command. `ask` and `eval` on an empty index ingest the configured sample first
     (as `serve` does), saying so on stderr, so a fresh checkout answers at once."""
-    from bot.cli import UserError
-
-    config = load_config()
     directory = index_dir_for(config, index)
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--index {directory}: not a directory")

@@ -1,5 +1,5 @@
 """Knowledge gaps: questions the knowledge could not answer, kept for staff with group, asker and time (phone and
-ID numbers masked, bot/pii.py)."""
+ID numbers masked, pii/__init__.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from bot.pii import mask_pii
-from bot.store import Store
-from bot.store.models import KnowledgeGap
+from pii import mask_pii
+from store import Store
+from store.models import KnowledgeGap
 
 
 def record_gap(

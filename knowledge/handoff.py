@@ -155,7 +155,7 @@ def serve_claim(index_dir: Path, url: str, *, shared: bool = False) -> Iterator[
     if shared:
         yield
         return
-    from bot.errors import UserError
+    from core.errors import UserError
 
     lock = WriterLock(index_dir)
     me = Holder(os.getpid(), "serve", url, secrets.token_urlsafe(32))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config
+from core.ports import KnowledgeConfig as Config  # the config as the knowledge reads it
 from knowledge.decide import DEFAULT_DECISION, Decision, content_words, features, type_missing
 from knowledge.embeddings import CachedEmbeddings, EmbeddingCache, Encoder, load_encoder
 from knowledge.extractive import extract_passage, source_line
@@ -83,7 +83,7 @@ class KnowledgeService:
         self.threshold = threshold
         self.decision = decision or DEFAULT_DECISION
         self.sample_paths = list(sample_paths)
-        self.store = store  # bot.store.Store holding the knowledge gaps; opened from database_url when needed
+        self.store = store  # store.Store holding the knowledge gaps; opened from database_url when needed
         self.database_url = database_url
         self.stopping = threading.Event()  # set by `interrupt()`: a running ingest stops at the next batch
 
@@ -241,7 +241,7 @@ class KnowledgeService:
         if self.store is None:
             if not self.database_url:
                 return []
-            from bot.store import Store
+            from store import Store
 
             self.store = Store(self.database_url)
             self.store.migrate()

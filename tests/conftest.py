@@ -60,7 +60,7 @@ def say() -> Iterator[Say]:
 
 from typing import NoReturn  # noqa: E402
 
-from bot.store import Store  # noqa: E402
+from store import Store  # noqa: E402
 
 
 def _server_missing(require_var: str, reason: str) -> NoReturn:
@@ -162,8 +162,9 @@ def chroma_collection() -> str:
 
 # ==== tickets: the built-in backend on a real loopback port, and an app whose ticket client points at it ====
 
-from backend import Backend, BackendSettings  # noqa: E402
+from backend import Backend  # noqa: E402
 from backend.testing import running_backend  # noqa: E402
+from bot.builtin_backend import backend_settings  # noqa: E402
 
 TICKETS_API_KEY = "test-open311-key"  # configured for both sides: the bot's client and the backend agree
 
@@ -171,9 +172,7 @@ TICKETS_API_KEY = "test-open311-key"  # configured for both sides: the bot's cli
 @pytest.fixture
 def backend(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[tuple[Backend, str]]:
     # on the test's clock, as `serve` runs it on the bot's: its times are never ahead of the desk's
-    settings = BackendSettings.from_config(
-        config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY]
-    )
+    settings = backend_settings(config, f"sqlite:///{tmp_path / 'open311.db'}", api_keys=[TICKETS_API_KEY])
     be = Backend(settings, now=clock.now)
     with running_backend(be) as url:
         yield be, url

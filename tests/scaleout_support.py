@@ -114,8 +114,8 @@ def child(workdir: Path, with_knowledge: bool) -> None:
     from bot.app import App
     from bot.config import load_config
     from bot.runtime import open_knowledge_for
-    from bot.tickets.desk import ReportDesk
     from tests.spool import SpoolChannel
+    from tickets.desk import ReportDesk
 
     async def main() -> None:
         config = load_config(ROOT / "config" / "doorstep.yaml")

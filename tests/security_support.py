@@ -19,11 +19,11 @@ from backend import Backend
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.store.models import Ticket
-from bot.tickets.client import GeoReportClient
-from bot.tickets.desk import ReportDesk
 from bot.web.app import create_web_app
+from store.models import Ticket
 from tests.support import RecordingChannel
+from tickets.desk import ReportDesk
+from tickets.open311 import GeoReportClient
 
 
 def signed(secret: str, ts: int, doc: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

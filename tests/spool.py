@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.channels.base import Channel, Inbox
-from bot.message import Message
+from core.channel import BaseChannel
+from core.message import Message
+from core.ports import Inbox, Joined
 
 
 def read_sent(workdir: Path) -> list[dict[str, Any]]:
@@ -26,7 +27,7 @@ def read_sent(workdir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
-class SpoolChannel(Channel):
+class SpoolChannel(BaseChannel):
     name = "spool"
 
     def __init__(self, workdir: Path, account: str = "doorstep-bot", poll_seconds: float = 0.05) -> None:
@@ -37,7 +38,7 @@ class SpoolChannel(Channel):
         self.poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, inbox: Inbox) -> None:
+    async def start(self, inbox: Inbox, joined: Joined | None = None) -> None:
         self._task = asyncio.create_task(self._follow(inbox))
 
     async def _follow(self, inbox: Inbox) -> None:

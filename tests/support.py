@@ -8,8 +8,9 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.channels.base import Channel, Inbox
-from bot.message import Attachment, Location, Message, utcnow
+from core.channel import BaseChannel
+from core.message import Attachment, Location, Message, utcnow
+from core.ports import Inbox, Joined
 
 _ids = itertools.count(1)
 
@@ -22,7 +23,7 @@ class Sent:
     image: bytes | None = None
 
 
-class RecordingChannel(Channel):
+class RecordingChannel(BaseChannel):
     """A channel whose platform is a list: what the bot sent, in order. Can be told to fail sends."""
 
     name = "rec"
@@ -34,7 +35,7 @@ class RecordingChannel(Channel):
         self.fail_next = 0
         self.inbox: Inbox | None = None
 
-    async def start(self, inbox: Inbox) -> None:
+    async def start(self, inbox: Inbox, joined: Joined | None = None) -> None:
         self.inbox = inbox
 
     async def stop(self) -> None:

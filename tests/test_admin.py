@@ -21,10 +21,10 @@ from schemathesis.checks import not_a_server_error
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config, load_config
-from bot.store.models import Ticket, TicketReport
 from bot.web.app import create_web_app
 from knowledge.gaps import record_gap
 from knowledge.service import KnowledgeService, open_knowledge
+from store.models import Ticket, TicketReport
 from tests.support import RecordingChannel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,11 +70,11 @@ def knowledge_for(config: Config) -> KnowledgeService:
 @pytest.fixture
 def sync_app(config: Config, clock: ManualClock) -> Iterator[App]:
     app = App(config, clock=clock, channels={"rec": RecordingChannel()}, knowledge=knowledge_for(config))
-    app.services.knowledge.store = app.store  # type: ignore[union-attr]
+    app.knowledge.service.store = app.store  # type: ignore[union-attr]
     seed_tickets(app)
     yield app
     asyncio.run(app.stop())
-    app.services.knowledge.close()  # type: ignore[union-attr]
+    app.knowledge.service.close()  # type: ignore[union-attr]
 
 
 def seed_tickets(app: App) -> None:

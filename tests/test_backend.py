@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from backend import Backend, BackendSettings, create_backend_app
+from backend import Backend, create_backend_app
 from backend.models import WebhookDelivery
 from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from bot.builtin_backend import backend_settings
 from bot.config import Config
 from tests.support import documented_signature
 
@@ -63,7 +64,7 @@ def backend(tmp_path: Path, config: Config, clock: Clock, hooks: list[httpx.Requ
             return httpx.Response(503)
         return httpx.Response(200)
 
-    st = BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}")
+    st = backend_settings(config, f"sqlite:///{tmp_path / 'open311.db'}")
     st.subscribers = ["http://bot.test/tickets/webhook"]
     be = Backend(st, now=clock, webhook_transport=httpx.MockTransport(subscriber))
     yield be

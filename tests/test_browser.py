@@ -14,10 +14,10 @@ import pytest
 import uvicorn
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.browser

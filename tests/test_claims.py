@@ -1,4 +1,4 @@
-"""Claims (bot/store/claims.py) on SQLite and PostgreSQL: real worker processes sharing one table.
+"""Claims (store/claims.py) on SQLite and PostgreSQL: real worker processes sharing one table.
 
 Leases are driven by passing `now` explicitly; nothing here sleeps or measures time.
 """
@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bot.store import Store
-from bot.store.claims import claim, complete, new_worker_id, release, renew
-from bot.store.models import Claimable
+from store import Store
+from store.claims import claim, complete, new_worker_id, release, renew
+from store.models import Claimable
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from handlers.classifier import (
+from core.intent import INTENTS
+from nlp.classifier import (
     BUNDLED,
     evaluate,
     held_out,
@@ -19,8 +20,7 @@ from handlers.classifier import (
     read_examples,
     train,
 )
-from handlers.extract import clean_description, extract_place, mask_pii, place_key, short_title, urgency_of
-from handlers.intent import INTENTS
+from nlp.extract import clean_description, extract_place, mask_pii, place_key, short_title, urgency_of
 from tests.conftest import ROOT
 
 DEV = ROOT / "tests" / "data" / "classify_dev.jsonl"
@@ -218,7 +218,7 @@ def test_the_trained_model_is_saved_and_loaded_while_its_inputs_match(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Start-up does not train: the data directory keeps the model, keyed by everything it was trained on."""
-    import handlers.classifier as clf
+    import nlp.classifier as clf
 
     clf._CACHE.clear()
     trained = clf.trained_for(config)
@@ -261,7 +261,7 @@ def test_the_trained_model_is_saved_and_loaded_while_its_inputs_match(
 def test_features_are_the_tfidf_rows_scikit_learn_would_build(config: Config) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from handlers.classifier import Features, Featuriser
+    from nlp.classifier import Features, Featuriser
 
     texts = ["3号楼门口井盖松了", "电梯三天两头坏，坏了坏了", "助老食堂几点开饭", "楼道灯不亮"]
     f = Featuriser(config.lexicon.terms)

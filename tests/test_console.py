@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from bot.app import App
-from bot.channels.console import ConsoleChannel
+from channels.console.channel import ConsoleChannel
 
 
 async def test_console_round_trip(config, clock) -> None:

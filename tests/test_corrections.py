@@ -17,12 +17,12 @@ from bot.classifier_loading import BackgroundClassifier
 from bot.clock import ManualClock
 from bot.commands.train import retrain
 from bot.config import Config, load_config
-from bot.store import Store
-from bot.store.models import Ticket, TicketCorrection, TicketReport
-from bot.tickets.corrections import CorrectionError, correct
-from handlers.classifier import load_classifier
+from nlp.classifier import load_classifier
+from store import Store
+from store.models import Ticket, TicketCorrection, TicketReport
 from tests.conftest import ROOT
 from tests.support import RecordingChannel, Say
+from tickets.corrections import CorrectionError, correct
 
 PHRASE = "{n}号楼那台铁笼子又趴窝了"  # a community's own words for its lift breaking down
 PROBE = "15号楼那台铁笼子也趴窝了"  # the next such message: not one of the corrected ones
@@ -173,7 +173,7 @@ async def test_a_retrain_runs_in_a_thread_while_the_bot_answers(
 ) -> None:
     """A corrections file written by `doorstep train` beside the running bot: the tick starts the retrain in a
     thread and returns; messages are handled with the current model until the new one is swapped in."""
-    import handlers.classifier as clf
+    import nlp.classifier as clf
 
     gate = threading.Event()
     real_trained_for = clf.trained_for

@@ -24,18 +24,18 @@ import pytest
 from fastapi import FastAPI
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.cli import main
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.store import Store
-from bot.store.db import StoreError
-from bot.store.models import Ticket, TicketReport
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
 from knowledge import loaders
 from knowledge.ingest import INTERRUPTED
 from knowledge.loaders import LoadError, load
 from knowledge.service import open_knowledge
+from store import Store
+from store.db import StoreError
+from store.models import Ticket, TicketReport
 from tests.knowledge_support import HashEncoder
 
 T = TypeVar("T")

@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from backend.utf8form import Utf8FormMiddleware
 from bot.app import App
-from bot.channels.console import ConsoleChannel
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.knowledge_loading import KnowledgeLoading
-from bot.store.models import InboundMessage
+from channels.console.channel import ConsoleChannel
+from channels.simulator.channel import SimulatorChannel
+from store.models import InboundMessage
 from tests.support import RecordingChannel, Say
 
 
@@ -141,7 +141,7 @@ async def test_a_question_during_ingestion_says_how_far_it_is(
 
     loading = KnowledgeLoading(config, open_service=open_service)
     loading.state, loading.chunks_done, loading.chunks_total = "ingesting", 40, 100
-    app.services.knowledge_loading = loading
+    app.knowledge.loading = loading
     loading.start(lambda _: None)
     try:
         [o] = [await app.handle(say("小门 请问助老食堂几点开饭？"))]

@@ -5,8 +5,8 @@ for the index so the tests are about the conversation, not retrieval."""
 from __future__ import annotations
 
 from bot.app import App
-from bot.message import Message
 from bot.router import Outcome
+from core.message import Message
 from handlers.ask import accepts, declines, staff_for
 from knowledge.gaps import list_gaps
 from knowledge.service import NOT_FOUND
@@ -38,7 +38,7 @@ async def run(app: App, *msgs: Message) -> list[Outcome]:
 
 def with_knowledge(app: App) -> ScriptedAnswerer:
     kb = ScriptedAnswerer()
-    app.services.knowledge = kb
+    app.knowledge.service = kb
     return kb
 
 
@@ -119,7 +119,7 @@ async def test_declining_or_changing_the_subject_ends_the_offer(
 
 
 async def test_without_knowledge_the_bot_says_so(app: App, channel: RecordingChannel, say: Say) -> None:
-    app.services.knowledge = None
+    app.knowledge.service = None
     await run(app, say("助老食堂几点开饭？", mention=True))
     assert "暂时查不了" in channel.sent[-1].text
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers import ask
+from bot.knowledge_loading import answer_off_loop
 from knowledge.chunks import Chunk
 from knowledge.embeddings import QueryBatcher
 from knowledge.evaluate import evaluate, load_qa
@@ -255,6 +255,6 @@ class BarrierAnswerer:
 
 async def test_twenty_residents_are_answered_at_once_off_the_event_loop() -> None:
     kb = BarrierAnswerer(20)
-    answers: list[Any] = await asyncio.gather(*(ask.answer_off_loop(kb, f"问题{i}", None) for i in range(20)))
+    answers: list[Any] = await asyncio.gather(*(answer_off_loop(kb, f"问题{i}", None) for i in range(20)))
     assert all(a.found for a in answers)
     assert kb.loop_thread not in kb.threads and len(kb.threads) == 20

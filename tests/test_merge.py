@@ -8,10 +8,10 @@ import re
 import pytest
 
 from bot.app import App
-from bot.message import Location
-from bot.tickets.merge import Sighting, same_place, same_problem
+from core.message import Location
 from tests.support import RecordingChannel, Say
 from tests.test_tickets import say_all
+from tickets.merge import Sighting, same_place, same_problem
 
 MUNICIPAL = ["井盖", "路灯", "路面", "塌陷", "下水道", "窨井"]
 SIM_DEFAULT = (39.1600, 117.2100)  # what the simulator page used to send with every "发位置"

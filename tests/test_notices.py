@@ -17,7 +17,7 @@ from bot.clock import ManualClock
 from bot.config import Config
 from bot.notices import CLAIM_LEASE_SECONDS, NoticeService
 from bot.router import NOT_PERMITTED
-from bot.store.models import Notice, NoticeDelivery
+from store.models import Notice, NoticeDelivery
 from tests.support import RecordingChannel, Say
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

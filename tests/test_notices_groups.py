@@ -11,9 +11,11 @@ import pytest
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.groups import GroupError, Scope, resolve_group, select_groups
+from bot.groups import resolve_group, select_groups
 from bot.router import NOT_PERMITTED
 from bot.schedules import ScheduleError, parse_when, split_schedule
+from core.community import Scope
+from core.errors import GroupError
 from tests.support import RecordingChannel, Say
 
 TZ = ZoneInfo("Asia/Shanghai")

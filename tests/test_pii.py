@@ -1,11 +1,11 @@
-"""bot/pii.py, table-driven: every common way residents write a phone or ID number is masked, and the numbers
+"""pii/__init__.py, table-driven: every common way residents write a phone or ID number is masked, and the numbers
 that are not personal (ticket numbers, dates, rooms, amounts, times, hotlines) are left exactly as written."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.pii import coarse_coordinate, coarse_place, mask_pii, phone_numbers
+from pii import coarse_coordinate, coarse_place, mask_pii, phone_numbers
 
 # (as written, as masked)
 MASKED = [

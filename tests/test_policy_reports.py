@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.clock import ManualClock
-from bot.store.models import InboundMessage, TicketReport
+from store.models import InboundMessage, TicketReport
 from tests.support import RecordingChannel, Say
 from tests.test_tickets import requests_in, say_all, settle
 

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.message import Location
-from bot.pii import mask_pii
-from bot.store.models import InboundMessage, KnowledgeGap, Ticket, TicketReport
+from core.message import Location
 from knowledge.service import open_knowledge
+from pii import mask_pii
+from store.models import InboundMessage, KnowledgeGap, Ticket, TicketReport
 from tests.knowledge_support import HashEncoder
 from tests.security_support import Stack, serve_stack
 from tests.support import Say

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
 from backend.testing import free_port
-from bot.store.models import InboundMessage, Ticket
+from store.models import InboundMessage, Ticket
 from tests.procs import KEY, ROOT, Procs, Serve, wait_for
 from tests.reports import PROBLEMS
 

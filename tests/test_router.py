@@ -126,7 +126,7 @@ async def test_too_long_message_gets_a_clear_reply_and_is_recorded(
 ) -> None:
     from sqlalchemy import select
 
-    from bot.store.models import InboundMessage
+    from store.models import InboundMessage
 
     [o] = await run(app, say("啊" * 100_000, mention=True, id="long-1"))
     assert o.reason == "text too long"
@@ -162,7 +162,7 @@ async def test_handler_error_is_reported_and_logged(
 async def test_every_message_is_recorded_before_reply(app: App, say: Say) -> None:
     from sqlalchemy import func, select
 
-    from bot.store.models import InboundMessage
+    from store.models import InboundMessage
 
     await run(app, say("帮助", mention=True), say("随便聊聊"), say("x", sender="doorstep-bot"))
     with app.store.session() as s:
@@ -188,7 +188,7 @@ class EchoAnswer:
 
     async def handle(self, ctx):
         self.calls += 1
-        ctx.extra["answered"] = True
+        ctx.answered = True
         return [ctx.reply(f"答复：{ctx.text}")]
 
 

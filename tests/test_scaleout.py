@@ -21,11 +21,12 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import ManualClock
-from bot.store import Store
-from bot.store.models import InboundMessage, Notice, Ticket, TicketNotice, TicketOutbox, TicketReport
-from bot.tickets.client import Created, GeoReportClient
-from bot.tickets.outbox import Outbox
+from core.ports import Created
+from store import Store
+from store.models import InboundMessage, Notice, Ticket, TicketNotice, TicketOutbox, TicketReport
 from tests.scaleout_support import OPEN311_KEY, BotProcess, acked, env_for, wait_for
+from tickets.open311 import GeoReportClient
+from tickets.outbox import Outbox
 
 PROBLEMS = [
     "井盖松了",
@@ -101,7 +102,7 @@ async def test_two_outboxes_send_each_row_once(db_url: str) -> None:
 
 
 async def test_a_dead_workers_outbox_claims_are_taken_over_after_the_lease(store: Store) -> None:
-    from bot.store.claims import claim
+    from store.claims import claim
 
     clock = ManualClock()
     _tickets(store, 3, clock.now())
@@ -174,7 +175,7 @@ async def test_recovery_in_two_processes_files_each_report_once(
 async def test_a_process_serves_only_its_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.app import App
     from bot.config import load_config
-    from bot.message import Message
+    from core.message import Message
     from tests.support import RecordingChannel
 
     monkeypatch.setenv("DOORSTEP_DATA", str(tmp_path / "data"))
@@ -200,7 +201,7 @@ async def test_a_process_serves_only_its_groups(tmp_path: Path, monkeypatch: pyt
         await app.settle()
         with app.store.session() as s:
             assert [r.group_id for r in s.scalars(select(InboundMessage))] == ["群A"]
-            from bot.tickets.notify import owe
+            from tickets.notify import owe
 
             owe(s, key="other", kind="ack", group="群B", text="not ours")
         app.services.tickets.notifier.flush()
@@ -232,15 +233,16 @@ def _reports() -> list[dict[str, Any]]:
 
 
 def test_two_processes_one_database_one_killed(db_url: str, tmp_path: Path, data_dir: Path) -> None:
-    from backend import Backend, BackendSettings
+    from backend import Backend
     from backend.models import ServiceRequest
     from backend.testing import free_port, running_backend
+    from bot.builtin_backend import backend_settings
     from bot.config import load_config
 
     root = Path(__file__).resolve().parent.parent
     port = free_port()
     be = Backend(
-        BackendSettings.from_config(
+        backend_settings(
             load_config(root / "config" / "doorstep.yaml"),
             f"sqlite:///{tmp_path / 'open311.db'}",
             api_keys=[OPEN311_KEY],

@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from bot.clock import ManualClock
 from bot.config import SendLimits
-from bot.message import Reply
 from bot.sender import ThrottledSender
-from bot.store import Store
-from bot.store.models import Delivery
+from core.message import Reply
+from store import Store
+from store.models import Delivery
 from tests.support import RecordingChannel
 
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from bot.store import Store
-from bot.store.db import alembic_config
-from bot.store.models import InboundMessage
+from store import Store
+from store.db import alembic_config
+from store.models import InboundMessage
 
 
 def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:

@@ -11,20 +11,22 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from backend import Backend, BackendSettings, create_backend_app
+from backend import Backend, create_backend_app
 from backend.models import ServiceRequest
 from backend.testing import running_backend
 from backend.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from bot.app import App
+from bot.builtin_backend import backend_settings
 from bot.clock import ManualClock
 from bot.config import Config, load_config
-from bot.message import Location
-from bot.store.models import InboundMessage, Ticket, TicketOutbox, TicketReport
-from bot.tickets.client import GeoReportClient, RemoteRequest
-from bot.tickets.desk import ReportDesk
-from bot.tickets.web import webhook_router
+from core.message import Location
+from core.ports import RemoteRequest
+from store.models import InboundMessage, Ticket, TicketOutbox, TicketReport
 from tests.conftest import ROOT, TICKETS_API_KEY
 from tests.support import RecordingChannel, Say, documented_signature
+from tickets.desk import ReportDesk
+from tickets.open311 import GeoReportClient
+from tickets.webhook import webhook_router
 
 KEY = TICKETS_API_KEY  # configured: the bot's client and the backend agree on it
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
@@ -323,9 +325,7 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)
         assert len([s for s in channel.sent if "工单发送失败" in s.text]) == 1
-        be = Backend(
-            BackendSettings.from_config(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now
-        )
+        be = Backend(backend_settings(app.config, f"sqlite:///{tmp_path / 'late.db'}"), now=clock.now)
         with running_backend(be, port=port):
             clock.advance(desk.outbox.parked_retry_seconds + 1)
             await settle(app)

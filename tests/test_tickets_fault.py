@@ -53,8 +53,8 @@ def reports() -> list[dict[str, Any]]:
 def child(workdir: Path) -> None:
     from bot.app import App
     from bot.config import load_config
-    from bot.tickets.desk import ReportDesk
     from tests.spool import SpoolChannel
+    from tickets.desk import ReportDesk
 
     async def main() -> None:
         app = App(load_config(ROOT / "config" / "doorstep.yaml"), channels={"spool": SpoolChannel(workdir)})
@@ -102,7 +102,7 @@ def _settled(db: Path) -> bool:
     from sqlalchemy import create_engine, select
     from sqlalchemy.pool import NullPool
 
-    from bot.store.models import Ticket, TicketNotice
+    from store.models import Ticket, TicketNotice
 
     engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
     try:
@@ -117,9 +117,10 @@ def _settled(db: Path) -> bool:
 def test_backend_down_bot_killed_backend_back(tmp_path: Path, data_dir: Path) -> None:
     from sqlalchemy import select
 
-    from backend import Backend, BackendSettings
+    from backend import Backend
     from backend.models import ServiceRequest
     from backend.testing import free_port, running_backend
+    from bot.builtin_backend import backend_settings
     from bot.config import load_config
 
     workdir = tmp_path / "bot"
@@ -169,7 +170,7 @@ def test_backend_down_bot_killed_backend_back(tmp_path: Path, data_dir: Path) ->
         _wait("every reporter acknowledged", lambda: len(_acked(workdir)) == 100)
 
         be = Backend(
-            BackendSettings.from_config(
+            backend_settings(
                 load_config(ROOT / "config" / "doorstep.yaml"), f"sqlite:///{tmp_path / 'open311.db'}"
             )
         )

@@ -17,10 +17,10 @@ import pytest
 from fastapi import FastAPI
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
 from knowledge.service import KnowledgeService, open_knowledge
 from tests.knowledge_support import HashEncoder
 
@@ -52,7 +52,7 @@ def files_under(root: Path) -> list[Path]:
 
 
 def knowledge(app: App) -> KnowledgeService:
-    kb = app.services.knowledge
+    kb = app.knowledge.service
     assert isinstance(kb, KnowledgeService)
     return kb
 

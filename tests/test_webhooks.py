@@ -1,4 +1,4 @@
-"""The webhook receiver (bot/tickets/web.py) and the desk's ordering of updates (desk.apply_remote): what issue
+"""The webhook receiver (tickets/web.py) and the desk's ordering of updates (desk.apply_remote): what issue
 10 item 9 forged with the shipped secret, pinned with a date in 2099, slipped past with an unreadable date, or
 replayed, is refused; real updates still reach the group."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.store.models import Ticket
-from bot.tickets.client import RemoteRequest
+from core.ports import RemoteRequest
+from store.models import Ticket
 from tests.security_support import Stack, serve_stack, signed
 from tests.support import Say
 

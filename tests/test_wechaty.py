@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app import App
-from bot.channels.wechaty import WechatyChannel, WechatyStartError
+from bot.app import App, build_channel
 from bot.clock import ManualClock
 from bot.config import Config
-from bot.message import Message
 from bot.runtime import build_app
-from bot.store.models import InboundMessage
+from channels.wechaty.channel import WechatyChannel, WechatyStartError
+from core.message import Message
+from store.models import InboundMessage
 from tests.wechaty.harness import Peer, free_port, missing_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,8 @@ def wechat_config(config: Config, peer: Peer) -> Config:
 
 
 def make_channel(config: Config) -> WechatyChannel:
-    ch = WechatyChannel.from_config(config)
+    ch = build_channel(config, "wechaty")  # as `serve` builds it, from the config's channels block
+    assert isinstance(ch, WechatyChannel)
     ch.backoff_initial = 0.2  # tests restart the server at once: no need to wait long between attempts
     ch.send_wait_seconds = 20
     return ch
@@ -414,10 +415,11 @@ def ticket_no(text: str) -> str | None:
 def open311(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[Any]:
     """The built-in GeoReport v2 backend on a loopback port, as the App's ticket backend (on the App's clock:
     an update is never stamped ahead of the bot's time)."""
-    from backend import Backend, BackendSettings
+    from backend import Backend
     from backend.testing import running_backend
+    from bot.builtin_backend import backend_settings
 
-    be = Backend(BackendSettings.from_config(config, f"sqlite:///{tmp_path / 'open311.db'}"), now=clock.now)
+    be = Backend(backend_settings(config, f"sqlite:///{tmp_path / 'open311.db'}"), now=clock.now)
     with running_backend(be) as url:
         config.main.tickets.open311_url = url
         config.main.tickets.api_key = config.api_keys[0]
@@ -426,7 +428,7 @@ def open311(tmp_path: Path, config: Config, clock: ManualClock) -> Iterator[Any]
 
 
 async def test_hazard_report_with_photo_ticket_merge_and_closing(open311: Any, wx: App, peer: Peer) -> None:
-    from bot.store.models import Ticket
+    from store.models import Ticket
 
     photo = png(320, 240, seed=11)  # ~230 KB: arrives through the file stream
     await peer.do("image", **{"from": "r_chen", "room": RIDERS, "name": "manhole.png", "base64": b64(photo)})

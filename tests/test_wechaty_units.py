@@ -9,8 +9,7 @@ import random
 
 import pytest
 
-from bot.channels.base import ChannelError
-from bot.channels.wechaty import (
+from channels.wechaty.channel import (
     SAFE_UPLOAD_BYTES,
     WechatyChannel,
     filebox_json,
@@ -19,6 +18,7 @@ from bot.channels.wechaty import (
     shrink_image,
     strip_mentions,
 )
+from core.channel import ChannelError
 
 
 def test_quote_in_padlocal_text_form() -> None:
@@ -91,7 +91,7 @@ def test_shrinking_a_non_picture_fails_clearly() -> None:
 
 
 async def test_start_without_token_is_a_clear_error() -> None:
-    from bot.channels.wechaty import WechatyStartError
+    from channels.wechaty.channel import WechatyStartError
 
     ch = WechatyChannel("bot", endpoint="127.0.0.1:1", token="")
 

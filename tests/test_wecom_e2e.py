@@ -17,15 +17,15 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.config import AlertGroup, Config, SendLimits, load_config
-from bot.store.models import Delivery, InboundMessage, Notice, Ticket, TicketReport
 from bot.web.app import create_web_app
+from channels.simulator import SimulatorChannel
 from channels.wecom_bot.channel import WecomBotChannel
 from channels.wecom_bot.settings import WecomBotSettings
 from channels.wecom_kf.channel import WecomKfChannel
 from channels.wecom_kf.settings import KfAccount, WecomKfSettings
 from knowledge.service import open_knowledge
+from store.models import Delivery, InboundMessage, Notice, Ticket, TicketReport
 from tests.conftest import TICKETS_API_KEY
 from tests.knowledge_support import HashEncoder
 from tests.wecom_fake import FakeCrypt, FakeWecom, StepClock, aes_key, eventually
@@ -61,15 +61,19 @@ def wcfg(
     m.policy.quiet_hours = None
     m.policy.repeat_window_minutes = 0
     m.send_limits = SendLimits(group_per_minute=1000, account_interval_seconds=0, jitter_seconds=0)
-    m.channels.wecom_bot = WecomBotSettings(bot_id=fake.bot_id, secret=fake.bot_secret, ws_url=fake.ws_url)
-    m.channels.wecom_kf = WecomKfSettings(
+    blocks = m.channels.model_extra
+    assert blocks is not None
+    blocks["wecom_bot"] = WecomBotSettings(
+        bot_id=fake.bot_id, secret=fake.bot_secret, ws_url=fake.ws_url
+    ).model_dump()
+    blocks["wecom_kf"] = WecomKfSettings(
         corpid=fake.corpid,
         secret=fake.kf_secret,
         token=KF_TOKEN,
         encoding_aes_key=KF_KEY,
         api_base=fake.api_url,
         accounts=[KfAccount(open_kfid=KFID, community="示例社区", name="幸福里微信客服")],
-    )
+    ).model_dump()
     m.tickets.alert_groups = [AlertGroup(group=STAFF_CHAT, channel="wecom_bot", community="示例社区")]
     m.knowledge_paths = [str(GUIDE)]
     for s in cfg.staff.staff:
@@ -96,10 +100,13 @@ class Rig:
 
 async def make_rig(cfg: Config, clock: StepClock, tmp: Path) -> Rig:
     sim = SimulatorChannel.from_config(cfg)
-    bot = WecomBotChannel.from_config(cfg, clock=clock)
-    kf = WecomKfChannel.from_config(cfg, clock=clock)
-    app = App(cfg, clock=clock, channels={"simulator": sim, "wecom_bot": bot, "wecom_kf": kf})
-    app.services.knowledge = open_knowledge(cfg, index_dir=tmp / "index", encoder=HashEncoder())
+    blocks = cfg.main.channels.model_extra or {}
+    bot = WecomBotChannel.from_config(WecomBotSettings.model_validate(blocks["wecom_bot"]), cfg, clock=clock)
+    kf = WecomKfChannel.from_config(WecomKfSettings.model_validate(blocks["wecom_kf"]), cfg, clock=clock)
+    knowledge = open_knowledge(cfg, index_dir=tmp / "index", encoder=HashEncoder())
+    app = App(
+        cfg, clock=clock, channels={"simulator": sim, "wecom_bot": bot, "wecom_kf": kf}, knowledge=knowledge
+    )
     await app.start(background=False)
     web = httpx.AsyncClient(
         transport=httpx.ASGITransport(create_web_app(app, manage_lifecycle=False)), base_url="http://doorstep"
@@ -315,6 +322,6 @@ async def test_the_reply_window_closes_after_five_replies(
 
 
 def _reply(group: str, text: str):  # type: ignore[no-untyped-def]
-    from bot.message import Reply
+    from core.message import Reply
 
     return Reply(group=group, text=text, channel="wecom_kf", kind="status")

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from bot.cli import UserError
+from bot.config import load_config
 from knowledge.cli import open_for_command
 from knowledge.service import KnowledgeService
 from knowledge.types import Answer
@@ -38,7 +39,7 @@ def _show(a: Answer, as_json: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.question is not None and not args.question.strip():
         raise UserError("the question is empty")
-    _, service = open_for_command(args.index, ingest_sample_if_empty=True)
+    _, service = open_for_command(load_config(), args.index, ingest_sample_if_empty=True)
     community = args.community or None
     try:
         service.warm_up()  # latency_ms then reports a warm answer, as the bot gives them

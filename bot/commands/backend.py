@@ -8,8 +8,9 @@ import asyncio
 
 import uvicorn
 
-from backend import BackendSettings, create_backend_app
+from backend import create_backend_app
 from backend.api import GEOREPORT_PATH
+from bot.builtin_backend import backend_settings
 from bot.cli import UserError
 from bot.commands.serve import bind_listener
 from bot.config import Config, load_config
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or config.main.storage.url or None
     if db is not None and "://" not in db:
         raise UserError(f"--db must be a SQLAlchemy URL such as sqlite:///open311.db, got {db!r}")
-    settings = BackendSettings.from_config(config, db)
+    settings = backend_settings(config, db)
     sock = bind_listener(args.host, args.port)  # a taken port is one line; a restart after a crash works
     try:
         try:

@@ -10,8 +10,8 @@ import sys
 
 from bot.cli import UserError
 from bot.config import load_config
-from handlers.classifier import load_classifier
-from handlers.intent import Classification, IntentClassifier
+from core.intent import Classification, IntentClassifier
+from nlp.classifier import load_classifier
 
 INTENT_NAMES = {
     "question": "提问",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bot.channels.console import ConsoleChannel
 from bot.config import load_config
 from bot.runtime import build_app
+from channels.console.channel import ConsoleChannel
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -25,13 +25,13 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
 from bot.clock import OffsetClock
 from bot.config import load_config
-from bot.message import Location
 from bot.runtime import build_app
-from bot.store.models import Ticket
 from bot.web.app import create_web_app
+from channels.simulator.channel import SimulatorChannel
+from core.message import Location
+from store.models import Ticket
 
 # Demo pace: the scenario's replies are spaced 0.1 s apart instead of WeChat's one a second, so that it
 # finishes in seconds; every other limit is the configured one.
@@ -128,7 +128,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
         await app.settle()
         sc.show(staff["group"])
     await app.tick()
-    await app.services.notices.drain()
+    await app.notices.drain()
     await app.settle()
     sc.show(home, home5)
     await sim.post(staff["group"], staff["sender"], staff["name"], "/通知 状态", private=True)
@@ -148,8 +148,7 @@ async def _scenario(app: App, sim: SimulatorChannel, base: str) -> None:
             },
         )
         r.raise_for_status()
-    assert app.services.tickets is not None
-    await app.services.tickets.poll_once()  # the webhook usually arrives first; polling is the fallback
+    await app.desk.poll_once()  # the webhook usually arrives first; polling is the fallback
     await sc.wait_for(
         "the groups to be told",
         lambda: any("处理完毕" in e.text for e in sim.groups.get(riders, []) if e.from_bot),

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from bot.cli import UserError
+from bot.config import load_config
 from knowledge.cli import open_for_command
 from knowledge.evaluate import QAFormatError, evaluate, load_qa
 
@@ -19,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         items = load_qa(Path(args.qa))
     except QAFormatError as e:
         raise UserError(str(e)) from None
-    _, service = open_for_command(args.index, ingest_sample_if_empty=True)
+    _, service = open_for_command(load_config(), args.index, ingest_sample_if_empty=True)
     try:
         service.warm_up()
         report = evaluate(service, items, k=args.k)

@@ -50,7 +50,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_here(args: argparse.Namespace) -> int:
-    _, service = open_for_command(args.index, ingest_sample_if_empty=False)
+    _, service = open_for_command(load_config(), args.index, ingest_sample_if_empty=False)
     try:
         with IngestProgress() as progress:
             report = service.ingest(
@@ -70,7 +70,7 @@ def _remove(args: argparse.Namespace) -> int:
             with ServerClient(writer.server) as client:
                 removed = remove_via_server(client, args.sources)
         else:
-            _, service = open_for_command(args.index, ingest_sample_if_empty=False)
+            _, service = open_for_command(load_config(), args.index, ingest_sample_if_empty=False)
             try:
                 removed = service.remove(args.sources)
             finally:
@@ -84,7 +84,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    _, service = open_for_command(args.index, ingest_sample_if_empty=False)
+    _, service = open_for_command(load_config(), args.index, ingest_sample_if_empty=False)
     try:
         st = service.stats()
         if args.json:

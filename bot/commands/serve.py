@@ -12,12 +12,12 @@ import sys
 import uvicorn
 
 from bot.app import STOP_TIMEOUT, App
-from bot.channels.base import ChannelError
 from bot.config import Config, load_config
 from bot.credentials import exposure_problem
-from bot.errors import UserError
 from bot.runtime import build_app, load_knowledge_in_background
 from bot.web.app import create_web_app
+from core.channel import ChannelError
+from core.errors import UserError
 from knowledge.handoff import local_url, serve_claim
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import argparse
 import json
 
 from bot.config import Config, load_config
-from bot.store import Store
-from bot.tickets.retrain import retrain as retrain_with
+from bot.retrain import retrain as retrain_with
+from store import Store
 
 
 def retrain(config: Config) -> dict[str, object]:

@@ -23,13 +23,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from bot.config import StaffMember
-from bot.groups import GroupError, GroupInfo, all_groups, bind_group, resolve_group, unbind_group
-from bot.notices import Draft, NoticeError, NoticeReport, NoticeService
-from bot.pii import mask_pii
-from bot.store.models import InboundMessage
+from bot.notices import Draft, NoticeReport, NoticeService
 from bot.web.uploads import UploadArea, UploadRefused, check_community, upload_name
+from core.community import GroupInfo, StaffMember
+from core.errors import CorrectionError, GroupError, NoticeError
 from knowledge.handoff import serving_token
+from pii import mask_pii
+from store.models import InboundMessage
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -226,8 +226,7 @@ class _Metrics:
         out.append(staff)
         if not store_ok:
             return out
-        svc = app.services.notices
-        stats = svc.stats() if isinstance(svc, NoticeService) else {"notices": {}, "deliveries": {}}
+        stats = app.notices.stats()
         notices = GaugeMetricFamily("doorstep_notices", "Notices by status", labels=["status"])
         for status in ("scheduled", "sending", "done", "cancelled"):
             notices.add_metric([status], float(stats["notices"].get(status, 0)))
@@ -240,7 +239,7 @@ class _Metrics:
         for status in ("queued", "sending", "sent", "failed", "unknown", "cancelled"):
             deliveries.add_metric([status], float(stats["deliveries"].get(status, 0)))
         out.append(deliveries)
-        groups = all_groups(app.services)
+        groups = app.groups.all()
         g = GaugeMetricFamily(
             "doorstep_groups", "Groups the bot knows, bound to a community or not", labels=["bound"]
         )
@@ -293,10 +292,7 @@ def admin_router(app: App) -> APIRouter:
     registry.register(_Metrics(app))  # type: ignore[arg-type]
 
     def notices() -> NoticeService:
-        svc = app.services.notices
-        if not isinstance(svc, NoticeService):
-            raise HTTPException(503, "通知服务没有启动")
-        return svc
+        return app.notices
 
     def staff_member(staff_id: str) -> StaffMember | None:
         if not staff_id:
@@ -353,9 +349,8 @@ def admin_router(app: App) -> APIRouter:
     def health() -> HealthOut:
         h = app.health()
         parts = dict(h.get("parts", {}))
-        svc = app.services.notices
-        if isinstance(svc, NoticeService) and app.store.ping():
-            parts["notices"] = svc.stats()
+        if app.store.ping():
+            parts["notices"] = app.notices.stats()
         return HealthOut(status=str(h.get("status", "ok")), parts=parts)
 
     @router.get(
@@ -394,7 +389,7 @@ def admin_router(app: App) -> APIRouter:
     def groups(
         bound: Annotated[bool | None, Query(description="only bound (true) or unbound (false)")] = None,
     ) -> list[GroupOut]:
-        return [_group_out(g) for g in all_groups(app.services) if bound is None or g.bound == bound]
+        return [_group_out(g) for g in app.groups.all() if bound is None or g.bound == bound]
 
     @router.get(
         "/groups/{group_id}",
@@ -404,8 +399,8 @@ def admin_router(app: App) -> APIRouter:
         summary="One group: its community and grid, from the config or a binding",
     )
     def group(group_id: GroupId) -> GroupOut:
-        g = resolve_group(app.services, group_id)
-        if g.source == "unbound" and all(x.id != g.id for x in all_groups(app.services)):
+        g = app.groups.resolve(group_id)
+        if g.source == "unbound" and all(x.id != g.id for x in app.groups.all()):
             raise HTTPException(404, f"没有见过群“{group_id}”")
         return _group_out(g)
 
@@ -418,8 +413,7 @@ def admin_router(app: App) -> APIRouter:
     )
     def bind(group_id: GroupId, body: BindIn) -> GroupOut:
         try:
-            _, after = bind_group(
-                app.services,
+            _, after = app.groups.bind(
                 group_id,
                 body.community.strip(),
                 body.grid.strip(),
@@ -437,7 +431,7 @@ def admin_router(app: App) -> APIRouter:
         summary="Remove a staff binding (the group falls back to its config entry, or unbound)",
     )
     def unbind(group_id: GroupId) -> GroupOut:
-        return _group_out(unbind_group(app.services, group_id, by="admin-api"))
+        return _group_out(app.groups.unbind(group_id, by="admin-api"))
 
     # --- notices
 
@@ -601,8 +595,8 @@ def _bigrams(text: str) -> set[str]:
 def group_gaps(gaps: list[dict[str, Any]], threshold: float = _GAP_SIMILARITY) -> list[dict[str, Any]]:
     """Unanswered questions grouped by wording similarity (character bigrams, single link), most asked first.
 
-    TODO(knowledge): use the knowledge package's own grouping (by embedding) once KnowledgeService offers one;
-    `_knowledge_routes` already prefers `KnowledgeService.gap_groups()` when it exists."""
+    TODO(knowledge): use the knowledge package's own grouping (by embedding) once KnowledgeService offers one
+    (call it in `_knowledge_routes`' gaps route, typed, instead of this)."""
     grams = [_bigrams(str(g.get("question", ""))) for g in gaps]
     parent = list(range(len(gaps)))
 
@@ -653,8 +647,8 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
     }
 
     def knowledge() -> KnowledgeService:
-        k = app.services.knowledge
-        if not isinstance(k, KnowledgeService):
+        k = app.knowledge.full()
+        if k is None:
             raise HTTPException(503, "知识库没有加载")
         return k
 
@@ -807,15 +801,11 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     ) -> list[GapGroupOut]:
         k = knowledge()
-        grouped = getattr(k, "gap_groups", None)
-        if callable(grouped):
-            rows = grouped(community=community or None, status=status or None, limit=limit)
-        else:
-            rows = group_gaps(k.gaps(community=community or None, status=status or None, limit=limit))
+        rows = group_gaps(k.gaps(community=community or None, status=status or None, limit=limit))
         return [GapGroupOut.model_validate(r) for r in rows]
 
 
-# --- tickets seen from the bot (bot/store/models.py Ticket, TicketReport) ----------------------------------------
+# --- tickets seen from the bot (store/models.py Ticket, TicketReport) ----------------------------------------
 
 
 class TicketReportOut(BaseModel):
@@ -864,7 +854,7 @@ class CorrectionIn(BaseModel):
 
 
 def _ticket_routes(router: APIRouter, app: App) -> None:
-    from bot.store.models import Ticket, TicketReport
+    from store.models import Ticket, TicketReport
 
     def ticket_out(t: Ticket, reports: list[TicketReport]) -> dict[str, Any]:
         return {
@@ -948,17 +938,9 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
         summary="Correct a ticket's service and/or urgency; kept as a training example (see `doorstep train`)",
     )
     def correct_ticket(ticket_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: CorrectionIn) -> TicketOut:
-        from bot.tickets.corrections import CorrectionError, correct
-
         try:
-            correct(
-                app.store,
-                app.config,
-                app.clock,
-                ticket_id,
-                service_code=body.service_code,
-                urgency=body.urgency,
-                staff_id=body.staff,
+            app.desk.correct(
+                ticket_id, service_code=body.service_code, urgency=body.urgency, staff_id=body.staff
             )
         except CorrectionError as e:
             raise HTTPException(404 if "没有找到" in str(e) else 422, str(e)) from None

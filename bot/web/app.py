@@ -1,4 +1,5 @@
-"""The FastAPI app of `serve`: the simulator channel, /health, and the parts other modules mount."""
+"""The FastAPI app of `serve` (the web shell): /health, the admin API, the tickets' webhook and built-in backend,
+and whatever routes the channels declare (`Channel.routes()`: the simulator's page and /sim API)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from fastapi.responses import JSONResponse
 
 from backend.utf8form import Utf8FormMiddleware
 from bot.app import App
-from bot.channels.simulator import SimulatorChannel
-from bot.tickets.web import mount_tickets
+from bot.builtin_backend import mount_tickets
 from bot.web.admin import admin_router
-from bot.web.simulator import simulator_router
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +32,6 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _mount_wecom(web: FastAPI, app: App) -> None:
-    """The WeCom channels' callback URLs, where their settings have a callback token (docs/wecom.md)."""
-    from channels.wecom_bot.channel import WecomBotChannel
-    from channels.wecom_bot.routes import wecom_bot_router
-    from channels.wecom_kf.channel import WecomKfChannel
-    from channels.wecom_kf.routes import wecom_kf_router
-
-    bot = app.channels.get("wecom_bot")
-    if isinstance(bot, WecomBotChannel) and bot.callback is not None:
-        web.include_router(wecom_bot_router(bot))
-    kf = app.channels.get("wecom_kf")
-    if isinstance(kf, WecomKfChannel) and kf.callback is not None:
-        web.include_router(wecom_kf_router(kf))
-
-
 def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,9 +40,7 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            interrupt = getattr(app.services.knowledge, "interrupt", None)
-            if callable(interrupt):  # an upload still ingesting ends now rather than hold up the shutdown
-                interrupt()
+            app.knowledge.interrupt()  # an upload still ingesting ends now rather than hold up the shutdown
             if manage_lifecycle:
                 await app.stop()
 
@@ -67,11 +49,11 @@ def create_web_app(app: App, *, manage_lifecycle: bool = True) -> FastAPI:
     web.state.app = app
     web.add_middleware(Utf8FormMiddleware)  # form data is UTF-8 on every route (admin uploads, status notes)
 
-    sim = app.channels.get("simulator")
-    if isinstance(sim, SimulatorChannel):
-        web.include_router(simulator_router(sim, app.config))
+    for channel in app.channels.values():
+        routes = channel.routes()
+        if routes is not None:
+            web.include_router(routes)
 
-    _mount_wecom(web, app)
     mount_tickets(web, app)  # the webhook receiver, and the built-in Open311 backend at /open311/v2
     web.include_router(admin_router(app), prefix="/admin")
 

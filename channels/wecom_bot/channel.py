@@ -23,13 +23,10 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
-from bot.channels.base import Channel, ChannelError, Inbox
-from bot.clock import Clock, SystemClock
-from bot.message import Attachment, Message
 from channels.wecom_bot.callback import BotCallback, StreamBook
 from channels.wecom_bot.media import MediaError, fetch_media
 from channels.wecom_bot.protocol import (
@@ -38,9 +35,16 @@ from channels.wecom_bot.protocol import (
     Callback,
     LongConnection,
     NotConnected,
+    WallClock,
     WecomBotError,
 )
 from channels.wecom_bot.settings import WecomBotSettings
+from core.channel import BaseChannel, ChannelError
+from core.message import Attachment, Message
+from core.ports import JSON, Capabilities, Clock, CommunityConfig, Inbox, Joined
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 3  # a long answer appears in at most this many steps
@@ -66,8 +70,10 @@ def stream_steps(text: str, frames: int = MAX_FRAMES) -> list[str]:
     return [*(text[:c].rstrip() for c in cuts), text]
 
 
-class WecomBotChannel(Channel):
+class WecomBotChannel(BaseChannel):
     name = "wecom_bot"
+    # stream replies carry no @mentions; pictures are not sent; staff also write to the bot 1:1
+    capabilities = Capabilities(can_mention=False, can_send_images=False, private_chats=True)
 
     def __init__(
         self,
@@ -81,7 +87,7 @@ class WecomBotChannel(Channel):
         super().__init__(f"wecom-bot:{settings.bot_id or 'callback'}")
         self.settings = settings
         self.staff = dict(staff or {})  # wecom userid -> (Doorstep staff id, name)
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or WallClock()
         self.http = http or httpx.AsyncClient(timeout=15.0)
         self._known = set(known_groups)  # conversations this channel can reach
         self._open: dict[str, deque[_Open]] = {}
@@ -99,16 +105,16 @@ class WecomBotChannel(Channel):
             )
 
     @classmethod
-    def from_config(cls, config: Any, clock: Clock | None = None) -> WecomBotChannel:
-        settings: WecomBotSettings = config.main.channels.wecom_bot
-        staff = {s.wecom_userid: (s.id, s.name) for s in config.staff.staff if s.wecom_userid}
-        known = [g.id for g in config.groups.groups if g.channel == cls.name]
-        known += [a.group for a in config.main.tickets.alert_groups if a.channel == cls.name]
+    def from_config(
+        cls, settings: WecomBotSettings, config: CommunityConfig, clock: Clock | None = None
+    ) -> WecomBotChannel:
+        staff = {s.wecom_userid: (s.id, s.name) for s in config.staff_list if s.wecom_userid}
+        known = [g.id for g in config.group_list if g.channel == cls.name]
         return cls(settings, staff=staff, known_groups=known, clock=clock)
 
     # --- lifecycle
 
-    async def start(self, inbox: Inbox) -> None:
+    async def start(self, inbox: Inbox, joined: Joined | None = None) -> None:
         self._inbox = inbox
         if self.conn is not None:
             try:
@@ -226,7 +232,15 @@ class WecomBotChannel(Channel):
     def serves(self, group: str) -> bool:
         return group in self._known
 
-    def health(self) -> dict[str, Any]:
+    def routes(self) -> APIRouter | None:
+        """Callback mode's URL (routes.py); the long connection needs none."""
+        if self.callback is None:
+            return None
+        from channels.wecom_bot.routes import wecom_bot_router
+
+        return wecom_bot_router(self)
+
+    def health(self) -> JSON:
         if self.conn is not None:
             return self.conn.health()
         return {"status": "up", "mode": "callback"}

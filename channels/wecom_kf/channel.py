@@ -16,18 +16,23 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import httpx
 
-from bot.channels.base import Channel, ChannelError, Inbox
-from bot.clock import Clock, SystemClock
-from bot.message import Attachment, Location, Message
+from channels.wecom_bot.protocol import WallClock
 from channels.wecom_kf.api import KfApi, KfApiError, KfAuthError, KfMessage, KfState, Puller
 from channels.wecom_kf.callback import KfCallback
 from channels.wecom_kf.settings import WecomKfSettings
+from core.channel import BaseChannel, ChannelError
+from core.message import Attachment, Location, Message
+from core.ports import JSON, Capabilities, Clock, CommunityConfig, Inbox, Joined
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 log = logging.getLogger(__name__)
 LAST_REPLY_NOTE = "\n\n（微信客服规定：您发消息后我最多能回复5条。如还有问题，请再发一条消息给我。）"
@@ -38,8 +43,9 @@ def conversation(open_kfid: str, external_userid: str) -> str:
     return f"kf:{open_kfid}:{external_userid}"
 
 
-class WecomKfChannel(Channel):
+class WecomKfChannel(BaseChannel):
     name = "wecom_kf"
+    capabilities = Capabilities(can_mention=False, can_send_images=False, private_chats=True)
 
     def __init__(
         self,
@@ -47,17 +53,17 @@ class WecomKfChannel(Channel):
         state_path: Path,
         *,
         clock: Clock | None = None,
-        tz: str = "Asia/Shanghai",
+        tz: tzinfo | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__("wecom-kf")
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or WallClock()
         self.api = KfApi(
             settings.corpid, settings.secret, self.clock, base_url=settings.api_base, client=http
         )
         self.state = KfState(state_path)
-        self.puller = Puller(self.api, self.state, self._on_kf, ZoneInfo(tz))
+        self.puller = Puller(self.api, self.state, self._on_kf, tz or ZoneInfo("Asia/Shanghai"))
         self.callback = (
             KfCallback(settings.token, settings.encoding_aes_key, settings.corpid)
             if settings.token and settings.encoding_aes_key
@@ -70,17 +76,14 @@ class WecomKfChannel(Channel):
         self.errors = 0
 
     @classmethod
-    def from_config(cls, config: Any, clock: Clock | None = None) -> WecomKfChannel:
-        return cls(
-            config.main.channels.wecom_kf,
-            config.data_dir / "wecom_kf" / "state.json",
-            tz=config.main.timezone,
-            clock=clock,
-        )
+    def from_config(
+        cls, settings: WecomKfSettings, config: CommunityConfig, clock: Clock | None = None
+    ) -> WecomKfChannel:
+        return cls(settings, config.data_dir / "wecom_kf" / "state.json", tz=config.tz, clock=clock)
 
     # --- lifecycle
 
-    async def start(self, inbox: Inbox) -> None:
+    async def start(self, inbox: Inbox, joined: Joined | None = None) -> None:
         self._inbox = inbox
         try:
             await self.api.token()
@@ -197,7 +200,15 @@ class WecomKfChannel(Channel):
         parts = group.split(":")
         return len(parts) == 3 and parts[0] == "kf" and self.settings.account(parts[1]) is not None
 
-    def health(self) -> dict[str, Any]:
+    def routes(self) -> APIRouter | None:
+        """The callback URL (routes.py), when a callback Token and EncodingAESKey are set."""
+        if self.callback is None:
+            return None
+        from channels.wecom_kf.routes import wecom_kf_router
+
+        return wecom_kf_router(self)
+
+    def health(self) -> JSON:
         return {
             "status": "up",
             "accounts": len(self.settings.accounts),

@@ -1,5 +1,0 @@
-"""Storage through SQLAlchemy 2: SQLite (WAL) by default, any SQLAlchemy URL by configuration."""
-
-from bot.store.db import Store
-
-__all__ = ["Store"]

@@ -1,0 +1,1 @@
+"""Language: the intent classifier, extraction of place, urgency and title, training data, semantic vectors."""

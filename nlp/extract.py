@@ -1,0 +1,391 @@
+"""Extraction from one group message: the place as written, urgency, a clean description (phone and ID
+numbers masked by pii/__init__.py, the one place that masks personal data).
+
+Pure functions over text (no model): the trained classifier (nlp/classifier.py) decides intent and
+service; these rules find the spans residents write the same way everywhere ("3号楼门口", "焕玉里2号门").
+"""
+
+from __future__ import annotations
+
+import re
+
+from pii import mask_pii
+
+# --- normalisation ------------------------------------------------------------------------------------
+
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f900-\U0001f9ff\u2b50\u2b55\u231a-\u23ff\ufe0f\u200d]+"
+)
+_WECHAT_EMOTE = re.compile(r"\[[\u4e00-\u9fa5A-Za-z]{1,6}\]")  # [捂脸] [旺柴] [强]
+_AT = re.compile(r"@\S+[\s\u2005]*")
+
+
+_HALF_WIDTH = {
+    c: c - 0xFEE0 for c in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]
+}
+_HALF_WIDTH[0x3000] = 0x20
+
+
+def normalise(text: str) -> str:
+    """Full-width letters and digits to half-width (Chinese punctuation kept), emoji and WeChat emotes removed, whitespace collapsed."""
+    t = text.translate(_HALF_WIDTH)
+    t = _WECHAT_EMOTE.sub(" ", t)
+    t = _EMOJI.sub(" ", t)
+    return re.sub(r"\s+", " ", t).strip()
+
+
+_CN_DIGITS = {
+    "零": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+
+
+def cn_number(s: str) -> str:
+    """三 -> 3, 十二 -> 12, 二十三 -> 23; digits pass through (for comparing places)."""
+    if s.isdigit():
+        return str(int(s))
+    if "十" in s:
+        head, _, tail = s.partition("十")
+        tens = _CN_DIGITS.get(head, 1) if head else 1
+        ones = _CN_DIGITS.get(tail, 0) if tail else 0
+        return str(tens * 10 + ones)
+    if all(c in _CN_DIGITS for c in s):
+        return "".join(str(_CN_DIGITS[c]) for c in s)
+    return s
+
+
+# --- places -------------------------------------------------------------------------------------------
+
+_NUM = r"(?:\d{1,4}|[一二三四五六七八九十两]{1,3})"
+_UNIT = r"(?:号楼|号院|号门|号口|号线|栋|幢|座|单元|层|楼(?![道梯顶])|号|期|区|排|门)"
+_NAME_SUFFIX = (
+    r"(?:小区|社区|花园|家园|公寓|大厦|广场|菜市场|农贸市场|市场|超市|公园|小学|中学|幼儿园|医院|卫生站|"
+    r"大街|大道|新村|新城|路(?![灯面牙沿])|街(?![道灯])|巷|胡同|里(?![面头边])|苑|园|院(?!子)|庄|村|湾|府|城|郡|居)"
+)
+_SPOT = (
+    r"(?:东门|西门|南门|北门|正门|后门|大门|侧门|小区门口|小区大门|地下车库|地库|车库|停车场|篮球场|羽毛球场|"
+    r"健身区|健身器材|垃圾站|垃圾房|垃圾桶|垃圾箱|快递柜|丰巢|车棚|自行车棚|电动车棚|充电桩|配电室|配电箱|"
+    r"绿化带|花坛|儿童乐园|游乐场|滑梯|活动室|助老食堂|老年食堂|党群服务中心|居委会|物业办公室|门卫室|岗亭|"
+    r"公厕|公共厕所|化粪池|水泵房|锅炉房|公交站|站台|天桥|地下通道|消防通道|楼道|楼梯间|电梯间|楼顶|天台)"
+)
+_POS = (
+    r"(?:门口|大门口|楼下|楼上|楼道里|楼道|楼梯间|楼梯口|电梯口|电梯里|电梯间|旁边|附近|对面|东侧|西侧|南侧|北侧|"
+    r"东边|西边|南边|北边|入口|出口|拐角|拐弯|路口|十字路口|里面|后面|前面|边上|底下|门前|后头|一楼|顶楼|天台|外面|"
+    r"那块|那边|这边|跟前|中间|转角)"
+)
+# a flat number after a building or entrance ("2单元401", "5栋302室"): kept, it is where the worker goes
+_ROOM = r"\d{3,4}(?:室|户|号房|房)?(?![\d号栋层]|楼(?![道梯]))"
+_PLACE = re.compile(
+    rf"(?:(?P<name>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)?"
+    rf"(?P<units>(?:{_NUM}{_UNIT}){{1,4}}(?:{_ROOM})?)(?P<spot1>{_SPOT})?(?P<pos1>{_POS})?)"
+    rf"|(?:(?P<name2>[\u4e00-\u9fa5A-Za-z]{{1,5}}?{_NAME_SUFFIX}(?:小区|社区)?)(?P<spot2>{_SPOT})?(?P<pos2>{_POS})?)"
+    rf"|(?:(?P<spot3>{_SPOT})(?P<pos3>{_POS})?)"
+)
+# characters that end a preceding phrase and never start a place name
+_BOUNDARY = set(
+    "的在了到去从是有和跟把被给说看我你他她它们咱俺这那哪个啊呀吧呢吗嘛哦喂嗯上下，。！？、 ,.!?:：；;天晚早昨今明刚都也还就又"
+)
+_NOT_PLACES = {
+    "这里",
+    "那里",
+    "哪里",
+    "家里",
+    "心里",
+    "夜里",
+    "屋里",
+    "城里",
+    "村里",
+    "半夜里",
+    "公里",
+    "千里",
+    "一路",
+    "走路",
+    "马路上",
+    "一个",
+    "楼",
+    "号",
+    "区",
+    "层",
+    "门",
+    "路",
+    "里",
+    "院",
+    "园",
+    "城",
+    "村",
+    "居",
+    "一直在路",
+    "小区",
+    "社区",
+    "医院",
+    "公园",
+    "超市",
+    "市场",
+    "居然",
+    "一层",
+    "二楼",
+    "一楼",
+    "两栋",
+    "几栋",
+    "几号楼",
+}
+_PRONOUN = re.compile(
+    r"^(?:我们|咱们|你们|他们|我家|咱家|俺们|俺家|这个|那个|这边|那边|就是|就在|在|到|去|从|咱|俺|本)+"
+)
+
+
+def _trim_name(name: str) -> str:
+    """Cut a matched place name at the last boundary character before its suffix."""
+    name = _PRONOUN.sub("", name)
+    for i in range(len(name) - 2, -1, -1):
+        if name[i] in _BOUNDARY:
+            return name[i + 1 :]
+    return name
+
+
+def extract_place(text: str) -> str | None:
+    """The place named in the message, as written: '3号楼门口', '焕玉里2号门', '宜景菜市场门口'."""
+    t = normalise(_AT.sub("", text))
+    best: tuple[int, str] | None = None
+    for m in _PLACE.finditer(t):
+        raw = m.group(0)
+        name = m.group("name") or m.group("name2")
+        if name:
+            trimmed = _trim_name(name)
+            raw = raw.replace(name, trimmed, 1)
+            name = trimmed
+        if not raw or raw in _NOT_PLACES:
+            continue
+        bare = m.group("units") is None and m.group("spot2") is None and m.group("pos2") is None
+        if bare and name is not None and (len(name) < 3 or name in _NOT_PLACES):
+            continue  # a bare name must look like a proper place name (2+ characters before the suffix)
+        if m.group("units"):
+            u = m.group("units")
+            if re.fullmatch(rf"{_NUM}(?:层|楼|号|区|期|门)", u) and not (
+                name or m.group("spot1") or m.group("pos1")
+            ):
+                continue  # "3楼" / "5号" / "二期" alone is too vague to be a place (and often a time or floor)
+        score = len(raw) + (4 if m.group("units") else 0)
+        if best is None or score > best[0]:
+            best = (score, raw)
+    return best[1] if best else None
+
+
+def place_key(place: str) -> str:
+    """A comparable form of a place: digits normalised, position words dropped ('三号楼门口' -> '3号楼')."""
+    t = normalise(place).replace(" ", "")
+    t = re.sub(
+        r"[一二三四五六七八九十两]{1,3}(?=号|栋|幢|单元|层|座|期|区)", lambda m: cn_number(m.group(0)), t
+    )
+    t = re.sub(rf"{_POS}$", "", t)
+    t = t.replace("栋", "号楼").replace("幢", "号楼").replace("座", "号楼")
+    t = re.sub(r"(\d+)楼(?=\d|$)", r"\1号楼", t)
+    return t
+
+
+# synonyms of a position, so "门前" and "门口" name the same spot and "东侧" and "西边" do not
+_SAME_POSITION = {
+    "大门口": "门口",
+    "门前": "门口",
+    "东边": "东侧",
+    "西边": "西侧",
+    "南边": "南侧",
+    "北边": "北侧",
+}
+
+
+def place_position(place: str) -> str:
+    """The position word that ends a place ('3号楼门口' -> '门口'), in a canonical form; '' if none."""
+    m = re.search(rf"{_POS}$", normalise(place).replace(" ", ""))
+    return _SAME_POSITION.get(m.group(0), m.group(0)) if m else ""
+
+
+# --- urgency ------------------------------------------------------------------------------------------
+# Danger to people now, as concepts rather than phrases: a *thing* (a lift, a manhole cover, a wire, a tree)
+# near a *state* that makes it dangerous (someone inside, gone, exposed, falling), or a danger word that needs no
+# thing (着火, 燃气味, 塌陷, 被困). Each concept is a small vocabulary, so a new phrasing of a known danger ("电线破皮
+# 露铜", "箅子被人偷了", "电梯停在半层里面有人") is caught without a rule for that message. A match that is only
+# feared ("万一触电", "担心哪天掉下来") or already over ("已经修好") does not count.
+
+_NEAR = 14  # characters between a thing and its state
+
+_THING_STATE: list[tuple[str, str, str]] = [
+    (
+        "trapped",
+        r"电梯|轿厢|货梯|客梯",
+        r"困|关在|关住|被关|出不来|夹住|夹到|里面有人|里边有人|里面好像有人|里面还有|有人在里|我在里|孩子在里"
+        r"|同乘|坠|掉了?[一两三四五六七八九十\d几]+层|往下掉|往下冲|下滑|滑到|直接掉|急停|失控",
+    ),
+    (
+        "open_cover",
+        r"井盖|窨井|井口|马葫芦|古力盖|篦子|箅子|盖板|雨水口|下水道口|检查井|污水井|排水井|阴井",
+        r"没了|不见|丢|被偷|被盗|被撬|缺失|失踪|整走|掀|翻|塌|碎|断|掉下|掉进|掉入|敞|开着|窟窿|大洞|黑洞|露出|"
+        r"踩空|栽|缺了|没有盖|没盖|破损|损坏|坏了",
+    ),
+    (
+        "live_wire",
+        r"电线|电缆|线缆|管线|高压线|电源线|线头|电表箱|配电箱|配电柜|电柜|电箱",
+        r"裸露|露在|露出|露铜|破皮|断了|断裂|折断|掉在|掉下|垂|耷拉|拖地|暴露|冒火|打火|火花|火星|冒烟|焦糊|漏电|"
+        r"带电|摇摆|随风|铺放|铺在",
+    ),
+    (
+        "falling",
+        r"树|树枝|树干|枝杈|墙|瓷砖|水泥|墙皮|墙砖|砖|玻璃|瓶|花盆|外机|空调|广告牌|招牌|装饰|窗|脚手架|围墙|围挡|"
+        r"东西|杂物",
+        r"倒了|倒下|倒伏|刮倒|被风|吹断|折断|断了|断落|砸|掉下|掉落|坠落|坠下|脱落|落下|摇摇欲坠|快倒|要倒|"
+        r"歪着|倾斜|挂在半空|晃得|往下掉",
+    ),
+    (
+        "hole",
+        r"坑|洞|窟窿|缺口",
+        r"差点|夺命|掉进|陷进|栽进|栽倒|踩空|摔进|吞",
+    ),
+    (
+        "not_seen",
+        r"独居|一个人住|空巢|孤寡|老人|老大爷|大爷|老奶奶|老伯|老太",
+        r"[两三四五六七八九十\d几多]+天(没|不|未)|一周|好几天|多日|这两天|连续.{0,4}天|没见|不见人|没出门|没开门|"
+        r"没露面|没动静|联系不上|没人应|无人应|没有动静|敲门.{0,4}(?:没|不应|无)|不应|没人开|反锁|进不去|没回来|打不通|找不到|"
+        r"走失|失联|摔倒.{0,6}起不来|起不来",
+    ),
+]
+_DANGER_WORDS: list[tuple[str, str]] = [
+    (
+        "fire",
+        r"着火|起火|失火|火灾|火苗|明火|火光|烧起来|烧着了|烧了起来|着起来|冒烟|浓烟|黑烟|烟雾|烟[好很特别太]*大"
+        r"|焦糊味|烧焦|冒火星|冒火花|打火花|火花四溅|爆炸|炸了|火情",
+    ),
+    (
+        "gas",
+        r"(?:煤气|燃气|天然气|液化气|瓦斯)[^，。！？,!?]{0,4}(?:味|泄漏|泄露|漏)|漏气|臭鸡蛋味|闻到.{0,6}(?:煤气|燃气|天然气)",
+    ),
+    ("shock", r"漏电|触电|电到人|麻电|被电"),
+    (
+        "collapse",
+        r"塌陷|塌了|坍塌|塌方|塌下|地陷|陷下去|下陷|路面下沉|塌个|塌出|空洞|冲空|掏空|要塌|倒塌"
+        r"|裂缝[^，。！？,!?]{0,6}(?:越来越|变大|倾斜)|不敢住",
+    ),
+    (
+        "flood",
+        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|冲进|涨水|没过.{0,3}(?:膝|腰|车顶|车身)"
+        r"|(?:积水|水)[^，。！？,!?]{0,6}(?:膝盖|到腰|齐腰|半米|一米|[\d一二三四五]米)",
+    ),
+    (
+        "hurt",
+        r"咬伤|(?:狗|犬)[^，。！？,!?]{0,6}咬|咬了一口|咬人|流血|受伤了|有人受伤|有人摔倒|昏迷|晕倒|救命|快来人"
+        r"|砸伤|砸到人|掉下来.{0,4}砸",
+    ),
+    ("falling", r"倒下来|塌下来|砸下来|掉下来了|掉[了下]?[一两几]块|轰的一声"),
+    ("trapped", r"被困|困住|困在|出不来了"),
+]
+_HYPOTHETICAL = re.compile(
+    r"(?:万一|如果|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
+)
+# what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
+_CONSEQUENCE = re.compile(r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事)")
+_COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
+_FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得了|以防|会不会|是否|可能会|哪天|随时|一旦")
+_RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|扑灭|灭了|恢复|清理|救出)|修好了|没事了")
+_THING_STATE_RE = [
+    (
+        name,
+        re.compile(
+            rf"(?:{thing})[^。！？!?\n]{{0,{_NEAR}}}?(?:{state})|(?:{state})[^。！？!?\n]{{0,{_NEAR}}}?(?:{thing})"
+        ),
+    )
+    for name, thing, state in _THING_STATE
+]
+_DANGER_RE = [(name, re.compile(rx)) for name, rx in _DANGER_WORDS]
+# words that contain a danger word but mean something ordinary
+_BENIGN = re.compile(
+    r"砸墙|烟头|油烟|煤烟|烟道|抽烟|吸烟|烟花|烟囱|烟酒|香烟|烟盒|炊烟|烟蒂|油烟机|淹水后|防火|灭火器|着火点"
+)
+
+
+def _feared(clause: str, start: int, end: int) -> bool:
+    """The danger is only feared or supposed: a marker just before the match or between its thing and state."""
+    return bool(
+        _HYPOTHETICAL.search(clause[:start])
+        or _COUNTERFACTUAL.search(clause[:start])
+        or _FEAR_INSIDE.search(clause[start:end])
+        or _CONSEQUENCE.search(clause[end:])
+    )
+
+
+def dangers(text: str) -> list[str]:
+    """The kinds of danger to people now that the message describes ('fire', 'open_cover', 'trapped' ...)."""
+    t = _BENIGN.sub(lambda m: "□" * len(m.group(0)), normalise(text))
+    found: list[str] = []
+    for clause in re.split(r"(?<=[。！？!?\n；;])", t):
+        if not clause.strip() or _RESOLVED.search(clause):
+            continue
+        for name, rx in [*_THING_STATE_RE, *_DANGER_RE]:
+            for m in rx.finditer(clause):
+                if not _feared(clause, m.start(), m.end()):
+                    found.append(name)
+                    break
+    return sorted(set(found))
+
+
+def urgency_of(text: str) -> str:
+    """'urgent' when the message describes danger to people now (see `dangers`); otherwise 'normal'."""
+    return "urgent" if dangers(text) else "normal"
+
+
+# --- description --------------------------------------------------------------------------------------
+
+_LEAD = re.compile(
+    r"^(?:(?:(?:大家好|各位邻居|各位|邻居们|兄弟们|姐妹们|家人们|师傅|您好|你好|小门|家门口助手|家门口|管家|物业|网格员|"
+    r"报修|投诉|反映一下|反映个事|反映个问题|反映)[\s,，:：。!！~～]+)|(?:那个|就是说|就是|嗯|呃|额|哎|唉|诶|喂|麻烦|"
+    r"请问|我要报修|我要投诉|我要反映)[\s,，:：。!！~～]*)+"
+)
+_TRAIL = re.compile(
+    r"(?:[\s,，。!！~～]*(?:谢谢|谢谢啦|多谢|辛苦了|辛苦|麻烦了|拜托了|求助|在线等|急急急|急)+)+[\s,，。!！~～]*$"
+)
+
+
+def clean_description(text: str, limit: int = 200) -> str:
+    """What goes into the ticket: no @mentions, greetings, emoji or thanks; PII masked; at most `limit` chars."""
+    t = normalise(_AT.sub("", text))
+    t = _LEAD.sub("", t)
+    t = _TRAIL.sub("", t)
+    t = re.sub(r"([!！?？。，,~～])\1+", r"\1", t).strip(" ,，")
+    t = mask_pii(t) or mask_pii(normalise(text))
+    return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+_PREAMBLE = re.compile(
+    r"^(?:我想|想|我要|要|我来|来)?(?:反映|投诉|报修|说)(?:一下|个|下)?(?:我们|咱们)?(?:楼|小区|这边|这里)?的?(?:情况|问题|事)?[，,：:。\s]*"
+)
+
+
+def ticket_title(description: str, place: str = "", limit: int = 32) -> str:
+    """What a worker reads first: the place, then the problem ("3号楼2单元 楼道灯不亮")."""
+    clauses = [c.strip() for c in re.split(r"[。！!？?\n，,；;]", description) if c.strip()]
+    clauses = [c for c in (_PREAMBLE.sub("", c).strip() for c in clauses) if c] or [description.strip()]
+    problem = short_title("，".join(clauses), limit)
+    if place:
+        head = re.sub(rf"{_SPOT}$", "", place) or place  # "3号楼2单元楼道" -> "3号楼2单元"
+        problem = problem.replace(head, "", 1).strip(" ，,的") or problem
+        title = f"{head} {problem}"
+        return title if len(title) <= limit else title[: limit - 1] + "…"
+    return problem
+
+
+def short_title(description: str, limit: int = 20) -> str:
+    """The ticket as named in group messages: '3号楼门口井盖松动'."""
+    parts = [p.strip() for p in re.split(r"[。！!？?\n，,；;]", description) if p.strip()]
+    t = parts[0] if parts else description.strip()
+    for p in parts[1:]:  # a very short first clause ("快来人") needs the next one
+        if len(t) >= 6:
+            break
+        t = f"{t}，{p}"
+    return t if len(t) <= limit else t[: limit - 1] + "…"

@@ -1,0 +1,827 @@
+"""The report desk: from a resident's report to a ticket, and from the ticket's progress back to the groups.
+
+- `open_report` commits the report (a draft) before anything is said; `file` turns it into a new ticket (with
+  its outbox row and the acknowledgement owed, in one transaction) or merges it into an open ticket about the
+  same problem at the same place (every reporter linked);
+- photos and WeChat locations from the same person in the same group within a minute join the report;
+- `apply_remote` records a status change from the backend (webhook or polling) and owes one message to every
+  group the reports came from, mentioning the reporters there;
+- `tick` files drafts whose wait for a place is over, recovers reports cut off by a crash, runs the outbox,
+  polls the backend and flushes owed messages. The app calls it every second; tests call it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.community import Service
+from core.conversation import Conversation, Step
+from core.intent import Classification
+from core.message import Attachment, Location, Message, Reply
+from core.ports import (
+    JSON,
+    Classifier,
+    Clock,
+    CommunityConfig,
+    Corrected,
+    Groups,
+    Intake,
+    RemoteRequest,
+    Sender,
+    TicketBackend,
+    TicketBackendError,
+    TicketView,
+)
+from nlp.extract import clean_description, place_key, ticket_title
+from pii import mask_pii, phone_numbers
+from store import Store
+from store.models import (
+    InboundMessage,
+    Ticket,
+    TicketMedia,
+    TicketOutbox,
+    TicketReport,
+)
+from tickets import texts
+from tickets.corrections import correct
+from tickets.followup import MEDIA_WINDOW_SECONDS, ReportFollowup
+from tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
+from tickets.notify import Notifier, owe
+from tickets.outbox import Outbox
+
+log = logging.getLogger(__name__)
+MAX_PHOTOS = 6
+CLOCK_SKEW_SECONDS = 300.0  # an update stamped further ahead of our clock than this is refused
+
+
+@dataclass
+class Filed:
+    report_id: int
+    ticket_id: int
+    merged: bool
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class BadRemoteTime(ValueError):
+    """An update whose updated_datetime cannot be read or lies in the future: it is refused, never applied."""
+
+
+def remote_time(value: str, now: datetime) -> datetime | None:
+    """The backend's updated_datetime (W3C) in UTC; None when missing (the spec makes it optional).
+
+    Raises BadRemoteTime when it is unreadable or ahead of `now` by more than the clock skew allowed: applied,
+    such a stamp would skip the ordering check, or pin the ticket (`2099-...`) against every later real update."""
+    if not value:
+        return None
+    try:
+        stamp = _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise BadRemoteTime(f"updated_datetime {value[:40]!r} is not a W3C date-time") from None
+    if stamp > _utc(now) + timedelta(seconds=CLOCK_SKEW_SECONDS):
+        raise BadRemoteTime(f"updated_datetime {value[:40]!r} is in the future")
+    return stamp
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    """The desk's timing (from `tickets:` in the config)."""
+
+    merge_window_hours: float = 72.0
+    place_timeout_seconds: float = 120.0  # how long a report without a place waits for one
+    poll_interval_seconds: float = 60.0  # how often the backend is asked about open tickets
+    inflight_grace_seconds: float = 30.0  # a recorded but unhandled message older than this was cut off
+    # staff groups that also get a community's urgent alerts: (group, channel, community or "" for all)
+    alert_groups: tuple[tuple[str, str, str], ...] = ()
+
+
+class Lifecycle(Protocol):
+    """Something that starts and stops with the desk (the built-in backend `serve` mounts)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ReportDesk:
+    """Implements core.ports.TicketDesk."""
+
+    def __init__(
+        self,
+        config: CommunityConfig,
+        store: Store,
+        clock: Clock,
+        sender: Sender,
+        groups: Groups,
+        classifier: Classifier,
+        backend: TicketBackend,
+        settings: DeskSettings | None = None,
+        *,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self.settings = settings or DeskSettings()
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.classifier = classifier
+        self.client = backend
+        self.notifier = Notifier(store, sender, clock, groups)
+        self.notifier.owns = config.owns  # a process sends only to the groups its account owns
+        self.outbox = outbox or Outbox(store, backend, clock, on_parked=self._alert_parked)
+        if self.outbox.on_parked is None:
+            self.outbox.on_parked = self._alert_parked
+        self.poll_interval_seconds = self.settings.poll_interval_seconds
+        self.inflight_grace_seconds = self.settings.inflight_grace_seconds
+        self.followup = ReportFollowup(self, self.settings.place_timeout_seconds)
+        self._next_poll: datetime | None = None
+        self._buffer: dict[tuple[str, str], list[tuple[datetime, Message]]] = defaultdict(list)
+        self.last_poll_ok: bool | None = None
+        self.embedded_backend: Lifecycle | None = None  # the built-in backend when `serve` mounts it
+
+    async def start(self) -> None:
+        if self.embedded_backend is not None:
+            await self.embedded_backend.start()
+        self.notifier.reconcile()  # what was in flight when the process stopped
+        self.notifier.flush()  # and what was owed
+
+    # --- configuration helpers ---------------------------------------------------------------------
+
+    def service(self, code: str | None) -> Service:
+        svcs = {s.service_code: s for s in self.config.service_list}
+        return svcs.get(code or "") or svcs.get("other") or self.config.service_list[0]
+
+    # --- the report follow-up (tickets/followup.py) --------------------------------------------------
+
+    def take(self, intake: Intake) -> Step:
+        return self.followup.take(intake)
+
+    def follow(self, intake: Intake, conv: Conversation) -> Step:
+        return self.followup.follow(intake, conv)
+
+    def expire(self, conv: Conversation) -> list[Reply]:
+        self.followup.expire(conv)
+        return []
+
+    def file_and_flush(self, report_id: int, *, hold_until: datetime | None = None) -> None:
+        self.file(report_id, hold_until=hold_until)
+        self.notifier.flush()
+
+    def join_answer(self, report_id: int, answer: str) -> None:
+        """The report is the first words and the answer together, classified again as a whole, so that the chat
+        files what `doorstep classify` says of the problem (not what the vague first message suggested)."""
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            joined = f"{r.text}，{answer.strip()}"
+            c = self.classifier.classify(joined)
+            if not c.needs_ticket:
+                return
+            r.text = joined[:4000]
+            r.description = (c.description or clean_description(joined))[:2000]
+            r.service_code = self.service(c.service_code).service_code
+            r.intent = c.intent
+            if r.urgency != "urgent":  # a danger in either message stays a danger
+                r.urgency = c.urgency
+
+    def _group_info(self, group: str) -> tuple[str, str, str]:
+        g = self.config.group(group)
+        return (g.community, g.grid, g.name) if g else ("", "", group)
+
+    # --- photos and locations sent around a report ----------------------------------------------------
+
+    def observe(self, msg: Message) -> None:
+        """Keep a photo or location for a minute: the words of a report may follow."""
+        if msg.private or not (msg.images or msg.location):
+            return
+        now = self.clock.now()
+        key = (msg.group, msg.sender)
+        kept = [(t, m) for t, m in self._buffer[key] if (now - t).total_seconds() <= MEDIA_WINDOW_SECONDS]
+        kept.append((now, msg))
+        self._buffer[key] = kept[-MAX_PHOTOS:]
+
+    def take_buffered(self, group: str, sender: str, exclude: str = "") -> list[Message]:
+        now = self.clock.now()
+        items = self._buffer.pop((group, sender), [])
+        return [m for t, m in items if (now - t).total_seconds() <= MEDIA_WINDOW_SECONDS and m.id != exclude]
+
+    def forget_buffered(self, group: str, sender: str, message_id: str) -> None:
+        key = (group, sender)
+        self._buffer[key] = [(t, m) for t, m in self._buffer.get(key, []) if m.id != message_id]
+
+    # --- intake ----------------------------------------------------------------------------------------
+
+    def open_report(
+        self, msg: Message, c: Classification, text: str, *, place_timeout: float
+    ) -> TicketReport | None:
+        """Commit the report before anything is said. None if this message was already taken as a report."""
+        extras = self.take_buffered(msg.group, msg.sender, exclude=msg.id)
+        report = self._new_report(msg, c, text, place_timeout=place_timeout, extras=extras)
+        try:
+            with self.store.session() as s:
+                s.add(report)
+                s.flush()
+                for m in [msg, *extras]:
+                    self._add_photos(s, report.id, m)
+        except IntegrityError:
+            return None
+        return report
+
+    def _new_report(
+        self, msg: Message, c: Classification, text: str, *, place_timeout: float, extras: list[Message]
+    ) -> TicketReport:
+        now = self.clock.now()
+        location = msg.location or next((m.location for m in reversed(extras) if m.location), None)
+        place = c.location or ""
+        desc = c.description or clean_description(text)
+        report = TicketReport(
+            channel=msg.channel,
+            message_id=msg.id[:128],
+            group_id=msg.group[:128],
+            sender=msg.sender[:128],
+            sender_name=msg.sender_name[:128],
+            text=mask_pii(text)[:4000],  # stored masked; the numbers staff may call are in `contact`
+            description=mask_pii(desc)[:2000],
+            contact=", ".join(phone_numbers(text))[:255],
+            service_code=self.service(c.service_code).service_code,
+            intent=c.intent,
+            place=mask_pii(place)[:255],
+            lat=location.lat if location else None,
+            lon=location.lon if location else None,
+            urgency=c.urgency,
+            state="draft",
+            created_at=now,
+            place_deadline=now + timedelta(seconds=place_timeout),
+        )
+        if not report.place and location is not None and location.address:
+            report.place = mask_pii(location.address)[:255]
+        return report
+
+    @staticmethod
+    def _add_photos(s: Any, report_id: int, m: Message) -> None:
+        for a in m.images[:MAX_PHOTOS]:
+            if a.data:
+                s.add(
+                    TicketMedia(
+                        report_id=report_id,
+                        message_id=m.id[:128],
+                        name=a.name or "photo.jpg",
+                        mime=a.mime or "image/jpeg",
+                        data=a.data,
+                        sha256=a.sha256,
+                    )
+                )
+
+    def add_media(self, report_id: int, msg: Message) -> None:
+        """A photo or location that followed the report."""
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            self._add_photos(s, report_id, msg)
+            if msg.location is not None and r.lat is None:
+                r.lat, r.lon = msg.location.lat, msg.location.lon
+                if not r.place and msg.location.address:
+                    r.place = mask_pii(msg.location.address)[:255]
+                if r.ticket_id is not None:
+                    t = s.get(Ticket, r.ticket_id)
+                    if t is not None and t.lat is None:
+                        t.lat, t.lon = r.lat, r.lon
+
+    def set_place(self, report_id: int, place: str, location: Location | None = None) -> None:
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return
+            if place:
+                r.place = mask_pii(place)[:255]
+            if location is not None:
+                r.lat, r.lon = location.lat, location.lon
+                if not r.place and location.address:
+                    r.place = mask_pii(location.address)[:255]
+
+    def report(self, report_id: int) -> TicketReport | None:
+        with self.store.session() as s:
+            return s.get(TicketReport, report_id)
+
+    # --- filing and merging ----------------------------------------------------------------------------
+
+    def file(self, report_id: int, *, hold_until: datetime | None = None) -> Filed | None:
+        """Draft -> a new ticket or a merge into an open one. Idempotent: a filed report is returned as is.
+        `hold_until`: the report came in quiet hours, so what it owes the group waits until then (unless
+        the problem is urgent)."""
+        now = self.clock.now()
+        window = timedelta(hours=self.settings.merge_window_hours)
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None:
+                return None
+            if r.state != "draft":
+                return Filed(r.id, r.ticket_id or 0, r.state == "merged")
+            # claim the draft: only one caller (followup, timeout, recovery) files it
+            claimed = getattr(
+                s.execute(
+                    update(TicketReport)
+                    .where(TicketReport.id == r.id, TicketReport.state == "draft")
+                    .values(state="filing")
+                ),
+                "rowcount",
+                0,
+            )
+            if not claimed:
+                return None
+            community, grid, group_name = self._group_info(r.group_id)
+            svc = self.service(r.service_code)
+            if r.urgency == "urgent":
+                hold_until = None
+            match = self._find_duplicate(s, r, community, now - window)
+            mention = [r.sender]
+            if match is not None:
+                r.ticket_id, r.state = match.id, "merged"
+                if match.status_version == 0:  # afterwards updated_at is the backend's time (apply_remote)
+                    match.updated_at = now
+                s.flush()
+                n = (
+                    s.scalar(
+                        select(func.count(func.distinct(TicketReport.sender))).where(
+                            TicketReport.ticket_id == match.id
+                        )
+                    )
+                    or 1
+                )
+                owe(
+                    s,
+                    key=f"merge:{r.id}",
+                    kind="merge",
+                    group=r.group_id,
+                    channel=r.channel,
+                    ticket_id=match.id,
+                    text=texts.MERGED.format(id=match.id, n=n),
+                    mentions=mention,
+                    in_reply_to=r.message_id,
+                    not_before=hold_until,
+                )
+                return Filed(r.id, match.id, True)
+            title = ticket_title(r.description or "居民反映的问题", r.place)
+            t = Ticket(
+                service_code=svc.service_code,
+                service_name=svc.service_name,
+                title=title,
+                description=mask_pii(r.description),
+                place=r.place,
+                place_key=place_key(r.place) if r.place else "",
+                lat=r.lat,
+                lon=r.lon,
+                community=community,
+                grid=grid,
+                urgency=r.urgency,
+                status="open",
+                sync="pending",
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(t)
+            s.flush()
+            r.ticket_id, r.state = t.id, "filed"
+            s.add(
+                TicketOutbox(
+                    ticket_id=t.id,
+                    idempotency_key=f"doorstep-{uuid.uuid4().hex}",
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            grid_text = f"（{community}{grid}负责跟进）" if grid else ""
+            place_text = f"\n地点：{mask_pii(r.place)}" if r.place else ""
+            ack = texts.ACK.format(
+                id=t.id, service=svc.service_name, grid=grid_text, title=mask_pii(title), place=place_text
+            )
+            if r.urgency == "urgent":
+                ack += texts.ACK_URGENT
+            owe(
+                s,
+                key=f"ack:{r.id}",
+                kind="ack",
+                group=r.group_id,
+                channel=r.channel,
+                ticket_id=t.id,
+                text=ack,
+                mentions=mention,
+                in_reply_to=r.message_id,
+                not_before=hold_until,
+            )
+            if r.urgency == "urgent":
+                alert = texts.ALERT_URGENT.format(
+                    id=t.id,
+                    group=group_name,
+                    title=mask_pii(title),
+                    who=r.sender_name or "居民",
+                    place=f"，地点：{mask_pii(r.place)}" if r.place else "",
+                ) + texts.ALERT_SOURCE.format(source=texts.CHANNEL_NAMES.get(r.channel, r.channel))
+                for staff in self._staff_for(community, grid):
+                    owe(
+                        s,
+                        key=f"urgent:{t.id}:{staff}",
+                        kind="alert",
+                        group=staff,
+                        channel=r.channel,
+                        ticket_id=t.id,
+                        text=alert,
+                    )
+                # and the staff groups configured for the community (a WeCom staff group: docs/wecom.md)
+                for ag_group, ag_channel, ag_community in self.settings.alert_groups:
+                    if not ag_community or ag_community == community:
+                        owe(
+                            s,
+                            key=f"urgent:{t.id}:{ag_channel}:{ag_group}"[:160],
+                            kind="alert",
+                            group=ag_group,
+                            channel=ag_channel,
+                            ticket_id=t.id,
+                            text=alert,
+                        )
+            return Filed(r.id, t.id, False)
+
+    def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
+        """An open ticket about the same problem at the same place (see tickets/merge.py)."""
+        candidates = s.scalars(
+            select(Ticket)
+            .where(Ticket.service_code == r.service_code, Ticket.status == "open", Ticket.created_at >= since)
+            .order_by(Ticket.id.desc())
+            .limit(200)
+        ).all()
+        new = Sighting(r.place, r.lat, r.lon, r.description)
+        things = self.service(r.service_code).keywords
+        for t in candidates:
+            if community and t.community and t.community != community:
+                continue
+            if not same_problem(r.description, t.description, things):
+                continue
+            place = same_place(new, Sighting(t.place, t.lat, t.lon, t.description))
+            if place is None:
+                # no place on one side: only the same problem told again in the same group
+                place = (
+                    s.scalars(
+                        select(TicketReport.id).where(
+                            TicketReport.ticket_id == t.id, TicketReport.group_id == r.group_id
+                        )
+                    ).first()
+                    is not None
+                    and similarity(r.description, t.description) >= TEXT_SIMILARITY
+                )
+            if place:
+                return t
+        return None
+
+    def _staff_for(self, community: str, grid: str) -> list[str]:
+        staff = self.config.staff_list
+        by_grid = [
+            m.id for m in staff if grid and grid in m.grids and (not community or m.community == community)
+        ]
+        if by_grid:
+            return by_grid
+        return [m.id for m in staff if community and m.community == community and "社区工作者" in m.roles][:2]
+
+    def _alert_parked(self, ticket_id: int, error: str) -> None:
+        with self.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            first = s.scalars(
+                select(TicketReport).where(TicketReport.ticket_id == ticket_id).order_by(TicketReport.id)
+            ).first()
+            if t is None:
+                return
+            staff = self._staff_for(t.community, t.grid) or [
+                m.id for m in self.config.staff_list if "管理员" in m.roles
+            ]
+            for sid in staff:
+                owe(
+                    s,
+                    key=f"parked:{t.id}:{sid}",
+                    kind="alert",
+                    group=sid,
+                    channel=first.channel if first else "",
+                    ticket_id=t.id,
+                    text=texts.ALERT_PARKED.format(id=t.id, title=mask_pii(t.title), error=error[:200]),
+                )
+        log.error("ticket #%s parked after repeated failures: %s", ticket_id, error)
+
+    # --- status from the backend -----------------------------------------------------------------------
+
+    def apply_remote(self, remote: RemoteRequest) -> bool:
+        """Record the backend's view of a ticket; owe one message per group if its status changed.
+
+        Webhooks and polls can arrive out of order (the creation's "open" event delivered after a poll saw the
+        ticket closed; a poll's answer read before a webhook and applied after it). Updates are ordered by the
+        backend's `updated_datetime`: once a change has been applied (`status_version` > 0) the ticket's
+        `updated_at` holds the backend's time of it, and anything older is ignored, so a ticket never moves
+        backwards and groups hear of each real change once. Before the first change there is nothing to undo
+        (the ticket is open and an older "open" changes nothing). Equal times are applied (a server that keeps
+        whole seconds may make two changes in one second; what it says last wins when polled again).
+        An unreadable `updated_datetime`, or one in the future, is refused (see `remote_time`).
+        """
+        now = self.clock.now()
+        try:
+            stamp = remote_time(remote.updated_datetime, now)
+        except BadRemoteTime as e:
+            log.warning("refused an update of ticket %s: %s", remote.service_request_id[:64], e)
+            return False
+        with self.store.session() as s:
+            t = s.scalars(select(Ticket).where(Ticket.remote_id == remote.service_request_id)).first()
+            if t is None:
+                return False
+            applied = _utc(t.updated_at)
+            # a time in the future stored before such stamps were refused must not pin the ticket
+            pinned = applied > _utc(now) + timedelta(seconds=CLOCK_SKEW_SECONDS)
+            if stamp is not None and t.status_version > 0 and not pinned and stamp < applied:
+                log.info(
+                    "ignored a stale update of ticket #%s (%s at %s, already applied %s)",
+                    t.id,
+                    remote.status,
+                    remote.updated_datetime,
+                    t.updated_at.isoformat(),
+                )
+                return False
+            status = "closed" if remote.status == "closed" else "open"
+            changed = status != t.status
+            t.status_notes = mask_pii(remote.status_notes)  # shown to residents by "查询工单"
+            if remote.agency_responsible:
+                t.agency = remote.agency_responsible
+            if not changed:
+                if stamp is not None and t.status_version > 0:
+                    t.updated_at = stamp
+                return False
+            t.status = status
+            t.status_version += 1
+            t.updated_at = stamp or now
+            reports = s.scalars(
+                select(TicketReport).where(TicketReport.ticket_id == t.id).order_by(TicketReport.id)
+            ).all()
+            by_group: dict[str, list[TicketReport]] = defaultdict(list)
+            for r in reports:
+                by_group[r.group_id].append(r)
+            notes = ""
+            if remote.status_notes:
+                notes = f"（{mask_pii(remote.status_notes)[:100]}"
+                notes += f"，{t.agency}）" if t.agency else "）"
+            template = texts.CLOSED if status == "closed" else texts.REOPENED
+            for group, rs in by_group.items():
+                owe(
+                    s,
+                    key=f"status:{t.id}:{t.status_version}:{group}",
+                    kind="status",
+                    group=group,
+                    channel=rs[0].channel,
+                    ticket_id=t.id,
+                    text=template.format(id=t.id, title=mask_pii(t.title), notes=notes),
+                    mentions=[r.sender for r in rs],
+                )
+            return True
+
+    async def poll_once(self) -> int:
+        """Ask the backend about every open ticket it knows; returns how many changed."""
+        with self.store.session() as s:
+            open_ids = [
+                str(x)
+                for x in s.scalars(
+                    select(Ticket.remote_id).where(Ticket.status == "open", Ticket.remote_id.is_not(None))
+                ).all()
+            ]
+            tokens = s.execute(
+                select(Ticket.id, Ticket.remote_token).where(
+                    Ticket.remote_id.is_(None), Ticket.remote_token.is_not(None)
+                )
+            ).all()
+        changed = 0
+        try:
+            for tid, token in tokens:  # servers that answer POST with a token only
+                rid = await self.client.token(str(token))
+                if rid:
+                    with self.store.session() as s:
+                        s.execute(update(Ticket).where(Ticket.id == tid).values(remote_id=rid))
+                    open_ids.append(rid)
+            if open_ids:
+                for remote in await self.client.get_many(open_ids):
+                    changed += self.apply_remote(remote)
+            self.last_poll_ok = True
+        except TicketBackendError as e:
+            self.last_poll_ok = False
+            log.warning("polling the ticket backend failed: %s", e)
+        return changed
+
+    # --- recovery --------------------------------------------------------------------------------------
+
+    def recover_inflight(self) -> int:
+        """Reports whose message was recorded but whose handling was cut off (a crash): take them now.
+
+        Safe with several processes: each message is claimed by a conditional UPDATE (received -> handled) in the
+        transaction that records its report; one process wins, the others skip it."""
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=self.inflight_grace_seconds)
+        since = now - timedelta(days=2)
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(InboundMessage)
+                .where(
+                    InboundMessage.status == "received",
+                    InboundMessage.received_at <= cutoff,
+                    InboundMessage.received_at >= since,
+                )
+                .limit(200)
+            ).all()
+            taken = (
+                {
+                    (c, m)
+                    for c, m in s.execute(
+                        select(TicketReport.channel, TicketReport.message_id).where(
+                            TicketReport.message_id.in_([r.message_id for r in rows])
+                        )
+                    ).all()
+                }
+                if rows
+                else set()
+            )
+        recovered = 0
+        for row in rows:
+            already = (row.channel, row.message_id) in taken  # the handler committed the report, then stopped
+            c = self.classifier.classify(row.text)
+            report: TicketReport | None = None
+            try:
+                with self.store.session() as s:
+                    # the claim: one process wins the message (received -> handled), in the same transaction as
+                    # the report it makes of it, so a process killed here leaves the message for the next round
+                    won = s.execute(
+                        update(InboundMessage)
+                        .where(InboundMessage.id == row.id, InboundMessage.status == "received")
+                        .values(
+                            status="handled",
+                            reason="recovered:taken"
+                            if already
+                            else ("recovered" if c.needs_ticket else "recovered:skip"),
+                            intent=c.intent,
+                        )
+                    )
+                    if getattr(won, "rowcount", 0) != 1:
+                        continue  # another process recovered it, or its handler finished meanwhile
+                    if c.needs_ticket and not already:
+                        msg = Message(
+                            id=row.message_id,
+                            channel=row.channel,
+                            group=row.group_id,
+                            sender=row.sender,
+                            sender_name=row.sender_name,
+                            text=row.text,
+                            time=row.received_at,
+                        )
+                        report = self._new_report(msg, c, row.text, place_timeout=0, extras=[])
+                        s.add(report)
+            except IntegrityError:  # its handler committed the report meanwhile: that one stands
+                continue
+            if report is not None:
+                # a crash before this leaves an overdue draft, which file_overdue_drafts files
+                self.file(report.id)
+                recovered += 1
+        if recovered:
+            log.warning("recovered %d reports cut off by a restart", recovered)
+        return recovered
+
+    def file_overdue_drafts(self) -> int:
+        """Drafts still waiting for a place after their deadline (the process restarted meanwhile): file them.
+
+        Safe with several processes: `file` claims each draft (draft -> filing) in the transaction that files it,
+        so exactly one process files a draft, and a process killed while filing leaves it a draft."""
+        with self.store.session() as s:
+            ids = s.scalars(
+                select(TicketReport.id).where(
+                    TicketReport.state == "draft", TicketReport.place_deadline <= self.clock.now()
+                )
+            ).all()
+        return sum(1 for i in ids if self.file(i) is not None)
+
+    # --- the heartbeat ---------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        try:
+            self.recover_inflight()
+            self.file_overdue_drafts()
+            self.notifier.reconcile()
+            self.notifier.flush()
+            await self.outbox.run_due()
+            now = self.clock.now()
+            if self.poll_interval_seconds > 0 and (self._next_poll is None or now >= self._next_poll):
+                self._next_poll = now + timedelta(seconds=self.poll_interval_seconds)
+                await self.poll_once()
+            self.notifier.flush()
+        except Exception as e:  # logged once, then with backoff (a damaged store fails every tick)
+            self.store.failed("ticket desk tick", e, self.clock.now())
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        if self.embedded_backend is not None:
+            await self.embedded_backend.stop()
+
+    # --- questions about tickets -----------------------------------------------------------------------
+
+    @staticmethod
+    def _view(s: Session, t: Ticket) -> TicketView:
+        n = s.scalar(
+            select(func.count(func.distinct(TicketReport.sender))).where(TicketReport.ticket_id == t.id)
+        )
+        return TicketView(
+            id=t.id,
+            title=t.title,
+            status=t.status,
+            service_name=t.service_name,
+            sync=t.sync,
+            agency=t.agency,
+            status_notes=t.status_notes,
+            reporters=int(n or 0),
+        )
+
+    def ticket(self, ticket_id: int) -> TicketView | None:
+        with self.store.session() as s:
+            t = s.get(Ticket, ticket_id)
+            return None if t is None else self._view(s, t)
+
+    def tickets_of(self, sender: str, limit: int = 5) -> list[TicketView]:
+        with self.store.session() as s:
+            tickets = s.scalars(
+                select(Ticket)
+                .join(TicketReport, TicketReport.ticket_id == Ticket.id)
+                .where(TicketReport.sender == sender)
+                .group_by(Ticket.id)
+                .order_by(Ticket.id.desc())
+                .limit(limit)
+            ).all()
+            return [self._view(s, t) for t in tickets]
+
+    async def refresh(self, ticket_ids: Sequence[int]) -> bool:
+        """Ask the backend about these tickets now; False if it could not be reached."""
+        with self.store.session() as s:
+            ids = [
+                str(r)
+                for r in s.scalars(
+                    select(Ticket.remote_id).where(
+                        Ticket.id.in_(list(ticket_ids)), Ticket.remote_id.is_not(None)
+                    )
+                )
+            ]
+        if not ids:
+            return True
+        try:
+            for remote in await self.client.get_many(ids):
+                self.apply_remote(remote)
+        except TicketBackendError as e:
+            log.info("refreshing tickets from the backend failed: %s", e)
+            return False
+        self.notifier.flush()
+        return True
+
+    def correct(
+        self,
+        ticket_id: int,
+        *,
+        service_code: str | None = None,
+        urgency: str | None = None,
+        staff_id: str = "",
+    ) -> Corrected:
+        return correct(
+            self.store,
+            self.config,
+            self.clock,
+            ticket_id,
+            service_code=service_code,
+            urgency=urgency,
+            staff_id=staff_id,
+        )
+
+    def health(self) -> JSON:
+        counts = self.outbox.counts()
+        ok = self.outbox.last_ok is not False and self.last_poll_ok is not False
+        return {
+            "status": "up" if ok else "down",
+            "url": self.client.base_url,
+            "outbox": {
+                "pending": counts.get("pending", 0),
+                "parked": counts.get("parked", 0),
+                "sent": counts.get("done", 0),
+            },
+            "last_error": self.outbox.last_error,
+            "owed_messages": self.notifier.pending(),
+        }
+
+
+def attachments_of(msgs: list[Message]) -> list[Attachment]:
+    return [a for m in msgs for a in m.images]
