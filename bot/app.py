@@ -59,6 +59,8 @@ CHANNEL_MODULES = {
     "simulator": "channels.simulator",
     "console": "channels.console",
     "wechaty": "channels.wechaty",
+    "wecom_bot": "channels.wecom_bot",  # docs/wecom.md
+    "wecom_kf": "channels.wecom_kf",
 }
 TICKET_BACKEND_MODULES = {"open311": "tickets.open311"}
 HANDLER_PACKAGES = ("handlers",)
@@ -211,6 +213,7 @@ class App:
                         n for n, ch in self.channels.items() if ch.capabilities.private_chats
                     ),
                 ),
+                alert_groups=tuple((a.group, a.channel, a.community) for a in t.alert_groups),
             ),
         )
         desk.outbox.base_delay, desk.outbox.max_delay = t.retry_base_seconds, t.retry_max_seconds

@@ -75,6 +75,15 @@ class LLMSettings(Strict):
     timeout_seconds: float = 8.0
 
 
+class AlertGroup(Strict):
+    """A staff group that also gets the urgent-ticket alerts (and daily summaries) of a community, e.g. a WeCom
+    staff group: `{group: <chatid>, channel: wecom_bot, community: 示例社区}`; no community: every community."""
+
+    group: str
+    channel: str
+    community: str = ""
+
+
 class TicketSettings(Strict):
     backend: str = "open311"  # the ticket backend plugin: a built-in name or a module (core/registry.py)
     backend_settings: dict[str, Any] = Field(default_factory=dict)  # the plugin's own settings block
@@ -100,6 +109,7 @@ class TicketSettings(Strict):
     # not given within `satisfaction_days` counts as none given
     satisfaction: Literal["group", "private", "off"] = "group"
     satisfaction_days: float = Field(3.0, gt=0)
+    alert_groups: list[AlertGroup] = Field(default_factory=list)
 
 
 class HttpSettings(Strict):
@@ -172,7 +182,17 @@ class ConfigFiles(Strict):
 
 # The contract's own variables that happen to share the DOORSTEP_ prefix with a settings block
 # (DOORSTEP_INDEX is a directory, not the `index` block): they are applied by name, never parsed as settings.
-CONTRACT_ENV = frozenset({"doorstep_index", "doorstep_data", "doorstep_port", "doorstep_config"})
+CONTRACT_ENV = frozenset(
+    {
+        "doorstep_index",
+        "doorstep_data",
+        "doorstep_port",
+        "doorstep_config",
+        "doorstep_wecom_bot_id",
+        "doorstep_wecom_bot_secret",
+        "doorstep_wecom_ws_url",
+    }
+)
 
 
 class _EnvSource(EnvSettingsSource):
@@ -367,10 +387,26 @@ class Config(BaseModel):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.main.timezone)
 
+    def _kf_account(self, open_kfid: str) -> dict[str, Any] | None:
+        """A 微信客服 account of the `wecom_kf` block (read as data: the wiring alone imports channels; the
+        block itself is validated by the channel's settings model when the app is built)."""
+        block = (self.main.channels.model_extra or {}).get("wecom_kf")
+        accounts = block.get("accounts", []) if isinstance(block, dict) else []
+        return next((a for a in accounts if isinstance(a, dict) and a.get("open_kfid") == open_kfid), None)
+
     def group(self, group_id: str) -> GroupConfig | None:
         for g in self.groups.groups:
             if g.id == group_id or g.name == group_id:
                 return g
+        if group_id.startswith("kf:"):  # a 微信客服 conversation: its account's community (docs/wecom.md)
+            account = self._kf_account(group_id.split(":")[1])
+            if account is not None:
+                return GroupConfig(
+                    id=group_id,
+                    name=str(account.get("name") or "微信客服"),
+                    community=str(account.get("community") or ""),
+                    channel="wecom_kf",
+                )
         return None
 
     @property
@@ -518,6 +554,20 @@ def _apply_contract_env(main: MainSettings) -> None:
         main.channels.wechaty_token = token
     if endpoint := env.get("WECHATY_PUPPET_SERVICE_ENDPOINT"):
         main.channels.wechaty_endpoint = endpoint
+    # CONTRACT.md "WeCom channels": the AI bot's credentials and address fill (or make) its `channels:` block
+    wecom = {
+        key: env[var]
+        for key, var in (
+            ("bot_id", "DOORSTEP_WECOM_BOT_ID"),
+            ("secret", "DOORSTEP_WECOM_BOT_SECRET"),
+            ("ws_url", "DOORSTEP_WECOM_WS_URL"),
+        )
+        if env.get(var)
+    }
+    if wecom:
+        extra = main.channels.model_extra if main.channels.model_extra is not None else {}
+        block = extra.get("wecom_bot")
+        extra["wecom_bot"] = {**(block if isinstance(block, dict) else {}), **wecom}
 
 
 def load_config(path: str | Path | None = None) -> Config:

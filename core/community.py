@@ -92,6 +92,7 @@ class StaffMember(Strict):
     community: str = ""
     grids: list[str] = Field(default_factory=list)
     phone: str = ""
+    wecom_userid: str = ""  # the same person in WeCom (企业微信 账号): staff commands from WeCom groups
 
 
 class Service(Strict):

@@ -102,7 +102,8 @@ class AskHandler(Handler):
         if preparing is not None:
             return [ctx.reply(preparing, kind="status")]
         msg = ctx.message
-        group = None if msg.private else self.services.groups.resolve(msg.group)
+        # a private chat has a community too when the config gives one (a 微信客服 account's conversations)
+        group = self.services.groups.resolve(msg.group)
         community = group.community if group else ""
         answer = await knowledge.ask(question, community or None)
         if answer is None:  # not loaded, or the index cannot be read just now (logged where it failed)

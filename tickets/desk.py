@@ -106,6 +106,8 @@ class DeskSettings:
     poll_interval_seconds: float = 60.0  # how often the backend is asked about open tickets
     inflight_grace_seconds: float = 30.0  # a recorded but unhandled message older than this was cut off
     surveys: satisfaction.SurveySettings = satisfaction.SurveySettings()  # asked when a ticket is closed
+    # staff groups that also get a community's urgent alerts: (group, channel, community or "" for all)
+    alert_groups: tuple[tuple[str, str, str], ...] = ()
 
 
 class Lifecycle(Protocol):
@@ -447,6 +449,13 @@ class ReportDesk:
             not_before=hold_until,
         )
         if r.urgency == "urgent":
+            alert = texts.ALERT_URGENT.format(
+                id=t.id,
+                group=group_name,
+                title=mask_pii(title),
+                who=r.sender_name or "居民",
+                place=f"，地点：{mask_pii(r.place)}" if r.place else "",
+            ) + texts.ALERT_SOURCE.format(source=texts.CHANNEL_NAMES.get(r.channel, r.channel))
             for staff in self._staff_for(community, grid):
                 owe(
                     s,
@@ -455,14 +464,20 @@ class ReportDesk:
                     group=staff,
                     channel=r.channel,
                     ticket_id=t.id,
-                    text=texts.ALERT_URGENT.format(
-                        id=t.id,
-                        group=group_name,
-                        title=mask_pii(title),
-                        who=r.sender_name or "居民",
-                        place=f"，地点：{mask_pii(r.place)}" if r.place else "",
-                    ),
+                    text=alert,
                 )
+            # and the staff groups configured for the community (a WeCom staff group: docs/wecom.md)
+            for ag_group, ag_channel, ag_community in self.settings.alert_groups:
+                if not ag_community or ag_community == community:
+                    owe(
+                        s,
+                        key=f"urgent:{t.id}:{ag_channel}:{ag_group}"[:160],
+                        kind="alert",
+                        group=ag_group,
+                        channel=ag_channel,
+                        ticket_id=t.id,
+                        text=alert,
+                    )
         return t
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:

@@ -9,3 +9,12 @@ CLOSED = "工单 #{id}（{title}）已处理完毕{notes}。感谢反映！"
 REOPENED = "工单 #{id}（{title}）已重新打开，正在处理中{notes}。"
 ALERT_PARKED = "【工单发送失败】工单 #{id}（{title}）多次发送到工单系统都没有成功，已暂存，会继续重试。最近的错误：{error}"
 ALERT_URGENT = "【紧急工单 #{id}】{group}：{title}（{who}反映）{place}"
+ALERT_SOURCE = "\n来源：{source}"
+# what staff read as a message's source (tickets and alerts say which channel a report came from)
+CHANNEL_NAMES = {
+    "wechaty": "微信群",
+    "simulator": "模拟群",
+    "console": "控制台",
+    "wecom_bot": "企业微信",
+    "wecom_kf": "微信客服",
+}
