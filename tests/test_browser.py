@@ -4,8 +4,6 @@ post a message as a resident, see the bot's reply appear."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,12 +16,9 @@ from bot.clock import ManualClock
 from bot.config import Config
 from bot.web.app import create_web_app
 from channels.simulator.channel import SimulatorChannel
+from tests.browsers import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.browser
-
-if CHROMIUM is None and os.environ.get("DOORSTEP_REQUIRE_BROWSER"):
-    raise RuntimeError("DOORSTEP_REQUIRE_BROWSER is set but Debian's chromium is not installed")
 
 
 def free_port() -> int:
@@ -54,22 +49,14 @@ def server(config: Config, clock: ManualClock) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 def test_post_in_the_page_and_see_the_reply(server: str, tmp_path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page()

@@ -23,29 +23,15 @@ from typing import Any
 
 import pytest
 
+from tests.browsers import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.procs import ROOT, Procs, Serve, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
-if CHROMIUM is None and os.environ.get("DOORSTEP_REQUIRE_BROWSER"):
-    raise RuntimeError("DOORSTEP_REQUIRE_BROWSER is set but Debian's chromium is not installed")
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 PASSWORD = "wang-grid3-2026"
 GROUP = "幸福里3号楼"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +62,7 @@ class Browser:
     """One Chromium, a desktop page signed in as the 网格员, and a phone-sized page sharing her cookies."""
 
     def __init__(self, pw: Any, base: str, shots: Path) -> None:
-        self.browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        self.browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         self.base = base
         self.shots = shots
         self.desk_ctx = self.browser.new_context(viewport=DESKTOP, locale="zh-CN")

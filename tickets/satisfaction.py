@@ -243,17 +243,7 @@ def record(
             return Answered(t.id, ASK_REASON.format(id=t.id), False)
         sv.state, sv.reason = "reopen", reason
         _event(s, t.id, f"{sv.sender_name or '居民'}评价：不满意，原因：{reason}", now)
-        who = sv.sender_name or ""
-        for staff in staff_for(t.community, t.grid):
-            owe(
-                s,
-                key=f"unsatisfied:{sv.id}:{staff}",
-                kind="alert",
-                group=staff,
-                channel=sv.channel,
-                ticket_id=t.id,
-                text=WORKER_REOPENED.format(id=t.id, title=mask_pii(t.title), who=who, reason=reason[:200]),
-            )
+        _tell_workers(s, sv, t, WORKER_REOPENED, staff_for, reason=reason[:200])
         log.info("ticket #%s: a reporter is not satisfied; reopen owed", t.id)
         return Answered(t.id, REOPENING.format(id=t.id, reason=reason[:60]), True)
 
@@ -291,19 +281,26 @@ def expire_due(store: Store, now: datetime, staff_for: StaffFor) -> int:
                 continue
             sv.state = "answered"
             t = s.get(Ticket, sv.ticket_id)
-            if t is None:
-                continue
-            for staff in staff_for(t.community, t.grid):
-                owe(
-                    s,
-                    key=f"unsatisfied:{sv.id}:{staff}",
-                    kind="alert",
-                    group=staff,
-                    channel=sv.channel,
-                    ticket_id=t.id,
-                    text=WORKER_NO_REASON.format(id=t.id, title=mask_pii(t.title), who=sv.sender_name or ""),
-                )
+            if t is not None:
+                _tell_workers(s, sv, t, WORKER_NO_REASON, staff_for)
     return n
+
+
+def _tell_workers(
+    s: Session, sv: SatisfactionSurvey, t: Ticket, template: str, staff_for: StaffFor, reason: str = ""
+) -> None:
+    """Owe the ticket's grid workers (their private chats) a word about this 不满意, once each."""
+    text = template.format(id=t.id, title=mask_pii(t.title), who=sv.sender_name or "", reason=reason)
+    for staff in staff_for(t.community, t.grid):
+        owe(
+            s,
+            key=f"unsatisfied:{sv.id}:{staff}",
+            kind="alert",
+            group=staff,
+            channel=sv.channel,
+            ticket_id=t.id,
+            text=text,
+        )
 
 
 def _event(s: Session, ticket_id: int, text: str, now: datetime) -> None:

@@ -644,15 +644,7 @@ def _knowledge_routes(router: APIRouter, app: App) -> None:
         except UploadRefused as e:
             log.info("admin API refused an upload: %s", e.reason)
             return refused(e)
-        return IngestOut(
-            source=result.source,
-            status=result.status,
-            community=result.community,
-            chunks=result.chunks,
-            reason=result.reason,
-            warnings=list(result.warnings),
-            summary=result.summary,
-        )
+        return IngestOut.model_validate(result, from_attributes=True)
 
     @router.delete(
         "/knowledge/documents/{source}",
