@@ -135,3 +135,28 @@ def test_the_wechat_channel_block_and_its_older_keys(
     monkeypatch.setenv("WECHATY_PUPPET_SERVICE_TOKEN", "from-env")  # the contract's variable wins
     ch = build_channel(config_with(tmp_path / "env", channels={"wechaty": {"token": "t1"}}), "wechaty")
     assert isinstance(ch, WechatyChannel) and ch.token == "from-env"
+
+
+async def test_a_handler_claims_a_message_before_the_policy_and_a_broken_claim_stops_nothing(
+    tmp_path: Path, data_dir: Path, clock: ManualClock
+) -> None:
+    from tests.plugins.claiming_handler import PASSWORD
+    from tests.support import RecordingChannel, Say
+
+    config = config_with(tmp_path, plugins=["tests.plugins.claiming_handler"])
+    channel = RecordingChannel()
+    app = App(config, clock=clock, channels={"rec": channel})
+    await app.start(background=False)
+    try:
+        say = Say()
+        o = await app.handle(say(PASSWORD))  # not addressed: the policy alone would leave it unanswered
+        await app.settle()
+        assert (o.status, o.handler) == ("handled", "password")
+        assert channel.texts("幸福里3号楼")[-1] == "门开了"
+        o = await app.handle(say("今天天气不错"))  # claimed by nobody: the policy decides as always
+        assert o.status == "ignored"
+        o = await app.handle(say("帮助", mention=True))  # and routing goes on past the broken claim
+        await app.settle()
+        assert (o.status, o.handler) == ("handled", "help")
+    finally:
+        await app.stop()
