@@ -110,6 +110,7 @@ class TicketSettings(Strict):
     satisfaction: Literal["group", "private", "off"] = "group"
     satisfaction_days: float = Field(3.0, gt=0)
     alert_groups: list[AlertGroup] = Field(default_factory=list)
+    summary_at: time | None = None  # the alert groups get a daily summary at this local time; empty: none
 
 
 class HttpSettings(Strict):

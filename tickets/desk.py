@@ -17,7 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
@@ -60,6 +60,7 @@ from tickets.followup import MEDIA_WINDOW_SECONDS, ReportFollowup
 from tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from tickets.notify import Notifier, owe
 from tickets.outbox import Outbox
+from tickets.summary import AlertGroup, DailySummary
 
 log = logging.getLogger(__name__)
 MAX_PHOTOS = 6
@@ -108,6 +109,7 @@ class DeskSettings:
     surveys: satisfaction.SurveySettings = satisfaction.SurveySettings()  # asked when a ticket is closed
     # staff groups that also get a community's urgent alerts: (group, channel, community or "" for all)
     alert_groups: tuple[tuple[str, str, str], ...] = ()
+    summary_at: time | None = None  # the local time the alert groups get the daily summary; None: never
 
 
 class Lifecycle(Protocol):
@@ -144,6 +146,9 @@ class ReportDesk:
         self.client = backend
         self.notifier = Notifier(store, sender, clock, groups)
         self.notifier.owns = config.owns  # a process sends only to the groups its account owns
+        self.summary = DailySummary(
+            store, config.tz, self.settings.summary_at, [AlertGroup(*g) for g in self.settings.alert_groups]
+        )
         self.outbox = outbox or Outbox(store, backend, clock, on_parked=self._alert_parked)
         if self.outbox.on_parked is None:
             self.outbox.on_parked = self._alert_parked
@@ -761,6 +766,7 @@ class ReportDesk:
             self.recover_inflight()
             self.file_overdue_drafts()
             self.notifier.reconcile()
+            self.summary.due(self.clock.now())
             self.notifier.flush()
             await self.outbox.run_due()
             await self.satisfaction_tick()
