@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from sklearn.linear_model import LogisticRegression
 from core.community import Service
 from core.intent import INTENTS, Classification, Intent
 from core.ports import ClassifierConfig as Config  # the config as the classifier reads it
-from nlp.extract import clean_description, dangers, extract_place, normalise
+from nlp.extract import clean_description, dangers, extract_place, names_problem, normalise, small_talk
 from nlp.semantic import TABLE as TERM_TABLE
 from nlp.semantic import TermVectors, term_vectors
 
@@ -365,6 +365,10 @@ class TrainedClassifier:
     # --- the interface ---------------------------------------------------------------------------------
 
     def classify(self, text: str) -> Classification:
+        c = self._classify(text)
+        return replace(c, names_problem=names_problem(text), small_talk=small_talk(text))
+
+    def _classify(self, text: str) -> Classification:
         t = text.strip()
         if not normalise(t):
             return Classification(intent="chitchat", confidence=1.0)

@@ -389,3 +389,67 @@ def short_title(description: str, limit: int = 20) -> str:
             break
         t = f"{t}，{p}"
     return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+# --- what kind of words: a problem named, or small talk -------------------------------------------------
+
+# A state that is wrong with a thing, as residents say it. The trained model decides whether a message needs a
+# ticket; this says whether the words *name a problem* at all, which the conversation needs where the model is
+# not asked the right question: a short answer to "where?" ("5楼", "就在我家楼下") or a neighbour's answer
+# ("益丰大药房是24小时营业的") is read as a report by a model trained on reports, but it names no problem.
+_PROBLEM = re.compile(
+    r"坏|故障|失灵|不亮|不灵|不转|不动|不走|不通|不响|不能用|用不了|没法用|打不开|关不上|锁不上|开不了|"
+    r"停电|断电|没电|停水|断水|没水|不出水|水压|漏|渗|滴水|返水|冒水|堵|松动|松了|晃动|摇晃|歪了|倒了|"
+    r"断了|掉了|掉下|脱落|破了|破损|裂|塌|陷|鼓包|起皮|生锈|锈了|冒烟|着火|起火|焦糊|臭|异味|味道[很太好]?大|刺鼻|"
+    r"吵|噪音|扰民|太响|乱停|乱放|乱扔|乱丢|乱堆|乱贴|乱倒|乱搭|乱拉|堆满|堆放|堆了|堆着|占用|占了|占道|占着|"
+    r"挡住|堵住|挡着|没人管|没人修|没人清|没人处理|没人来|不管|不处理|没处理|没清|没收|没拉走|满了|溢出|积水|"
+    r"淹|危险|隐患|吓人|困|卡住|卡在|夹住|咬|受伤|摔|差点|拉屎|粪便|不拴绳|飞线|私拉|违建|违章|偷|被撬|丢了|"
+    r"脏|蚊子|蚊虫|老鼠|蟑螂|虫子|霉|发黄|浑浊|不安全|不合理|收费不|多收|乱收|缺斤短两|态度差|态度不好|"
+    r"需要帮助|需要帮忙|没人照顾|求助"
+)
+
+
+def names_problem(text: str) -> bool:
+    """Whether the words name something wrong now (a broken, blocked, dirty, noisy or dangerous thing), not
+    only a place, a fact or a thing already fixed ("电梯已经修好了")."""
+    t = normalise(_AT.sub("", text))
+    if dangers(t):
+        return True
+    for clause in re.split(r"[。！？!?\n；;，,]", t):
+        if clause.strip() and not _RESOLVED.search(clause) and _PROBLEM.search(clause):
+            return True
+    return False
+
+
+# Small talk as a whole message: thanks, greetings, goodbyes, praise, "ok". The kind picks the bot's reply.
+_THANKS = r"谢谢|多谢|感谢|谢了|谢啦|辛苦了|辛苦啦|辛苦|麻烦了|麻烦你了|麻烦您了|太感谢了|非常感谢|十分感谢|thanks|thank you|thx|3q"
+_SMALL_TALK = [
+    ("thanks", _THANKS),
+    ("greeting", r"你好|您好|嗨|哈喽|hello|hi|在吗|在不在|在么|早|早上好|早安|上午好|中午好|下午好|晚上好"),
+    ("bye", r"再见|拜拜|bye|晚安|回头见"),
+    ("praise", r"真棒|好棒|棒|厉害|真厉害|太厉害了|好用|真好用|点赞|给力|真聪明|不错|挺好|很好"),
+    (
+        "ack",
+        r"好的|好|好滴|好嘞|好吧|行|行的|可以|收到|知道了|明白了|明白|了解|嗯|哦|ok|okay|对|是的|没事|没事了",
+    ),
+]
+_TALK_LEAD = r"(?:好的|好|嗯嗯|嗯|收到|ok|行|哦|你|您|你们|小门|家门口助手|家门口|助手)*"
+_TALK_TAIL = r"(?:[呀啊哈呢哦噢了啦嘛哟]|小门|家门口助手|家门口|助手|你|您|你们|大家|了|哈哈|啊)*"
+_SMALL_TALK_RE = [
+    (kind, re.compile(rf"^{_TALK_LEAD}(?:{rx})+{_TALK_TAIL}$", re.IGNORECASE)) for kind, rx in _SMALL_TALK
+]
+_THANKS_HEAD = re.compile(rf"^{_TALK_LEAD}(?:{_THANKS})", re.IGNORECASE)
+
+
+def small_talk(text: str) -> str:
+    """The kind of small talk a whole message is ('thanks', 'greeting', 'bye', 'praise', 'ack'), or ''."""
+    t = re.sub(r"[\s,，。.!！~～?？、:：]+", "", normalise(_AT.sub("", text))).lower()
+    if not t or len(t) > 16:
+        return ""
+    for kind, rx in _SMALL_TALK_RE:
+        if rx.match(t):
+            return kind
+    # "谢谢你帮我登记了", "感谢你们这么快": thanks that say what for, as long as they name no new problem
+    if _THANKS_HEAD.match(t) and not names_problem(t):
+        return "thanks"
+    return ""
