@@ -150,6 +150,13 @@ class Handler(ABC):
     @abstractmethod
     async def handle(self, ctx: Context) -> list[Reply]: ...
 
+    def claims(self, ctx: Context) -> bool:
+        """Whether this message answers something the bot said and the store keeps (a quoted ticket
+        acknowledgement, a satisfaction survey), or is a request the group's policy would not let through (an
+        unaddressed 帮助): such a message goes to `handle` before the group's policy and the classifier,
+        addressed or not."""
+        return False
+
     async def observe(self, ctx: Context) -> None:
         """Sees every recorded message in a group, addressed or not, before the policy decides whether the
         bot speaks: e.g. a photo or a location sent just before the words of a report."""
