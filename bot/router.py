@@ -177,8 +177,8 @@ class Router:
             return await self._run(claimed, ctx, now)
 
         filing = (ctx.addressed or ctx.text.startswith(("/", "／"))) and _FILING.match(ctx.text)
-        if filing:
-            ctx.text = ctx.text.lstrip("/／").strip()
+        if filing:  # "/报修 …" is said to the bot as much as "@家门口助手 报修 …"
+            ctx.text, ctx.addressed = ctx.text.lstrip("/／").strip(), True
         ctx.classification = (
             svc.classifier.classify(ctx.text)
             if ctx.text or msg.attachments or msg.location
