@@ -187,6 +187,7 @@ class App:
                 poll_interval_seconds=poll_seconds,
                 inflight_grace_seconds=t.recovery_grace_seconds,
                 alert_groups=tuple((a.group, a.channel, a.community) for a in t.alert_groups),
+                summary_at=t.summary_at,
             ),
         )
         desk.outbox.base_delay, desk.outbox.max_delay = t.retry_base_seconds, t.retry_max_seconds

@@ -105,6 +105,7 @@ class TicketSettings(Strict):
     retrain_nightly: bool = False
     retrain_at: time = time(3, 0)
     alert_groups: list[AlertGroup] = Field(default_factory=list)
+    summary_at: time | None = None  # the alert groups get a daily summary at this local time; empty: none
 
 
 class HttpSettings(Strict):

@@ -369,11 +369,11 @@ async def test_reply_window_five_messages_within_48_hours(
     for i in range(5):
         ok, left = state.window_open("wk1", "wm_c", clock.now())
         assert ok and left == 5 - i
-        await kf.send_text("wm_c", "wk1", f"回复{i}")
+        await kf.send_msg("wm_c", "wk1", f"回复{i}")
         state.replied("wk1", "wm_c")
     assert state.window_open("wk1", "wm_c", clock.now()) == (False, 0)
     with pytest.raises(Exception, match="95018"):  # the fake keeps the rule independently
-        await kf.send_text("wm_c", "wk1", "第六条")
+        await kf.send_msg("wm_c", "wk1", "第六条")
     fake.customer_says("wk1", "wm_c", "还有一个问题")
     await puller.pull("wk1")
     assert state.window_open("wk1", "wm_c", clock.now())[0]

@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
@@ -68,6 +68,7 @@ from tickets.followup import MEDIA_WINDOW_SECONDS, PLACE_ANSWER_SLACK, ReportFol
 from tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from tickets.notify import Notifier, owe
 from tickets.outbox import Outbox
+from tickets.summary import AlertGroup, DailySummary
 
 log = logging.getLogger(__name__)
 MAX_PHOTOS = 6
@@ -145,6 +146,7 @@ class DeskSettings:
     inflight_grace_seconds: float = 30.0  # a recorded but unhandled message older than this was cut off
     # staff groups that also get a community's urgent alerts: (group, channel, community or "" for all)
     alert_groups: tuple[tuple[str, str, str], ...] = ()
+    summary_at: time | None = None  # the local time the alert groups get the daily summary; None: never
 
 
 class Lifecycle(Protocol):
@@ -181,6 +183,9 @@ class ReportDesk:
         self.client = backend
         self.notifier = Notifier(store, sender, clock, groups)
         self.notifier.owns = config.owns  # a process sends only to the groups its account owns
+        self.summary = DailySummary(
+            store, config.tz, self.settings.summary_at, [AlertGroup(*g) for g in self.settings.alert_groups]
+        )
         self.outbox = outbox or Outbox(store, backend, clock, on_parked=self._alert_parked)
         if self.outbox.on_parked is None:
             self.outbox.on_parked = self._alert_parked
@@ -901,6 +906,7 @@ class ReportDesk:
             self.recover_inflight()
             self.file_overdue_drafts()
             self.notifier.reconcile()
+            self.summary.due(self.clock.now())
             self.notifier.flush()
             await self.outbox.run_due()
             now = self.clock.now()

@@ -197,7 +197,7 @@ class KfApi:
             payload["token"] = token
         return await self._call("/cgi-bin/kf/sync_msg", payload)
 
-    async def send_text(self, touser: str, open_kfid: str, content: str, msgid: str = "") -> str:
+    async def send_msg(self, touser: str, open_kfid: str, content: str, msgid: str = "") -> str:
         payload: dict[str, Any] = {
             "touser": touser,
             "open_kfid": open_kfid,

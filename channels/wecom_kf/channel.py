@@ -188,7 +188,7 @@ class WecomKfChannel(BaseChannel):
         n = self.state.replies_sent(kfid, user)
         msgid = hashlib.sha1(f"{group}|{n}|{text}".encode()).hexdigest()[:32]
         try:
-            await self.api.send_text(user, kfid, text, msgid)
+            await self.api.send_msg(user, kfid, text, msgid)
         except KfApiError as e:
             raise ChannelError(f"微信客服 send_msg to {group} failed: {e}") from None
         self.state.replied(kfid, user)
