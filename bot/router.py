@@ -1,9 +1,11 @@
 """The router: from one normalised Message to the replies, by the group's policy.
 
 Order (see DESIGN.md): drop the bot's own and duplicate messages; record the message (before anything is
-acknowledged); decide whether the bot is addressed; continue an open conversation; classify; apply the
-group's policy (when to speak, quiet hours, rate limits, the same question asked again); dispatch to the first
-handler that takes it; queue the replies on the throttled sender.
+acknowledged); decide whether the bot is addressed (a quote of its own message counts); continue an open
+conversation; let a handler claim an answer to something the bot said (a quoted ticket acknowledgement) or an
+unaddressed 帮助; classify; apply the group's policy (when to speak, people talking to each other, quiet hours,
+rate limits, the same question asked again); dispatch to the first handler that takes it; queue the replies on
+the throttled sender. The conversation rules are in docs/conversation.md.
 """
 
 from __future__ import annotations

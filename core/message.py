@@ -34,7 +34,9 @@ def run_prefix() -> str:
 
 
 # "「家门口助手：已收到，工单号 #3…」 补充一下：…": a quote typed or pasted before the reply, as WeChat shows it
-_INLINE_QUOTE = re.compile(r"^「(?P<who>[^「」：:\n]{1,32})[：:](?P<quoted>[^「」]*)」[\s\-—]*(?P<reply>\S[\s\S]*)$")
+_INLINE_QUOTE = re.compile(
+    r"^「(?P<who>[^「」：:\n]{1,32})[：:](?P<quoted>[^「」]*)」[\s\-—]*(?P<reply>\S[\s\S]*)$"
+)
 
 
 def split_quote(text: str) -> tuple[str, str]:
