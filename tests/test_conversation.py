@@ -23,6 +23,7 @@ from store.models import ConversationRow, Ticket, TicketMedia, TicketReport
 from tests.conftest import ROOT, TICKETS_API_KEY
 from tests.support import RecordingChannel, Say
 from tickets import texts
+from tickets.desk import ReportDesk
 from tickets.followup import LATE_PLACE_SECONDS
 
 JPEG = b"\xff\xd8\xff\xe0" + b"photo" * 50
@@ -57,6 +58,11 @@ async def filed_without_place_long_ago(app: App, clock: ManualClock) -> None:
     await settle(app)
     with app.store.session() as s:
         assert s.scalars(select(ConversationRow)).all() == []
+
+
+def desk_poll_seconds(app: App) -> float:
+    assert isinstance(app.services.tickets, ReportDesk)
+    return app.services.tickets.poll_interval_seconds
 
 
 def requests_in(be: Backend) -> list[ServiceRequest]:
@@ -313,6 +319,22 @@ async def test_a_quoted_danger_makes_the_ticket_urgent_and_alerts_the_grid(
     await settle(tapp)
     alerts = [s for s in channel.sent if s.group == "s_wang"]  # the grid's 网格员, in a private chat
     assert alerts and alerts[0].text.startswith("【紧急工单 #1】")
+
+
+async def test_a_quote_of_the_closed_notice_adds_and_says_how_to_report_again(
+    tapp: App, backend, channel: RecordingChannel, clock: ManualClock, say: Say
+) -> None:
+    await _reported(tapp, channel, say, "3号楼门口井盖松了，差点摔了")
+    await settle(tapp)
+    backend[0].update_status(1, "closed", "已更换井盖", "街道城管科")  # staff close it in the backend
+    clock.advance(desk_poll_seconds(tapp) + 1)
+    await settle(tapp)
+    closed = channel.sent[-1].text
+    assert closed.startswith("工单 #1（3号楼门口 井盖松了）已处理完毕")
+    await say_all(tapp, say("还是松的，踩上去晃", quoted=closed, sender="u_liu", sender_name="刘阿姨"))
+    assert channel.sent[-1].text == "已补充到工单 #1（补充说明）。" + texts.SUPPLEMENTED_CLOSED
+    assert channel.sent[-1].mentions == ("u_liu",)
+    assert "补充（刘阿姨）：还是松的，踩上去晃" in tickets_in(tapp)[0].description
 
 
 async def test_a_quote_adds_only_to_a_ticket_the_group_was_told_of(

@@ -95,6 +95,7 @@ class Supplemented:
     words: bool = False  # the ticket's description has the new words
     photos: int = 0
     place: str = ""  # the ticket's place, when this reply gave it
+    located: bool = False  # the reply gave the ticket its coordinates (a location)
     urgent: bool = False  # the reply told of danger: the ticket became urgent and staff were alerted
     closed: bool = False  # the ticket was closed already
 
@@ -104,6 +105,8 @@ class Supplemented:
         ]
         if self.place:
             what.append(f"地点：{mask_pii(self.place)}")
+        elif self.located:
+            what.append("位置")
         out = texts.SUPPLEMENTED.format(id=self.ticket_id, what="、".join(what) or "补充说明")
         if self.urgent:
             out += texts.SUPPLEMENTED_URGENT
@@ -444,13 +447,20 @@ class ReportDesk:
                 if added:
                     who = f"（{msg.sender_name}）" if msg.sender_name else ""
                     t.description = f"{t.description}\n补充{who}：{r.description}"[:4000]
-                given = self._give_place(t, r.place, msg.location)
+                given, located = self._give_place(t, r.place, msg.location)
                 became_urgent = urgent and t.urgency != "urgent" and t.status == "open"
                 if became_urgent:
                     t.urgency = "urgent"
                     self._owe_urgent_alerts(s, t, r)
                 done = Supplemented(
-                    t.id, r.id, added, photos, given, became_urgent, closed=t.status == "closed"
+                    t.id,
+                    r.id,
+                    words=added,
+                    photos=photos,
+                    place=given,
+                    located=located,
+                    urgent=became_urgent,
+                    closed=t.status == "closed",
                 )
                 if t.remote_id is not None:
                     log.info(
@@ -476,21 +486,25 @@ class ReportDesk:
             if msg.location is not None and r.lat is None:
                 r.lat, r.lon = msg.location.lat, msg.location.lon
             photos = self._add_photos(s, r.id, msg)
-            given = self._give_place(
+            given, located = self._give_place(
                 t, r.place or (msg.location.address if msg.location else ""), msg.location
             )
-            return Supplemented(t.id, r.id, photos=photos, place=given, closed=t.status == "closed")
+            return Supplemented(
+                t.id, r.id, photos=photos, place=given, located=located, closed=t.status == "closed"
+            )
 
     @staticmethod
-    def _give_place(t: Ticket, place: str, location: Location | None) -> str:
-        """A ticket without a place takes the one given; returns it ("" when the ticket kept its own)."""
-        if location is not None and location.lat is not None and t.lat is None:
+    def _give_place(t: Ticket, place: str, location: Location | None) -> tuple[str, bool]:
+        """A ticket without a place or coordinates takes those given: (the place it took or "", whether it took
+        the coordinates)."""
+        located = location is not None and location.lat is not None and t.lat is None
+        if located and location is not None:
             t.lat, t.lon = location.lat, location.lon
         if not place or t.place:
-            return ""
+            return "", located
         t.place = mask_pii(place)[:255]
         t.place_key = place_key(t.place)
-        return t.place
+        return t.place, located
 
     def report(self, report_id: int) -> TicketReport | None:
         with self.store.session() as s:
