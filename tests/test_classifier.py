@@ -146,6 +146,53 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "urgency"),
+    [
+        # a state said not to be there is not danger ("不咬人", "没漏电")
+        ("遛狗从来不拴绳，狗主人还说它不咬人", "normal"),
+        ("那条狗没咬到人，就是叫得凶", "normal"),
+        ("配电箱查过了，没漏电，就是门关不上", "normal"),
+        # "被电" in "被电动车堵住" is no electric shock
+        ("消防通道被电动车和杂物堵住了", "normal"),
+        # the rhetorical "要等树倒了才管" supposes the danger
+        ("楼前的树都歪了，报了几次没人管，是不是要等树倒了才管", "normal"),
+        # wind through a broken window is not water
+        ("单元门的闭门器坏了，冬天风呼呼往里灌", "normal"),
+        # and phrasings of real danger the concepts did not know
+        ("电梯卡在六楼和七楼之间了，里面有个老太太", "urgent"),
+        ("停电了，电梯里关着一个孕妇和一个孩子", "urgent"),
+        ("路边的雨水篦子少了两块，孩子跑来跑去", "urgent"),
+        ("有条流浪狗很凶，这几天追着咬了两个骑车的人", "urgent"),
+        ("暴雨下了一夜，地库的水还在从坡道往里灌", "urgent"),
+        ("一根电缆的外皮老化开裂了，下雨能听到噼啪的声音", "urgent"),
+    ],
+)
+def test_danger_concepts_read_negation_and_new_phrasings(text: str, urgency: str) -> None:
+    assert urgency_of(text) == urgency
+
+
+def test_a_letter_is_filed_by_the_problem_it_opens_with(config: Config) -> None:
+    """The clauses after a letter's opening tell what the problem led to and who did nothing; their words
+    (停车, 臭味) name other services and must not outvote the broken thing."""
+    from nlp.classifier import opening
+
+    assert opening("地库被水淹了，车都泡在里面，物业不管，不让我们停车") == "地库被水淹了，车都泡在里面"
+    assert opening("楼道灯不亮了") is None and opening("灯坏了，没人修") is None
+    model = load_classifier(config)
+    for text, service in (
+        (
+            "小区里的大树被风刮得歪向一边，树枝压在车棚上，车棚里的电动车推不出来，大家只能把车停在楼道里充电",
+            "greenery",
+        ),
+        (
+            "楼下的垃圾站好几天没清运了，垃圾堆到了路中间，车位被占了，停车的人只能把车停到马路边",
+            "sanitation",
+        ),
+    ):
+        assert model.classify(text).service_code == service, text
+
+
+@pytest.mark.parametrize(
     ("text", "place"),
     [
         ("3号楼门口井盖松了", "3号楼门口"),
