@@ -5,12 +5,13 @@
   distilled from the product's embedding model), so that a phrasing never seen still lands near its meaning;
 - intent: logistic regression over those features; service: a second one over reports only, blended with the
   configured service keywords (config/services.yaml), so a deployment that adds a service and its keywords is
-  heard; urgency: the danger concepts of nlp/extract.py, or a third model's probability of "urgent" at or
-  above URGENT_CUTOFF (a missed danger is far worse than a false alarm: see docs/understanding.md);
+  heard, and for a long message blended with the score of its opening clauses (`opening`); urgency: the
+  danger concepts of nlp/extract.py, or a third model's probability of "urgent" at or above URGENT_CUTOFF (a missed danger is far worse than a false alarm: see docs/understanding.md);
 - training rows: the template file (nlp/data/classify_train.jsonl), the hand-written varied file
   (classify_varied.jsonl: short chat), the hand-written letters (classify_letters.jsonl: residents' letters and
-  group messages, questions typed as searches, thanks stories, written from the services' owner rules), a
-  community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
+  group messages, questions typed as searches, thanks stories, written from the services' owner rules), the
+  owner-boundary letters (classify_owners.jsonl: the labelling rules' boundaries, consequences after the
+  problem), a community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
   (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained in about a second and saved in the
   data directory as plain arrays (no pickle), loaded at the next start while its inputs are unchanged;
 - rules: slash commands are commands, ticket look-ups are questions (answered by handlers/status.py).

@@ -72,7 +72,7 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
     print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.90 and m["service_code"] >= 0.93
+    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.91 and m["service_code"] >= 0.94
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
@@ -81,15 +81,15 @@ def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], 
     in docs/understanding.md, honestly below target where they are."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for split, floor in (
-        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.76}),
-        ("heldout", {"needs_ticket": 0.94, "intent": 0.82, "service_code": 0.76}),
+        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.80}),
+        ("heldout", {"needs_ticket": 0.94, "intent": 0.83, "service_code": 0.79}),
     ):
         m = evaluate(model, [r for r in real if r["split"] == split])
         print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
         for key, target in floor.items():
             assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
         assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
-        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.15}[split], f"{split}: false alarms"
+        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.13}[split], f"{split}: false alarms"
 
 
 @pytest.mark.parametrize(
