@@ -1,9 +1,11 @@
 """The router: from one normalised Message to the replies, by the group's policy.
 
 Order (see DESIGN.md): drop the bot's own and duplicate messages; record the message (before anything is
-acknowledged); decide whether the bot is addressed; continue an open conversation; classify; apply the
-group's policy (when to speak, quiet hours, rate limits, the same question asked again); dispatch to the first
-handler that takes it; queue the replies on the throttled sender.
+acknowledged); decide whether the bot is addressed (a quote of its own message counts); continue an open
+conversation; let a handler claim an answer to something the bot said (a quoted ticket acknowledgement) or an
+unaddressed 帮助; classify; apply the group's policy (when to speak, people talking to each other, quiet hours,
+rate limits, the same question asked again); dispatch to the first handler that takes it; queue the replies on
+the throttled sender. The conversation rules are in docs/conversation.md.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from core.message import Message, Reply
 from core.ports import Services
 from pii import mask_pii
 from store import Store
-from store.models import AnsweredQuestion, InboundMessage
+from store.models import AnsweredQuestion, Delivery, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,19 @@ NOT_PERMITTED = "抱歉，这个操作只有社区工作人员可以使用。如
 REPEATED = "这个问题{ago}已经回答过{who}，请往上翻看那条回复；如果还有不清楚的地方，可以换个说法再问我。"
 
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+# "@小陈 ..." typed or rendered by the platform (WeChat puts U+2005 after a mention)
+_TYPED_MENTION = re.compile(r"(?:^|[\s\u2005])@([^\s\u2005@]{1,32})")
+# filing on purpose: "报修 …", "/报修 …", "登记一下：…", said to the bot. The separator keeps "报修电话是多少" a question.
+_FILING = re.compile(r"^[/／]?\s*(?:报修|投诉|登记一下|帮我登记|帮忙登记|请登记|登记)\s*[:：,，\s]\s*(?=\S)")
+QUOTE_LOOKBACK = timedelta(days=7)  # a quote of something the bot said longer ago than this is not recognised
+QUOTE_PREFIX = 24  # characters of a quote compared with what the bot said (platforms cut long quotes)
+_QUOTE_NOISE = re.compile(r"^(?:@[^\s\u2005]{1,32}[\s\u2005]+)+|[\s\u2005]+|(?:…|\.\.\.)+$")
+
+
+def _quote_key(text: str) -> str:
+    """A quote and the bot's message compared alike: without the @mentions the platform put before the text,
+    spaces and a trailing ellipsis, personal data masked (a platform quotes what it showed)."""
+    return _QUOTE_NOISE.sub("", mask_pii(unicodedata.normalize("NFKC", text).strip()))
 
 
 def question_key(text: str) -> str:
@@ -121,6 +136,8 @@ class Router:
 
         policy = self.config.policy_for(msg.group)
         addressed, text = self._addressed(msg, policy)
+        if not addressed and msg.quoted and self._quotes_bot(msg, now):
+            addressed = True  # a quoted reply (引用) to the bot's own message is said to the bot
 
         if len(msg.text) > policy.max_text_chars:
             self._mark(msg, "ignored", "text too long")
@@ -158,12 +175,24 @@ class Router:
                 return Outcome("handled", "followup", conv.handler, tuple(replies), ctx.classification)
 
         claimed = self._claimed(ctx)
-        if claimed is not None:  # an answer to a question kept in the store (a satisfaction survey)
+        if (
+            claimed is not None
+        ):  # an answer to something the bot said, kept in the store (a quoted ticket, a survey)
             return await self._dispatch(ctx, now, claimed)
 
+        filing = (ctx.addressed or ctx.text.startswith(("/", "／"))) and _FILING.match(ctx.text)
+        if filing:  # "/报修 …" is said to the bot as much as "@家门口助手 报修 …"
+            ctx.text, ctx.addressed = ctx.text.lstrip("/／").strip(), True
         ctx.classification = (
-            svc.classifier.classify(text) if text or msg.attachments or msg.location else ctx.classification
+            svc.classifier.classify(ctx.text)
+            if ctx.text or msg.attachments or msg.location
+            else ctx.classification
         )
+        if filing and not ctx.classification.needs_ticket:
+            # the person says it is a report ("@家门口助手 登记一下：…"): filed, whatever the model thinks
+            ctx.classification = replace(
+                ctx.classification, intent="complaint", needs_ticket=True, confidence=1.0
+            )
         if ctx.text.startswith(("/", "／")) and ctx.intent != "command":
             ctx.classification = Classification(intent="command")
 
@@ -212,36 +241,38 @@ class Router:
                     (self._reply(msg, NOT_PERMITTED, "refusal"),),
                     ctx.classification,
                 )
-            try:
-                replies = await h.handle(ctx)
-            except Exception:
-                log.exception("handler %s failed on message %s", h.name, msg.id)
-                self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
-                return Outcome(
-                    "failed",
-                    "handler error",
-                    h.name,
-                    (self._reply(msg, HANDLER_FAILED, "error"),),
-                    ctx.classification,
-                )
-            if ctx.quiet_until is not None:
-                # quiet hours: the report is filed; what it owes the group waits in the store for the morning
-                self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
-                if replies:
-                    log.info(
-                        "quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id
-                    )
-                return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
-            self._mark(msg, "handled", h.name, ctx.intent)
-            if ctx.intent == "question" and not msg.private and ctx.answered:
-                self._remember_answer(ctx, now)
-            return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
+            return await self._run(h, ctx, now)
         self._mark(msg, "handled", "unhandled", ctx.intent)
         if not ctx.addressed:
             return Outcome("ignored", "no handler", classification=ctx.classification)
         return Outcome(
             "handled", "unhandled", "", (self._reply(msg, UNHANDLED, "refusal"),), ctx.classification
         )
+
+    async def _run(self, h: Handler, ctx: Context, now: datetime) -> Outcome:
+        msg = ctx.message
+        try:
+            replies = await h.handle(ctx)
+        except Exception:
+            log.exception("handler %s failed on message %s", h.name, msg.id)
+            self._mark(msg, "failed", f"handler error:{h.name}", ctx.intent)
+            return Outcome(
+                "failed",
+                "handler error",
+                h.name,
+                (self._reply(msg, HANDLER_FAILED, "error"),),
+                ctx.classification,
+            )
+        if ctx.quiet_until is not None:
+            # quiet hours: the report is filed; what it owes the group waits in the store for the morning
+            self._mark(msg, "handled", f"{h.name}:quiet hours", ctx.intent)
+            if replies:
+                log.info("quiet hours in %s: %d reply(ies) to %s held back", msg.group, len(replies), msg.id)
+            return Outcome("handled", "quiet hours", h.name, (), ctx.classification)
+        self._mark(msg, "handled", h.name, ctx.intent)
+        if ctx.intent == "question" and not msg.private and ctx.answered:
+            self._remember_answer(ctx, now)
+        return Outcome("handled", "", h.name, tuple(replies), ctx.classification)
 
     # --- policies ----------------------------------------------------------------------------------
 
@@ -269,7 +300,10 @@ class Router:
         urgent = c.urgency == "urgent"
         direct = msg.mentions_bot or msg.private
         quiet_until = None if direct or urgent else self.config.quiet_until(msg.group, now)
-        if c.needs_ticket and (ctx.addressed or c.confidence >= AUTO_CONFIDENCE or urgent):
+        aside = self._aside(ctx)
+        # people talking to each other: only a resident's clear report is taken (one that names a problem)
+        reportable = not aside or (ctx.staff is None and c.names_problem)
+        if c.needs_ticket and (ctx.addressed or (reportable and (c.confidence >= AUTO_CONFIDENCE or urgent))):
             ctx.quiet_until = quiet_until
             return True, ""
         if quiet_until is not None:
@@ -278,6 +312,8 @@ class Router:
             return True, ""
         if ctx.intent == "command" and ctx.text.startswith(("/", "／")):
             return True, ""
+        if aside:
+            return False, "staff talking" if ctx.staff is not None else "talking to others"
         if (
             policy.respond == "auto"
             and c.intent in ("question", "complaint", "hazard")
@@ -287,6 +323,43 @@ class Router:
         if urgent:
             return True, ""
         return False, "not addressed"
+
+    def _aside(self, ctx: Context) -> bool:
+        """An unaddressed message from a staff member, or one that @-mentions someone other than the bot: people
+        talking to each other, not to the bot (docs/conversation.md). A staff member's words are a report only
+        when said to the bot ("报修 …", "@家门口助手 登记一下：…", a slash command); a resident's only when they
+        clearly are one (they name a problem), so a report that mentions a neighbour is still filed."""
+        if ctx.addressed:
+            return False
+        return ctx.staff is not None or self._mentions_others(ctx.message)
+
+    def _mentions_others(self, msg: Message) -> bool:
+        if any(m not in self.accounts for m in msg.mentions):
+            return True
+        names = (self.config.bot.name, *self.config.bot.aliases)
+        return any(not n.startswith(names) for n in _TYPED_MENTION.findall(msg.text))
+
+    def _quotes_bot(self, msg: Message, now: datetime) -> bool:
+        """Whether the quoted text is something the bot said in this group lately (its `deliveries`)."""
+        quoted = msg.quoted.strip()
+        for n in (
+            self.config.bot.name,
+            *self.config.bot.aliases,
+        ):  # "家门口助手：…" where the channel kept it
+            if quoted.startswith((n + "：", n + ":")):
+                quoted = quoted[len(n) + 1 :]
+        quoted = _quote_key(quoted)
+        if len(quoted) < 4:
+            return False
+        with self.store.session() as s:
+            said = s.scalars(
+                select(Delivery.text)
+                .where(Delivery.group_id == msg.group[:128], Delivery.created_at >= now - QUOTE_LOOKBACK)
+                .order_by(Delivery.id.desc())
+                .limit(500)
+            ).all()
+        prefix = quoted[:QUOTE_PREFIX]
+        return any(_quote_key(t).startswith(prefix) for t in said)
 
     def _window(self, cache: dict[int, SlidingWindow], limit: int) -> SlidingWindow:
         if limit not in cache:

@@ -151,8 +151,10 @@ class Handler(ABC):
     async def handle(self, ctx: Context) -> list[Reply]: ...
 
     def claims(self, ctx: Context) -> bool:
-        """Whether this message answers something this handler asked and keeps in the store (a satisfaction
-        survey): such a message goes to `handle` before the group's policy and the classifier, addressed or not."""
+        """Whether this message answers something the bot said and the store keeps (a quoted ticket
+        acknowledgement, a satisfaction survey), or is a request the group's policy would not let through (an
+        unaddressed 帮助): such a message goes to `handle` before the group's policy and the classifier,
+        addressed or not."""
         return False
 
     async def observe(self, ctx: Context) -> None:

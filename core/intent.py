@@ -19,6 +19,9 @@ class Classification:
     needs_ticket: bool = False
     confidence: float = 1.0
     description: str = ""
+    # what the words are, beyond the model's labels (nlp/extract.py), for reading a conversation
+    names_problem: bool = False  # something is wrong now ("灯不亮"), not only a place or a fact
+    small_talk: str = ""  # the whole message is thanks, a greeting, a goodbye, praise or "ok": its kind
 
     def contract_dict(self) -> dict[str, Any]:
         """The `classify --json` object of the contract."""

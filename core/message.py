@@ -6,6 +6,7 @@ Channels translate their platform's events into `Message`; handlers never see pl
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -30,6 +31,21 @@ def run_prefix() -> str:
     would take them for resends). Milliseconds since the epoch in fixed-width hex first, so a later run's ids
     also sort after an earlier run's; then random bits for two runs started in the same millisecond."""
     return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+# "「家门口助手：已收到，工单号 #3…」 补充一下：…": a quote typed or pasted before the reply, as WeChat shows it
+_INLINE_QUOTE = re.compile(
+    r"^「(?P<who>[^「」：:\n]{1,32})[：:](?P<quoted>[^「」]*)」[\s\-—]*(?P<reply>\S[\s\S]*)$"
+)
+
+
+def split_quote(text: str) -> tuple[str, str]:
+    """(reply, quoted text) of a message that starts with a quote, "「name：quoted」 reply"; (text, "") when it
+    does not. The quoted person's name is dropped, as channels do."""
+    m = _INLINE_QUOTE.match(text.strip())
+    if m is None:
+        return text, ""
+    return m.group("reply").strip(), m.group("quoted").strip()
 
 
 @dataclass(frozen=True, slots=True)

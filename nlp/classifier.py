@@ -5,12 +5,13 @@
   distilled from the product's embedding model), so that a phrasing never seen still lands near its meaning;
 - intent: logistic regression over those features; service: a second one over reports only, blended with the
   configured service keywords (config/services.yaml), so a deployment that adds a service and its keywords is
-  heard; urgency: the danger concepts of nlp/extract.py, or a third model's probability of "urgent" at or
-  above URGENT_CUTOFF (a missed danger is far worse than a false alarm: see docs/understanding.md);
+  heard, and for a long message blended with the score of its opening clauses (`opening`); urgency: the
+  danger concepts of nlp/extract.py, or a third model's probability of "urgent" at or above URGENT_CUTOFF (a missed danger is far worse than a false alarm: see docs/understanding.md);
 - training rows: the template file (nlp/data/classify_train.jsonl), the hand-written varied file
   (classify_varied.jsonl: short chat), the hand-written letters (classify_letters.jsonl: residents' letters and
-  group messages, questions typed as searches, thanks stories, written from the services' owner rules), a
-  community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
+  group messages, questions typed as searches, thanks stories, written from the services' owner rules), the
+  owner-boundary letters (classify_owners.jsonl: the labelling rules' boundaries, consequences after the
+  problem), a community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
   (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained in about a second and saved in the
   data directory as plain arrays (no pickle), loaded at the next start while its inputs are unchanged;
 - rules: slash commands are commands, ticket look-ups are questions (answered by handlers/status.py).
@@ -32,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from sklearn.linear_model import LogisticRegression
 from core.community import Service
 from core.intent import INTENTS, Classification, Intent
 from core.ports import ClassifierConfig as Config  # the config as the classifier reads it
-from nlp.extract import clean_description, dangers, extract_place, normalise
+from nlp.extract import clean_description, dangers, extract_place, names_problem, normalise, small_talk
 from nlp.semantic import TABLE as TERM_TABLE
 from nlp.semantic import TermVectors, term_vectors
 
@@ -55,7 +56,8 @@ DATA = Path(__file__).resolve().parent / "data"
 TRAIN_FILE = DATA / "classify_train.jsonl"
 VARIED_FILE = DATA / "classify_varied.jsonl"
 LETTERS_FILE = DATA / "classify_letters.jsonl"
-BUNDLED = (TRAIN_FILE, VARIED_FILE, LETTERS_FILE)  # the training files that ship with the code
+OWNERS_FILE = DATA / "classify_owners.jsonl"
+BUNDLED = (TRAIN_FILE, VARIED_FILE, LETTERS_FILE, OWNERS_FILE)  # the training files that ship with the code
 SERVICE_TERMS = DATA / "service_terms.yaml"
 CORRECTIONS_NAME = "classify_corrections.jsonl"
 REPORT_INTENTS: tuple[Intent, ...] = ("complaint", "hazard")
@@ -64,6 +66,8 @@ SEMANTIC_WEIGHT = 0.5  # scale of the semantic vector beside the (unit-norm) n-g
 CORRECTION_WEIGHT = 3.0  # a staff correction counts as this many training rows
 REGULARISATION_C = 20.0  # inverse L2 strength of the intent and service heads
 URGENCY_C = 0.3  # and of the urgency head: strongly regularised, see docs/understanding.md
+OPENING_WEIGHT = 0.3  # share of a long message's service score decided by its opening (see `opening`)
+OPENING_CLAUSES = 2
 URGENT_CUTOFF = (
     0.7  # the urgency model's probability at or above which a report is urgent (docs/understanding.md)
 )
@@ -137,6 +141,20 @@ class Featuriser:
         t = re.sub(r"[#＃]?\d+", "0", t)
         extra = [std for word, std in self.terms if word in t and std not in t]
         return t + (" " + " ".join(extra) if extra else "")
+
+
+_CLAUSE = re.compile(r"[。！？!?；;，,\n]")
+
+
+def opening(text: str) -> str | None:
+    """The first clauses of a longer message, where a letter states its problem ("地库被水淹了，车都泡了"); the
+    clauses after it tell what it led to, who did nothing and what is asked ("不让我们停车", "物业不管", "臭味影响生活"),
+    and their words name other services. None when the message is no longer than its opening."""
+    parts = [p.strip() for p in _CLAUSE.split(text) if p.strip()]
+    if len(parts) <= OPENING_CLAUSES:
+        return None
+    head = "，".join(parts[:OPENING_CLAUSES])
+    return head if len(head) >= 6 else None
 
 
 def _vectoriser() -> TfidfVectorizer:
@@ -335,6 +353,10 @@ class TrainedClassifier:
         if not self.service_classes:
             return self.fallback_service, 0.0
         scores = self.service_head.scores(text, semantic)
+        head = opening(normalise(text))
+        if head is not None:
+            first = self.service_head.scores(head)
+            scores = {c: (1 - OPENING_WEIGHT) * p + OPENING_WEIGHT * first[c] for c, p in scores.items()}
         t = _INACTION.sub(" ", normalise(text).lower())
         for code in scores:
             if any(k and k in t for k in self.keywords.get(code, ())):
@@ -365,6 +387,10 @@ class TrainedClassifier:
     # --- the interface ---------------------------------------------------------------------------------
 
     def classify(self, text: str) -> Classification:
+        c = self._classify(text)
+        return replace(c, names_problem=names_problem(text), small_talk=small_talk(text))
+
+    def _classify(self, text: str) -> Classification:
         t = text.strip()
         if not normalise(t):
             return Classification(intent="chitchat", confidence=1.0)
@@ -468,6 +494,7 @@ def model_key(config: Config) -> str:
         ("train", TRAIN_FILE),
         ("varied", VARIED_FILE),
         ("letters", LETTERS_FILE),
+        ("owners", OWNERS_FILE),
         ("extra", _extra_file(config)),
         ("corrections", corrections_file(config)),
     ):

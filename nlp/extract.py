@@ -222,27 +222,28 @@ _THING_STATE: list[tuple[str, str, str]] = [
     (
         "trapped",
         r"电梯|轿厢|货梯|客梯",
-        r"困|关在|关住|被关|出不来|夹住|夹到|里面有人|里边有人|里面好像有人|里面还有|有人在里|我在里|孩子在里"
+        r"困|关在|关住|被关|关着|出不来|夹住|夹到|里面有人|里边有人|里面好像有人|里面还有|里面有[个位]|还在里面|有人在里|我在里|孩子在里"
+        r"|卡在[^，。！？,!?]{0,8}(?:之间|中间)|停在[^，。！？,!?]{0,8}(?:之间|中间)"
         r"|同乘|坠|掉了?[一两三四五六七八九十\d几]+层|往下掉|往下冲|下滑|滑到|直接掉|急停|失控",
     ),
     (
         "open_cover",
         r"井盖|窨井|井口|马葫芦|古力盖|篦子|箅子|盖板|雨水口|下水道口|检查井|污水井|排水井|阴井",
-        r"没了|不见|丢|被偷|被盗|被撬|缺失|失踪|整走|掀|翻|塌|碎|断|掉下|掉进|掉入|敞|开着|窟窿|大洞|黑洞|露出|"
+        r"没了|不见|丢|被偷|被盗|被撬|缺失|失踪|整走|掀|翻|塌|碎|断|掉下|掉进|掉入|敞|开着|窟窿|大洞|黑洞|露出|少了|"
         r"踩空|栽|缺了|没有盖|没盖|破损|损坏|坏了",
     ),
     (
         "live_wire",
         r"电线|电缆|线缆|管线|高压线|电源线|线头|电表箱|配电箱|配电柜|电柜|电箱",
         r"裸露|露在|露出|露铜|破皮|断了|断裂|折断|掉在|掉下|垂|耷拉|拖地|暴露|冒火|打火|火花|火星|冒烟|焦糊|漏电|"
-        r"带电|摇摆|随风|铺放|铺在",
+        r"带电|摇摆|随风|铺放|铺在|开裂|噼啪|噼里啪啦",
     ),
     (
         "falling",
         r"树|树枝|树干|枝杈|墙|瓷砖|水泥|墙皮|墙砖|砖|玻璃|瓶|花盆|外机|空调|广告牌|招牌|装饰|窗|脚手架|围墙|围挡|"
         r"东西|杂物",
         r"倒了|倒下|倒伏|刮倒|被风|吹断|折断|断了|断落|砸|掉下|掉落|坠落|坠下|脱落|落下|摇摇欲坠|快倒|要倒|"
-        r"歪着|倾斜|挂在半空|晃得|往下掉",
+        r"歪着|倾斜|挂在半空|斜挂|悬在半空|吊在半空|晃得|往下掉",
     ),
     (
         "hole",
@@ -267,7 +268,7 @@ _DANGER_WORDS: list[tuple[str, str]] = [
         "gas",
         r"(?:煤气|燃气|天然气|液化气|瓦斯)[^，。！？,!?]{0,4}(?:味|泄漏|泄露|漏)|漏气|臭鸡蛋味|闻到.{0,6}(?:煤气|燃气|天然气)",
     ),
-    ("shock", r"漏电|触电|电到人|麻电|被电"),
+    ("shock", r"漏电|触电|电到人|麻电|被电(?![动瓶车])"),  # not "被电动车堵住"
     (
         "collapse",
         r"塌陷|塌了|坍塌|塌方|塌下|地陷|陷下去|下陷|路面下沉|塌个|塌出|空洞|冲空|掏空|要塌|倒塌"
@@ -275,12 +276,12 @@ _DANGER_WORDS: list[tuple[str, str]] = [
     ),
     (
         "flood",
-        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|冲进|涨水|没过.{0,3}(?:膝|腰|车顶|车身)"
+        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|冲进|涨水|(?:水|雨)[^，。！？,!?]{0,8}(?:往里灌|往屋里灌|往家里灌|灌进来)|(?:地库|车库|地下室)[^，。！？,!?]{0,6}(?:进水|漫|灌|淹)|没过.{0,3}(?:膝|腰|车顶|车身)"
         r"|(?:积水|水)[^，。！？,!?]{0,6}(?:膝盖|到腰|齐腰|半米|一米|[\d一二三四五]米)",
     ),
     (
         "hurt",
-        r"咬伤|(?:狗|犬)[^，。！？,!?]{0,6}咬|咬了一口|咬人|流血|受伤了|有人受伤|有人摔倒|昏迷|晕倒|救命|快来人"
+        r"咬伤|(?:狗|犬)[^，。！？,!?]{0,6}(?P<s1>咬)|(?:狗|犬)[^。！？!?]{0,12}(?P<s2>追着咬|咬了|咬到|咬住)|咬了一口|咬人|流血|受伤了|有人受伤|有人摔倒|昏迷|晕倒|救命|快来人"
         r"|砸伤|砸到人|掉下来.{0,4}砸",
     ),
     ("falling", r"倒下来|塌下来|砸下来|掉下来了|掉[了下]?[一两几]块|轰的一声"),
@@ -290,15 +291,21 @@ _HYPOTHETICAL = re.compile(
     r"(?:万一|如果|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
 )
 # what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
-_CONSEQUENCE = re.compile(r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事)")
+_CONSEQUENCE = re.compile(
+    r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事|是迟早的事|迟早[^，。！？,!?]{0,4}事)"
+)
 _COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
+# the rhetorical "is it waiting until the tree falls?" ("要等树倒了才管", "难道要等出了人命"): supposed, not told
+_WAIT_UNTIL = re.compile(r"(?:要等|非要等|等到)[^，。！？,!?]{0,8}$")
+# a state denied just before it ("不咬人", "没漏电", "没有冒烟"): the danger is said not to be there
+_NEGATED = re.compile(r"(?:不|没|没有|未|并未|无)$")
 _FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得了|以防|会不会|是否|可能会|哪天|随时|一旦")
 _RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|扑灭|灭了|恢复|清理|救出)|修好了|没事了")
 _THING_STATE_RE = [
     (
         name,
         re.compile(
-            rf"(?:{thing})[^。！？!?\n]{{0,{_NEAR}}}?(?:{state})|(?:{state})[^。！？!?\n]{{0,{_NEAR}}}?(?:{thing})"
+            rf"(?:{thing})[^。！？!?\n]{{0,{_NEAR}}}?(?P<s1>{state})|(?P<s2>{state})[^。！？!?\n]{{0,{_NEAR}}}?(?:{thing})"
         ),
     )
     for name, thing, state in _THING_STATE
@@ -314,10 +321,19 @@ def _feared(clause: str, start: int, end: int) -> bool:
     """The danger is only feared or supposed: a marker just before the match or between its thing and state."""
     return bool(
         _HYPOTHETICAL.search(clause[:start])
+        or _WAIT_UNTIL.search(clause[:start])
         or _COUNTERFACTUAL.search(clause[:start])
         or _FEAR_INSIDE.search(clause[start:end])
         or _CONSEQUENCE.search(clause[end:])
     )
+
+
+def _state_start(m: re.Match[str]) -> int:
+    """Where the state of a match begins (its named group), else the match itself."""
+    for group in ("s1", "s2"):
+        if m.re.groupindex.get(group) and m.group(group) is not None:
+            return m.start(group)
+    return m.start()
 
 
 def dangers(text: str) -> list[str]:
@@ -329,6 +345,8 @@ def dangers(text: str) -> list[str]:
             continue
         for name, rx in [*_THING_STATE_RE, *_DANGER_RE]:
             for m in rx.finditer(clause):
+                if _NEGATED.search(clause[: _state_start(m)]):
+                    continue
                 if not _feared(clause, m.start(), m.end()):
                     found.append(name)
                     break
@@ -389,3 +407,67 @@ def short_title(description: str, limit: int = 20) -> str:
             break
         t = f"{t}，{p}"
     return t if len(t) <= limit else t[: limit - 1] + "…"
+
+
+# --- what kind of words: a problem named, or small talk -------------------------------------------------
+
+# A state that is wrong with a thing, as residents say it. The trained model decides whether a message needs a
+# ticket; this says whether the words *name a problem* at all, which the conversation needs where the model is
+# not asked the right question: a short answer to "where?" ("5楼", "就在我家楼下") or a neighbour's answer
+# ("益丰大药房是24小时营业的") is read as a report by a model trained on reports, but it names no problem.
+_PROBLEM = re.compile(
+    r"坏|故障|失灵|不亮|不灵|不转|不动|不走|不通|不响|不能用|用不了|没法用|打不开|关不上|锁不上|开不了|"
+    r"停电|断电|没电|停水|断水|没水|不出水|水压|漏|渗|滴水|返水|冒水|堵|松动|松了|晃动|摇晃|歪了|倒了|"
+    r"断了|掉了|掉下|脱落|破了|破损|裂|塌|陷|鼓包|起皮|生锈|锈了|冒烟|着火|起火|焦糊|臭|异味|味道[很太好]?大|刺鼻|"
+    r"吵|噪音|扰民|太响|乱停|乱放|乱扔|乱丢|乱堆|乱贴|乱倒|乱搭|乱拉|堆满|堆放|堆了|堆着|占用|占了|占道|占着|"
+    r"挡住|堵住|挡着|没人管|没人修|没人清|没人处理|没人来|不管|不处理|没处理|没清|没收|没拉走|满了|溢出|积水|"
+    r"淹|危险|隐患|吓人|困|卡住|卡在|夹住|咬|受伤|摔|差点|拉屎|粪便|不拴绳|飞线|私拉|违建|违章|偷|被撬|丢了|"
+    r"脏|蚊子|蚊虫|老鼠|蟑螂|虫子|霉|发黄|浑浊|不安全|不合理|收费不|多收|乱收|缺斤短两|态度差|态度不好|"
+    r"需要帮助|需要帮忙|没人照顾|求助"
+)
+
+
+def names_problem(text: str) -> bool:
+    """Whether the words name something wrong now (a broken, blocked, dirty, noisy or dangerous thing), not
+    only a place, a fact or a thing already fixed ("电梯已经修好了")."""
+    t = normalise(_AT.sub("", text))
+    if dangers(t):
+        return True
+    for clause in re.split(r"[。！？!?\n；;，,]", t):
+        if clause.strip() and not _RESOLVED.search(clause) and _PROBLEM.search(clause):
+            return True
+    return False
+
+
+# Small talk as a whole message: thanks, greetings, goodbyes, praise, "ok". The kind picks the bot's reply.
+_THANKS = r"谢谢|多谢|感谢|谢了|谢啦|辛苦了|辛苦啦|辛苦|麻烦了|麻烦你了|麻烦您了|太感谢了|非常感谢|十分感谢|thanks|thank you|thx|3q"
+_SMALL_TALK = [
+    ("thanks", _THANKS),
+    ("greeting", r"你好|您好|嗨|哈喽|hello|hi|在吗|在不在|在么|早|早上好|早安|上午好|中午好|下午好|晚上好"),
+    ("bye", r"再见|拜拜|bye|晚安|回头见"),
+    ("praise", r"真棒|好棒|棒|厉害|真厉害|太厉害了|好用|真好用|点赞|给力|真聪明|不错|挺好|很好"),
+    (
+        "ack",
+        r"好的|好|好滴|好嘞|好吧|行|行的|可以|收到|知道了|明白了|明白|了解|嗯|哦|ok|okay|对|是的|没事|没事了",
+    ),
+]
+_TALK_LEAD = r"(?:好的|好|嗯嗯|嗯|收到|ok|行|哦|你|您|你们|小门|家门口助手|家门口|助手)*"
+_TALK_TAIL = r"(?:[呀啊哈呢哦噢了啦嘛哟]|小门|家门口助手|家门口|助手|你|您|你们|大家|了|哈哈|啊)*"
+_SMALL_TALK_RE = [
+    (kind, re.compile(rf"^{_TALK_LEAD}(?:{rx})+{_TALK_TAIL}$", re.IGNORECASE)) for kind, rx in _SMALL_TALK
+]
+_THANKS_HEAD = re.compile(rf"^{_TALK_LEAD}(?:{_THANKS})", re.IGNORECASE)
+
+
+def small_talk(text: str) -> str:
+    """The kind of small talk a whole message is ('thanks', 'greeting', 'bye', 'praise', 'ack'), or ''."""
+    t = re.sub(r"[\s,，。.!！~～?？、:：]+", "", normalise(_AT.sub("", text))).lower()
+    if not t or len(t) > 16:
+        return ""
+    for kind, rx in _SMALL_TALK_RE:
+        if rx.match(t):
+            return kind
+    # "谢谢你帮我登记了", "感谢你们这么快": thanks that say what for, as long as they name no new problem
+    if _THANKS_HEAD.match(t) and not names_problem(t):
+        return "thanks"
+    return ""

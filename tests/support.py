@@ -76,6 +76,8 @@ class Say:
         location: Location | None = None,
         private: bool = False,
         id: str | None = None,
+        quoted: str = "",
+        mentions: tuple[str, ...] = (),
     ) -> Message:
         return Message(
             id=id or f"t-{next(_ids)}",
@@ -85,13 +87,14 @@ class Say:
             sender=sender or self.sender,
             sender_name=sender_name if sender_name is not None else self.sender_name,
             text=text,
-            mentions=("doorstep-bot",) if mention else (),
+            mentions=(("doorstep-bot",) if mention else ()) + mentions,
             mentions_bot=mention,
             attachments=(Attachment(kind="image", name="p.jpg", mime="image/jpeg", data=image),)
             if image
             else (),
             location=location,
             time=utcnow(),
+            quoted=quoted,
             private=private,
         )
 

@@ -91,6 +91,18 @@ def test_post_in_the_page_and_see_the_reply(server: str, tmp_path) -> None:
             expect(group.locator(".msg:not(.bot) .bubble", has_text="[位置] 南门口")).to_be_visible()
             assert posted[-1]["location"] == {"address": "南门口", "lat": 39.1601, "lon": 117.2102}
 
+            # 引用: a quoted reply to the bot's acknowledgement adds to that ticket
+            ack = group.locator(".msg.bot", has_text="已收到，工单号 #1")
+            ack.locator(".act", has_text="引用").click()
+            expect(group.locator(".quoting")).to_contain_text("引用 家门口助手")
+            group.locator("textarea").fill("补充一下：旁边的路面也裂了")
+            group.locator("button[type=submit]").click()
+            expect(group.locator(".msg.bot .bubble", has_text="已补充到工单 #1")).to_be_visible(
+                timeout=15_000
+            )
+            assert posted[-1]["quoted"].startswith("@刘阿姨 已收到，工单号 #1")
+            expect(group.locator(".msg:not(.bot) .quote").first).to_contain_text("已收到，工单号 #1")
+
             # a non-image file chosen as the photo gets a clear Chinese error under the form
             bad = tmp_path / "not-an-image.jpg"
             bad.write_bytes(b"this is a text file, not a photo")

@@ -72,7 +72,7 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
     print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.90 and m["service_code"] >= 0.93
+    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.91 and m["service_code"] >= 0.94
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
@@ -81,15 +81,15 @@ def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], 
     in docs/understanding.md, honestly below target where they are."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for split, floor in (
-        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.76}),
-        ("heldout", {"needs_ticket": 0.94, "intent": 0.82, "service_code": 0.76}),
+        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.80}),
+        ("heldout", {"needs_ticket": 0.94, "intent": 0.83, "service_code": 0.79}),
     ):
         m = evaluate(model, [r for r in real if r["split"] == split])
         print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
         for key, target in floor.items():
             assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
         assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
-        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.15}[split], f"{split}: false alarms"
+        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.13}[split], f"{split}: false alarms"
 
 
 @pytest.mark.parametrize(
@@ -143,6 +143,53 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
     assert urgency_of("消防通道堆满了电动车，真着火了消防车都进不来") == "normal"
     assert urgency_of("阳台外沿放了好几个花盆，掉下来不得了") == "normal"
     assert urgency_of("楼下电线掉在地上了，不得了，还在冒火花") == "urgent"
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency"),
+    [
+        # a state said not to be there is not danger ("不咬人", "没漏电")
+        ("遛狗从来不拴绳，狗主人还说它不咬人", "normal"),
+        ("那条狗没咬到人，就是叫得凶", "normal"),
+        ("配电箱查过了，没漏电，就是门关不上", "normal"),
+        # "被电" in "被电动车堵住" is no electric shock
+        ("消防通道被电动车和杂物堵住了", "normal"),
+        # the rhetorical "要等树倒了才管" supposes the danger
+        ("楼前的树都歪了，报了几次没人管，是不是要等树倒了才管", "normal"),
+        # wind through a broken window is not water
+        ("单元门的闭门器坏了，冬天风呼呼往里灌", "normal"),
+        # and phrasings of real danger the concepts did not know
+        ("电梯卡在六楼和七楼之间了，里面有个老太太", "urgent"),
+        ("停电了，电梯里关着一个孕妇和一个孩子", "urgent"),
+        ("路边的雨水篦子少了两块，孩子跑来跑去", "urgent"),
+        ("有条流浪狗很凶，这几天追着咬了两个骑车的人", "urgent"),
+        ("暴雨下了一夜，地库的水还在从坡道往里灌", "urgent"),
+        ("一根电缆的外皮老化开裂了，下雨能听到噼啪的声音", "urgent"),
+    ],
+)
+def test_danger_concepts_read_negation_and_new_phrasings(text: str, urgency: str) -> None:
+    assert urgency_of(text) == urgency
+
+
+def test_a_letter_is_filed_by_the_problem_it_opens_with(config: Config) -> None:
+    """The clauses after a letter's opening tell what the problem led to and who did nothing; their words
+    (停车, 臭味) name other services and must not outvote the broken thing."""
+    from nlp.classifier import opening
+
+    assert opening("地库被水淹了，车都泡在里面，物业不管，不让我们停车") == "地库被水淹了，车都泡在里面"
+    assert opening("楼道灯不亮了") is None and opening("灯坏了，没人修") is None
+    model = load_classifier(config)
+    for text, service in (
+        (
+            "小区里的大树被风刮得歪向一边，树枝压在车棚上，车棚里的电动车推不出来，大家只能把车停在楼道里充电",
+            "greenery",
+        ),
+        (
+            "楼下的垃圾站好几天没清运了，垃圾堆到了路中间，车位被占了，停车的人只能把车停到马路边",
+            "sanitation",
+        ),
+    ):
+        assert model.classify(text).service_code == service, text
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,17 @@ from core.conversation import END, FlowError
 from store.models import ConversationRow, TicketReport
 from tests.conftest import ROOT, TICKETS_API_KEY
 from tests.support import RecordingChannel, Say
-from tickets.followup import AWAITING_PLACE, COLLECTING_MEDIA, OTHER, PHOTO, PLACE, TIMEOUT, report_flow
+from tickets.followup import (
+    AWAITING_PLACE,
+    COLLECTING_MEDIA,
+    OTHER,
+    PHOTO,
+    PLACE,
+    PLACE_OVERDUE,
+    PROBLEM,
+    TIMEOUT,
+    report_flow,
+)
 
 AppMaker = Callable[[], App]
 
@@ -50,10 +60,19 @@ def test_the_table_says_where_a_report_can_go() -> None:
     flow = report_flow(120)
     assert flow.next(AWAITING_PLACE, PHOTO) == AWAITING_PLACE  # a photo alone: still waiting for the place
     assert flow.next(AWAITING_PLACE, PLACE) == COLLECTING_MEDIA
-    assert flow.next(AWAITING_PLACE, TIMEOUT) == END and flow.next(COLLECTING_MEDIA, OTHER) == END
+    assert flow.next(AWAITING_PLACE, PROBLEM) == AWAITING_PLACE  # the problem told: the place still awaited
+    # filed without a place (the wait is over, or the reply was something else): a late answer still joins
+    assert (
+        flow.next(AWAITING_PLACE, TIMEOUT) == PLACE_OVERDUE
+        and flow.next(AWAITING_PLACE, OTHER) == PLACE_OVERDUE
+    )
+    assert flow.next(PLACE_OVERDUE, PLACE) == COLLECTING_MEDIA and flow.next(PLACE_OVERDUE, TIMEOUT) == END
+    assert flow.next(COLLECTING_MEDIA, OTHER) == END
     with pytest.raises(FlowError):
-        flow.next(COLLECTING_MEDIA, PLACE)  # filed already: a place is no longer asked for
-    assert flow.states == {AWAITING_PLACE, COLLECTING_MEDIA, END}
+        flow.next(COLLECTING_MEDIA, PLACE)  # filed with its place: a place is no longer asked for
+    with pytest.raises(FlowError):
+        flow.next(PLACE_OVERDUE, PROBLEM)  # too late for words to join: a new report
+    assert flow.states == {AWAITING_PLACE, PLACE_OVERDUE, COLLECTING_MEDIA, END}
 
 
 async def test_a_restart_resumes_the_wait_for_the_place(

@@ -139,7 +139,8 @@ async def test_too_long_message_gets_a_clear_reply_and_is_recorded(
 async def test_unhandled_request_gets_a_clear_chinese_reply(
     app: App, channel: RecordingChannel, say: Say
 ) -> None:
-    [o] = await run(app, say("给我唱首歌", mention=True))
+    # a notice a resident addresses to the bot: nothing takes it (only staff send notices, with /通知)
+    [o] = await run(app, say("各位邻居明天上午9点到12点停水，请提前储水", mention=True))
     assert o.reason == "unhandled"
     assert "帮不上忙" in channel.sent[0].text
 

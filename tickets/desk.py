@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -43,7 +44,15 @@ from core.ports import (
     TicketBackendError,
     TicketView,
 )
-from nlp.extract import clean_description, place_key, ticket_title
+from nlp.extract import (
+    clean_description,
+    dangers,
+    extract_place,
+    names_problem,
+    normalise,
+    place_key,
+    ticket_title,
+)
 from pii import mask_pii, phone_numbers
 from store import Store
 from store.models import (
@@ -51,12 +60,13 @@ from store.models import (
     Ticket,
     TicketEvent,
     TicketMedia,
+    TicketNotice,
     TicketOutbox,
     TicketReport,
 )
 from tickets import satisfaction, texts
 from tickets.corrections import correct
-from tickets.followup import MEDIA_WINDOW_SECONDS, ReportFollowup
+from tickets.followup import MEDIA_WINDOW_SECONDS, PLACE_ANSWER_SLACK, ReportFollowup
 from tickets.merge import TEXT_SIMILARITY, Sighting, same_place, same_problem, similarity
 from tickets.notify import Notifier, owe
 from tickets.outbox import Outbox
@@ -64,6 +74,10 @@ from tickets.summary import AlertGroup, DailySummary
 
 log = logging.getLogger(__name__)
 MAX_PHOTOS = 6
+# "工单号 #3", "工单 #3（…）", "合并到工单 #3": the ticket a quoted message of the bot's is about
+_QUOTED_TICKET = re.compile(r"工单号?\s*[#＃]\s*(\d{1,9})")
+_SUPPLEMENT_LEAD = re.compile(r"^(?:再|还要|我)?补充(?:一下|一点|说明|下)?[\s:：,，。]*")
+ASKED_PLACE_WITHIN = timedelta(days=1)  # a quote of "where?" finds the sender's report of the last day
 CLOCK_SKEW_SECONDS = 300.0  # an update stamped further ahead of our clock than this is refused
 
 
@@ -72,6 +86,35 @@ class Filed:
     report_id: int
     ticket_id: int
     merged: bool
+
+
+@dataclass(frozen=True)
+class Supplemented:
+    """What a reply added to a filed ticket (a quoted 补充, or the place given after the wait for it)."""
+
+    ticket_id: int
+    report_id: int  # the report the words and photos were kept under
+    words: bool = False  # the ticket's description has the new words
+    photos: int = 0
+    place: str = ""  # the ticket's place, when this reply gave it
+    located: bool = False  # the reply gave the ticket its coordinates (a location)
+    urgent: bool = False  # the reply told of danger: the ticket became urgent and staff were alerted
+    closed: bool = False  # the ticket was closed already
+
+    def text(self) -> str:
+        what = [
+            w for w in ("补充说明" if self.words else "", f"{self.photos}张照片" if self.photos else "") if w
+        ]
+        if self.place:
+            what.append(f"地点：{mask_pii(self.place)}")
+        elif self.located:
+            what.append("位置")
+        out = texts.SUPPLEMENTED.format(id=self.ticket_id, what="、".join(what) or "补充说明")
+        if self.urgent:
+            out += texts.SUPPLEMENTED_URGENT
+        if self.closed:
+            out += texts.SUPPLEMENTED_CLOSED
+        return out
 
 
 def _utc(dt: datetime) -> datetime:
@@ -184,6 +227,9 @@ class ReportDesk:
         self.followup.expire(conv)
         return []
 
+    def supplement(self, intake: Intake, ticket_id: int) -> Step:
+        return self.followup.supplement(intake, ticket_id)
+
     def file_and_flush(self, report_id: int, *, hold_until: datetime | None = None) -> None:
         self.file(report_id, hold_until=hold_until)
         self.notifier.flush()
@@ -280,9 +326,11 @@ class ReportDesk:
         return report
 
     @staticmethod
-    def _add_photos(s: Any, report_id: int, m: Message) -> None:
+    def _add_photos(s: Any, report_id: int, m: Message) -> int:
+        added = 0
         for a in m.images[:MAX_PHOTOS]:
             if a.data:
+                added += 1
                 s.add(
                     TicketMedia(
                         report_id=report_id,
@@ -293,6 +341,7 @@ class ReportDesk:
                         sha256=a.sha256,
                     )
                 )
+        return added
 
     def add_media(self, report_id: int, msg: Message) -> None:
         """A photo or location that followed the report."""
@@ -321,6 +370,144 @@ class ReportDesk:
                 r.lat, r.lon = location.lat, location.lon
                 if not r.place and location.address:
                     r.place = mask_pii(location.address)[:255]
+
+    # --- what is added to a filed ticket ----------------------------------------------------------------
+
+    def quoted_ticket(self, msg: Message) -> int | None:
+        """The ticket a quoted reply (引用) is about: the number in a message about that ticket the bot sent to
+        this group (so no one adds to a ticket by typing its number), or, for a quote of the bot's "where?",
+        the sender's latest report here."""
+        if not msg.quoted:
+            return None
+        m = _QUOTED_TICKET.search(msg.quoted)
+        with self.store.session() as s:
+            if m:
+                number = int(m.group(1))
+                told = s.scalars(
+                    select(TicketNotice.id).where(
+                        TicketNotice.group_id == msg.group[:128], TicketNotice.ticket_id == number
+                    )
+                ).first()
+                return number if told is not None else None
+            if texts.ASK_PLACE.split("？")[0] in msg.quoted:
+                since = self.clock.now() - ASKED_PLACE_WITHIN
+                latest = s.scalars(
+                    select(TicketReport.ticket_id)
+                    .where(
+                        TicketReport.group_id == msg.group[:128],
+                        TicketReport.sender == msg.sender[:128],
+                        TicketReport.ticket_id.is_not(None),
+                        TicketReport.created_at >= since,
+                    )
+                    .order_by(TicketReport.id.desc())
+                ).first()
+                return latest
+        return None
+
+    def add_to_ticket(self, ticket_id: int, msg: Message, text: str) -> Supplemented | None:
+        """A reply that adds to a filed ticket: kept as a report of the ticket (state `supplement`, with its photos
+        and the sender's contact), its words appended to the ticket's description, its place and location given to
+        a ticket that had none, and a danger it tells of makes the ticket urgent (staff alerted).
+
+        GeoReport v2 has no call to change a request, so the ticket backend hears of it only while the ticket is
+        still in the outbox (it goes out with the words, place and first photo); afterwards it is recorded here,
+        where the admin API and the workbench show it (docs/conversation.md)."""
+        now = self.clock.now()
+        words = _SUPPLEMENT_LEAD.sub("", normalise(text)).strip()
+        place = extract_place(words) or (msg.location.address if msg.location else "") or ""
+        only_place = (
+            bool(place) and len(words) <= len(place) + PLACE_ANSWER_SLACK and not names_problem(words)
+        )
+        urgent = bool(words) and bool(dangers(words))
+        try:
+            with self.store.session() as s:
+                t = s.get(Ticket, ticket_id)
+                if t is None:
+                    return None
+                r = TicketReport(
+                    ticket_id=t.id,
+                    channel=msg.channel,
+                    message_id=msg.id[:128],
+                    group_id=msg.group[:128],
+                    sender=msg.sender[:128],
+                    sender_name=msg.sender_name[:128],
+                    text=mask_pii(text)[:4000],
+                    description=mask_pii(clean_description(words))[:2000] if words else "",
+                    contact=", ".join(phone_numbers(text))[:255],
+                    service_code=t.service_code,
+                    intent="hazard" if urgent else "complaint",
+                    place=mask_pii(place)[:255],
+                    lat=msg.location.lat if msg.location else None,
+                    lon=msg.location.lon if msg.location else None,
+                    urgency="urgent" if urgent else "normal",
+                    state="supplement",
+                    created_at=now,
+                )
+                s.add(r)
+                s.flush()
+                photos = self._add_photos(s, r.id, msg)
+                added = bool(words) and not only_place
+                if added:
+                    who = f"（{msg.sender_name}）" if msg.sender_name else ""
+                    t.description = f"{t.description}\n补充{who}：{r.description}"[:4000]
+                given, located = self._give_place(t, r.place, msg.location)
+                became_urgent = urgent and t.urgency != "urgent" and t.status == "open"
+                if became_urgent:
+                    t.urgency = "urgent"
+                    self._owe_urgent_alerts(s, t, r)
+                done = Supplemented(
+                    t.id,
+                    r.id,
+                    words=added,
+                    photos=photos,
+                    place=given,
+                    located=located,
+                    urgent=became_urgent,
+                    closed=t.status == "closed",
+                )
+                if t.remote_id is not None:
+                    log.info(
+                        "ticket #%s: a supplement recorded locally (the backend has the request already)",
+                        t.id,
+                    )
+        except IntegrityError:  # this very message was taken before (a redelivery)
+            return None
+        self.notifier.flush()
+        return done
+
+    def place_given_late(self, report_id: int, place: str, msg: Message) -> Supplemented | None:
+        """The place, answered after the report was filed without it: the report's and its ticket's."""
+        with self.store.session() as s:
+            r = s.get(TicketReport, report_id)
+            if r is None or r.ticket_id is None:
+                return None
+            t = s.get(Ticket, r.ticket_id)
+            if t is None:
+                return None
+            if place:
+                r.place = mask_pii(place)[:255]
+            if msg.location is not None and r.lat is None:
+                r.lat, r.lon = msg.location.lat, msg.location.lon
+            photos = self._add_photos(s, r.id, msg)
+            given, located = self._give_place(
+                t, r.place or (msg.location.address if msg.location else ""), msg.location
+            )
+            return Supplemented(
+                t.id, r.id, photos=photos, place=given, located=located, closed=t.status == "closed"
+            )
+
+    @staticmethod
+    def _give_place(t: Ticket, place: str, location: Location | None) -> tuple[str, bool]:
+        """A ticket without a place or coordinates takes those given: (the place it took or "", whether it took
+        the coordinates)."""
+        located = location is not None and location.lat is not None and t.lat is None
+        if located and location is not None:
+            t.lat, t.lon = location.lat, location.lon
+        if not place or t.place:
+            return "", located
+        t.place = mask_pii(place)[:255]
+        t.place_key = place_key(t.place)
+        return t.place, located
 
     def report(self, report_id: int) -> TicketReport | None:
         with self.store.session() as s:
@@ -383,7 +570,7 @@ class ReportDesk:
                     not_before=hold_until,
                 )
                 return Filed(r.id, match.id, True)
-            t = self._open_ticket(s, r, community, grid, group_name, now, hold_until, split_from=None)
+            t = self._open_ticket(s, r, community, grid, now, hold_until, split_from=None)
             return Filed(r.id, t.id, False)
 
     def _open_ticket(
@@ -392,7 +579,6 @@ class ReportDesk:
         r: TicketReport,
         community: str,
         grid: str,
-        group_name: str,
         now: datetime,
         hold_until: datetime | None,
         *,
@@ -454,36 +640,41 @@ class ReportDesk:
             not_before=hold_until,
         )
         if r.urgency == "urgent":
-            alert = texts.ALERT_URGENT.format(
-                id=t.id,
-                group=group_name,
-                title=mask_pii(title),
-                who=r.sender_name or "居民",
-                place=f"，地点：{mask_pii(r.place)}" if r.place else "",
-            ) + texts.ALERT_SOURCE.format(source=texts.CHANNEL_NAMES.get(r.channel, r.channel))
-            for staff in self._staff_for(community, grid):
+            self._owe_urgent_alerts(s, t, r)
+        return t
+
+    def _owe_urgent_alerts(self, s: Session, t: Ticket, r: TicketReport) -> None:
+        """Tell the grid's staff, and the staff groups configured for the community, of an urgent ticket."""
+        community, grid, group_name = self._group_info(r.group_id)
+        alert = texts.ALERT_URGENT.format(
+            id=t.id,
+            group=group_name,
+            title=mask_pii(t.title),
+            who=r.sender_name or "居民",
+            place=f"，地点：{mask_pii(t.place)}" if t.place else "",
+        ) + texts.ALERT_SOURCE.format(source=texts.CHANNEL_NAMES.get(r.channel, r.channel))
+        for staff in self._staff_for(community, grid):
+            owe(
+                s,
+                key=f"urgent:{t.id}:{staff}",
+                kind="alert",
+                group=staff,
+                channel=r.channel,
+                ticket_id=t.id,
+                text=alert,
+            )
+        # and the staff groups configured for the community (a WeCom staff group: docs/wecom.md)
+        for ag_group, ag_channel, ag_community in self.settings.alert_groups:
+            if not ag_community or ag_community == community:
                 owe(
                     s,
-                    key=f"urgent:{t.id}:{staff}",
+                    key=f"urgent:{t.id}:{ag_channel}:{ag_group}"[:160],
                     kind="alert",
-                    group=staff,
-                    channel=r.channel,
+                    group=ag_group,
+                    channel=ag_channel,
                     ticket_id=t.id,
                     text=alert,
                 )
-            # and the staff groups configured for the community (a WeCom staff group: docs/wecom.md)
-            for ag_group, ag_channel, ag_community in self.settings.alert_groups:
-                if not ag_community or ag_community == community:
-                    owe(
-                        s,
-                        key=f"urgent:{t.id}:{ag_channel}:{ag_group}"[:160],
-                        kind="alert",
-                        group=ag_group,
-                        channel=ag_channel,
-                        ticket_id=t.id,
-                        text=alert,
-                    )
-        return t
 
     def _find_duplicate(self, s: Any, r: TicketReport, community: str, since: datetime) -> Ticket | None:
         """An open ticket about the same problem at the same place (see tickets/merge.py)."""
@@ -878,8 +1069,8 @@ class ReportDesk:
             if r.state != "merged":
                 raise StatusError("这条是最先报的反映，工单就是它开的；请拆分后来合并进来的反映")
             old = r.ticket_id
-            community, grid, group_name = self._group_info(r.group_id)
-            t = self._open_ticket(s, r, community, grid, group_name, now, None, split_from=old)
+            community, grid, _ = self._group_info(r.group_id)
+            t = self._open_ticket(s, r, community, grid, now, None, split_from=old)
             _history(s, old, "split", f"拆分出反映#{r.id}，另立为工单#{t.id}", by_id, by_name, now)
             _history(s, t.id, "split", f"从工单#{old}拆分出来", by_id, by_name, now)
             new_id = t.id

@@ -18,3 +18,8 @@ CHANNEL_NAMES = {
     "wecom_bot": "企业微信",
     "wecom_kf": "微信客服",
 }
+# the conversation around a report (docs/conversation.md)
+ASK_PLACE_AGAIN = "好的，记下了。请问具体位置在哪里？可以回复楼号、单元或门口，也可以发一个微信位置。"
+SUPPLEMENTED = "已补充到工单 #{id}（{what}）。"
+SUPPLEMENTED_CLOSED = "\n这个工单已经处理完毕；如果问题还在，请直接说一下现在的情况，我会重新登记。"
+SUPPLEMENTED_URGENT = "\n情况紧急，已提醒网格员尽快处理；如有人员危险请立即拨打 119/120/110。"

@@ -812,7 +812,7 @@ def _ticket_routes(router: APIRouter, app: App) -> None:
         summary="Reports as residents sent them, phone and ID numbers masked (drafts waiting for a place included)",
     )
     def reports(
-        state: Annotated[str, Query(max_length=16, description="draft | filed | merged")] = "",
+        state: Annotated[str, Query(max_length=16, description="draft | filed | merged | supplement")] = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[TicketReportOut]:
         with app.store.session() as s:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.channel import BaseChannel
-from core.message import Attachment, Location, Message, run_prefix, utcnow
+from core.message import Attachment, Location, Message, run_prefix, split_quote, utcnow
 from core.ports import JSON, Capabilities, CommunityConfig, Inbox, Joined
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class SimEntry:
     mentions: list[str] = field(default_factory=list)
     image: bool = False
     location: dict[str, Any] | None = None
+    quoted: str = ""  # the text this message quotes (引用)
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,10 +115,14 @@ class SimulatorChannel(BaseChannel):
         image_mime: str = "image/jpeg",
         location: Location | None = None,
         private: bool = False,
+        quoted: str = "",
     ) -> str:
-        """A person posts in a group; returns the message id at once and routes the message in the background."""
+        """A person posts in a group; returns the message id at once and routes the message in the background.
+        A quote typed before the words ("「家门口助手：…」 补充一下：…") is taken as a quoted reply, as WeChat's."""
         if self._inbox is None:
             raise RuntimeError("simulator channel is not started")
+        if not quoted:
+            text, quoted = split_quote(text)
         mid = self._next_id()
         now = utcnow()
         if sender_name:
@@ -137,6 +142,7 @@ class SimulatorChannel(BaseChannel):
                 [self.account] if mentions_bot else [],
                 image is not None,
                 asdict(location) if location else None,
+                quoted,
             ),
         )
         msg = Message(
@@ -152,6 +158,7 @@ class SimulatorChannel(BaseChannel):
             attachments=attachments,
             location=location,
             time=now,
+            quoted=quoted,
             private=private,
         )
         await self._inbox(msg)  # the app's inbox only queues: the HTTP answer does not wait for the handler

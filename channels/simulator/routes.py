@@ -53,6 +53,8 @@ class SimPost(BaseModel):
     image_base64: str | None = None
     location: SimLocation | None = None
     private: bool = False
+    # a quoted reply (引用): the text of the message replied to, as WeChat carries it beside the reply
+    quoted: str = Field("", max_length=4000)
 
     @model_validator(mode="after")
     def _something_to_say(self) -> SimPost:
@@ -136,6 +138,7 @@ def simulator_router(channel: SimulatorChannel) -> APIRouter:
             mime or "image/jpeg",
             loc,
             body.private,
+            body.quoted,
         )
         return {"message_id": mid}
 

@@ -53,7 +53,7 @@ import betterproto
 
 from core.channel import BaseChannel, ChannelError
 from core.community import GroupConfig
-from core.message import Attachment, AttachmentKind, Location, Message, utcnow
+from core.message import Attachment, AttachmentKind, Location, Message, split_quote, utcnow
 from core.ports import JSON, Capabilities, Inbox, Joined
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,9 @@ def parse_quote(text: str) -> tuple[str, str]:
                 who, sep, body = quoted.partition(":")
             quoted_text = body if sep and len(who) <= 32 else quoted
             return parts[1].strip(), quoted_text.strip()
+        reply, quoted_text = split_quote(t)  # puppets that put the quote before the reply without a divider
+        if quoted_text:
+            return reply, quoted_text
     if t.startswith("<") and "<refermsg>" in t:
         with contextlib.suppress(ElementTree.ParseError):
             root = ElementTree.fromstring(t)
