@@ -320,7 +320,10 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
             delays.append((row.next_attempt_at - clock.now()).total_seconds())
             clock.advance(max(0.0, delays[-1]) + 0.001)
         assert row.state == "parked" and row.attempts == desk.outbox.max_attempts
-        assert delays[1] > delays[0] and delays[3] > delays[1]  # backing off
+        base = desk.outbox.base_delay
+        for i, delay in enumerate(delays[:-1]):  # backing off: doubling, within its ±50% jitter
+            assert 0.5 * base * 2**i <= delay <= 1.5 * base * 2**i, delays
+        assert delays[-1] == pytest.approx(desk.outbox.parked_retry_seconds, abs=0.01)  # parked: the slow retry
         alerts = [s for s in channel.sent if "工单发送失败" in s.text]
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)

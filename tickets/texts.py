@@ -1,7 +1,7 @@
 """What the desk says in groups, in one place."""
 
 ASK_PLACE = "请问具体位置在哪里？可以直接回复楼号、单元或门口（如“3号楼2单元门口”），也可以发一个微信位置。"
-ACK = "已收到，工单号 #{id}，已转交【{service}】{grid}。\n问题：{title}{place}\n处理好后会在群里通知您。"
+ACK = "已收到，工单号 #{id}，已转交【{service}】{grid}。\n问题：{title}{place}\n处理好后会在这里通知您。"
 ACK_URGENT = "\n情况紧急，已同时提醒网格员尽快处理；如有人员危险请立即拨打 119/120/110。"
 SPLIT = "工作人员核对后，您反映的问题和工单 #{old} 不是同一件事，已单独登记。\n"
 MERGED = "已有居民反映，已合并到工单 #{id}，处理后会通知大家。（目前共 {n} 位居民反映）"
