@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from channels.wecom_bot.channel import WecomBotChannel
 from channels.wecom_bot.protocol import parse_callback
 from channels.wecom_crypto import CallbackRejected
+from channels.wecom_routes import add_url_verification
 
 log = logging.getLogger(__name__)
 PATH = "/wecom/bot/callback"
@@ -21,15 +22,7 @@ def wecom_bot_router(channel: WecomBotChannel) -> APIRouter:
     crypt = channel.callback
     assert crypt is not None
 
-    @router.get(PATH)
-    async def verify(
-        msg_signature: str = "", timestamp: str = "", nonce: str = "", echostr: str = ""
-    ) -> Response:
-        try:
-            return PlainTextResponse(crypt.verify_url(msg_signature, timestamp, nonce, echostr))
-        except CallbackRejected as e:
-            log.warning("WeCom AI bot URL verification refused: %s", e)
-            return PlainTextResponse("forbidden", status_code=403)
+    add_url_verification(router, PATH, crypt, "WeCom AI bot")
 
     @router.post(PATH)
     async def receive(

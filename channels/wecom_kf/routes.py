@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from channels.wecom_crypto import CallbackRejected
 from channels.wecom_kf.channel import WecomKfChannel
+from channels.wecom_routes import add_url_verification
 
 log = logging.getLogger(__name__)
 PATH = "/wecom/kf/callback"
@@ -20,15 +21,7 @@ def wecom_kf_router(channel: WecomKfChannel) -> APIRouter:
     crypt = channel.callback
     assert crypt is not None
 
-    @router.get(PATH)
-    async def verify(
-        msg_signature: str = "", timestamp: str = "", nonce: str = "", echostr: str = ""
-    ) -> Response:
-        try:
-            return PlainTextResponse(crypt.verify_url(msg_signature, timestamp, nonce, echostr))
-        except CallbackRejected as e:
-            log.warning("微信客服 URL verification refused: %s", e)
-            return PlainTextResponse("forbidden", status_code=403)
+    add_url_verification(router, PATH, crypt, "微信客服")
 
     @router.post(PATH)
     async def receive(
