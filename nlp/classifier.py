@@ -62,6 +62,7 @@ SERVICE_TERMS = DATA / "service_terms.yaml"
 CORRECTIONS_NAME = "classify_corrections.jsonl"
 REPORT_INTENTS: tuple[Intent, ...] = ("complaint", "hazard")
 KEYWORD_WEIGHT = 0.3  # how much a configured keyword adds to the model's service probability
+LATER_KEYWORD_SHARE = 0.25  # and a keyword that only comes after another service's (see `service_of`)
 SEMANTIC_WEIGHT = 0.5  # scale of the semantic vector beside the (unit-norm) n-gram vector
 CORRECTION_WEIGHT = 3.0  # a staff correction counts as this many training rows
 REGULARISATION_C = 20.0  # inverse L2 strength of the intent and service heads
@@ -387,9 +388,16 @@ class TrainedClassifier:
             first = self.service_head.scores(head)
             scores = {c: (1 - OPENING_WEIGHT) * p + OPENING_WEIGHT * first[c] for c, p in scores.items()}
         t = _INACTION.sub(" ", normalise(text).lower())
+        # the keyword named first is usually the broken thing ("楼道灯坏了，晚上摔了一跤还被狗吓到"); a later service's
+        # keyword tells what it led to or who else was there, so it adds only a share of the bonus
+        first_at: dict[str, int] = {}
         for code in scores:
-            if any(k and k in t for k in self.keywords.get(code, ())):
-                scores[code] += KEYWORD_WEIGHT
+            hits = [t.find(k) for k in self.keywords.get(code, ()) if k and k in t]
+            if hits:
+                first_at[code] = min(hits)
+        lead = min(first_at.values(), default=0)
+        for code, at in first_at.items():
+            scores[code] += KEYWORD_WEIGHT * (1.0 if at == lead else LATER_KEYWORD_SHARE)
         best = max(scores, key=lambda k: scores[k])
         owner = leak_owner(text) if best in _LEAK_SERVICES else None
         if owner in scores and owner != best:
