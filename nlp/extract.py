@@ -276,7 +276,7 @@ _DANGER_WORDS: list[tuple[str, str]] = [
     ),
     (
         "flood",
-        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|冲进|涨水|(?:水|雨)[^，。！？,!?]{0,8}(?:往里灌|往屋里灌|往家里灌|灌进来)|(?:地库|车库|地下室)[^，。！？,!?]{0,6}(?:进水|漫|灌|淹)|没过.{0,3}(?:膝|腰|车顶|车身)"
+        r"(?:水管|水箱|管道|管子|水表)[^，。！？,!?]{0,3}(?:爆|裂开)|爆管|被淹|淹了|淹没|水淹|进水了|倒灌|灌进|灌满|灌了|漫进|水漫|(?:水|雨水|洪水|污水)[^，。！？,!?]{0,4}冲进|涨水|(?:水|雨)[^，。！？,!?]{0,8}(?:往里灌|往屋里灌|往家里灌|灌进来)|(?:地库|车库|地下室)[^，。！？,!?]{0,6}(?:进水|漫|灌|淹)|没过.{0,3}(?:膝|腰|车顶|车身)"
         r"|(?:积水|水)[^，。！？,!?]{0,6}(?:膝盖|到腰|齐腰|半米|一米|[\d一二三四五]米)",
     ),
     (
@@ -288,12 +288,14 @@ _DANGER_WORDS: list[tuple[str, str]] = [
     ("trapped", r"被困|困住|困在|出不来了"),
 ]
 _HYPOTHETICAL = re.compile(
-    r"(?:万一|如果|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
+    r"(?:万一|如果|若|倘若|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
 )
 # what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
 _CONSEQUENCE = re.compile(
     r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事|是迟早的事|迟早[^，。！？,!?]{0,4}事)"
 )
+# a danger named as a risk ("存在火灾隐患", "有触电风险", "起火的危险"): it may happen, it is not happening
+_RISK = re.compile(r"^(?:的)?(?:隐患|风险|危险|可能|苗头)")
 _COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
 # the rhetorical "is it waiting until the tree falls?" ("要等树倒了才管", "难道要等出了人命"): supposed, not told
 _WAIT_UNTIL = re.compile(r"(?:要等|非要等|等到)[^，。！？,!?]{0,8}$")
@@ -325,6 +327,7 @@ def _feared(clause: str, start: int, end: int) -> bool:
         or _COUNTERFACTUAL.search(clause[:start])
         or _FEAR_INSIDE.search(clause[start:end])
         or _CONSEQUENCE.search(clause[end:])
+        or _RISK.search(clause[end:])
     )
 
 

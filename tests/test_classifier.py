@@ -68,28 +68,68 @@ def test_real_set_is_labelled_sourced_and_never_trained_on(
     assert not trained & {r["text"] for r in real}
 
 
+FRESH = ROOT / "tests" / "data" / "classify_real_fresh.jsonl"
+
+
+@pytest.fixture(scope="module")
+def fresh() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FRESH.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_fresh_set_is_labelled_sourced_new_and_never_trained_on(
+    fresh: list[dict[str, Any]], real: list[dict[str, Any]], dev: list[dict[str, Any]], config: Config
+) -> None:
+    """The held-out real set (issue 11 part 3): none of its messages is in the dev sets or any training file."""
+    assert len(fresh) >= 100 and len({r["text"] for r in fresh}) == len(fresh)
+    assert {r["split"] for r in fresh} == {"fresh"}
+    assert len({r["id"] for r in fresh}) == len(fresh)
+    codes = {s.service_code for s in config.services.services}
+    for r in fresh:
+        assert r["source"]["title"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] in ("normal", "urgent")
+    reports = [r for r in fresh if r["needs_ticket"]]
+    assert 0.7 <= len(reports) / len(fresh) <= 0.9 and any(r["urgency"] == "urgent" for r in reports)
+    texts = {r["text"] for r in fresh}
+    trained = {e.text for f in BUNDLED for e in read_examples(f)}
+    assert not texts & trained
+    assert not texts & {r["text"] for r in real}
+    assert not texts & {r["text"] for r in dev}
+    fresh_pages = {r["source"]["url"] for r in fresh if r["source"].get("url")}
+    assert not fresh_pages & {r["source"].get("url") for r in real}
+
+
 def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], config: Config) -> None:
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
     print("synthetic, held out:", {k: round(v, 3) for k, v in m.items()})
-    assert m["needs_ticket"] >= 0.96 and m["intent"] >= 0.91 and m["service_code"] >= 0.94
+    assert m["needs_ticket"] >= 0.97 and m["intent"] >= 0.91 and m["service_code"] >= 0.95
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
-def test_accuracy_on_real_messages_never_trained_on(real: list[dict[str, Any]], config: Config) -> None:
-    """Floors on both halves of the real set (neither is ever a training row); the targets and the figures are
-    in docs/understanding.md, honestly below target where they are."""
+# Floors a little under what was measured (docs/understanding.md). On the fresh set they are honestly below
+# the targets where the model is: its figures were printed once, after the last change to the model, and it
+# misses 5 of its 20 dangers.
+REAL_FLOORS = {"needs_ticket": 0.95, "intent": 0.89, "service_code": 0.85, "urgent_recall": 0.95}
+FRESH_FLOORS = {"needs_ticket": 0.94, "intent": 0.86, "service_code": 0.82, "urgent_recall": 0.70}
+
+
+def test_accuracy_on_real_messages_never_trained_on(
+    real: list[dict[str, Any]], fresh: list[dict[str, Any]], config: Config
+) -> None:
+    """The real dev set (all of classify_real.jsonl, read while improving the model) and the fresh held-out set
+    (never read while improving it); neither is ever a training row."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
-    for split, floor in (
-        ("dev", {"needs_ticket": 0.95, "intent": 0.88, "service_code": 0.80}),
-        ("heldout", {"needs_ticket": 0.94, "intent": 0.83, "service_code": 0.79}),
+    for name, rows, floor, alarms in (
+        ("real dev", real, REAL_FLOORS, 0.06),
+        ("fresh held-out", fresh, FRESH_FLOORS, 0.05),
     ):
-        m = evaluate(model, [r for r in real if r["split"] == split])
-        print(f"real {split}:", {k: round(v, 3) for k, v in m.items()})
+        m = evaluate(model, rows)
+        print(f"{name}:", {k: round(v, 3) for k, v in m.items()})
         for key, target in floor.items():
-            assert m[key] >= target, f"{split} {key}: {m[key]:.3f} < {target}"
-        assert m["urgent_recall"] >= 0.95, f"{split}: a danger was missed"
-        assert m["false_alarms"] <= {"dev": 0.06, "heldout": 0.13}[split], f"{split}: false alarms"
+            assert m[key] >= target, f"{name} {key}: {m[key]:.3f} < {target}"
+        assert m["false_alarms"] <= alarms, f"{name}: false alarms {m['false_alarms']:.3f}"
 
 
 @pytest.mark.parametrize(
@@ -131,6 +171,36 @@ def test_examples(config: Config, text: str, intent: str, service: str | None) -
 def test_the_broken_object_decides_the_service(config: Config, text: str, service: str) -> None:
     c = load_classifier(config).classify(text)
     assert c.needs_ticket and c.service_code == service
+
+
+@pytest.mark.parametrize(
+    ("text", "service"),
+    [
+        # a leak from the flat above is the building's (shared pipes and floors) ...
+        ("楼上卫生间漏水漏到我家天花板了", "property_repair"),
+        ("隔壁家的水管渗水到我家墙里，墙皮都起泡了", "property_repair"),
+        # ... and the neighbour's matter only when the neighbour will not act
+        ("楼上漏水到我家，找了他好几次都不让师傅进门", "neighbor_dispute"),
+        ("楼上卫生间渗水到我家，跟他协商了几回都不了了之", "neighbor_dispute"),
+    ],
+)
+def test_a_neighbours_leak_belongs_to_the_building_unless_the_neighbour_will_not_act(
+    config: Config, text: str, service: str
+) -> None:
+    c = load_classifier(config).classify(text)
+    assert c.needs_ticket and c.service_code == service
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "楼道里堆满纸箱，存在很大的火灾隐患",  # a danger named as a risk
+        "电动车停在楼道里充电，若发生起火，后果不堪设想",  # supposed under 若
+        "私家车直接冲进绿化带停车，小孩在旁边玩",  # a car rushing in, no water
+    ],
+)
+def test_a_risk_or_a_supposition_is_not_danger_now(text: str) -> None:
+    assert urgency_of(text) == "normal"
 
 
 def test_urgency_is_danger_to_people_now(config: Config) -> None:

@@ -127,7 +127,7 @@ P = {  # service -> list of (intent, problem phrase)
         ("hazard", "楼上往下扔东西"),
     ],
     "neighbor_dispute": [
-        ("complaint", "邻居家漏水到我家"),
+        ("complaint", "楼上漏水到我家，说了几次都不肯修"),
         ("complaint", "邻居占用公共过道"),
         ("complaint", "邻居在楼道放柜子不挪"),
         ("complaint", "邻居私自圈地"),
@@ -327,7 +327,7 @@ HAND = [
     ("楼道里黑咕隆咚的灯坏了谁来修一下", "complaint", "property_repair"),
     ("物业能不能管管，小区门口垃圾都堆成山了", "complaint", "sanitation"),
     ("送外卖的时候发现那边井盖歪了，开车的注意点", "hazard", "municipal_facility"),
-    ("楼上的水又漏下来了，我家卫生间天花板都泡了", "complaint", "neighbor_dispute"),
+    ("楼上的水又漏下来了，我家卫生间天花板都泡了", "complaint", "property_repair"),
     ("这狗天天半夜狂叫，主人也不管", "complaint", "pets"),
     ("谁家在楼下烧纸，烟都飘进屋里了", "hazard", "public_safety"),
     ("家里闻到一股臭鸡蛋味，是不是燃气漏了", "hazard", "public_safety"),
