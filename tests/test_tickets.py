@@ -323,7 +323,9 @@ async def test_outbox_backs_off_parks_alerts_and_never_drops(
         base = desk.outbox.base_delay
         for i, delay in enumerate(delays[:-1]):  # backing off: doubling, within its ±50% jitter
             assert 0.5 * base * 2**i <= delay <= 1.5 * base * 2**i, delays
-        assert delays[-1] == pytest.approx(desk.outbox.parked_retry_seconds, abs=0.01)  # parked: the slow retry
+        assert delays[-1] == pytest.approx(
+            desk.outbox.parked_retry_seconds, abs=0.01
+        )  # parked: the slow retry
         alerts = [s for s in channel.sent if "工单发送失败" in s.text]
         assert {a.group for a in alerts} == {"s_wang"}  # the grid's staff, once
         await settle(app)
