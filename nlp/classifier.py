@@ -46,7 +46,16 @@ from sklearn.linear_model import LogisticRegression
 from core.community import Service
 from core.intent import INTENTS, Classification, Intent
 from core.ports import ClassifierConfig as Config  # the config as the classifier reads it
-from nlp.extract import clean_description, dangers, extract_place, names_problem, normalise, small_talk
+from nlp.extract import (
+    clean_description,
+    complaint_asking_who,
+    dangers,
+    extract_place,
+    names_problem,
+    normalise,
+    small_talk,
+    thanks_for_help,
+)
 from nlp.semantic import TABLE as TERM_TABLE
 from nlp.semantic import TermVectors, term_vectors
 
@@ -446,6 +455,10 @@ class TrainedClassifier:
         danger = bool(dangers(t))
         if intent not in REPORT_INTENTS and danger and report_p >= 0.25:
             intent = "hazard"  # danger to people now is a report even when phrased as a question
+        elif intent == "question" and complaint_asking_who(t):
+            intent = "complaint"  # a problem told, then "该找谁管？": the question is how to get it solved
+        elif intent in REPORT_INTENTS and not danger and (small_talk(t) or thanks_for_help(t)):
+            intent = "chitchat"  # thanks and talk ask for nothing: the chat's small_talk, in `classify` too
         if intent not in REPORT_INTENTS:
             return Classification(
                 intent=intent, location=location, confidence=confidence, description=clean_description(t)

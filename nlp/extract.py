@@ -528,3 +528,43 @@ def small_talk(text: str) -> str:
     if _THANKS_HEAD.match(t) and not names_problem(t):
         return "thanks"
     return ""
+
+
+# Thanks for a problem already solved ("没想到半小时他们就赶过来，帮我换了新的", "在政府帮助下，及时得到解决"):
+# the message ends on the help or the fix and asks for nothing, so it is talk, not a report.
+_GRATITUDE = re.compile(
+    rf"{_THANKS}|点赞|多亏|幸亏有|贴心|暖心|感动|福气|好评|"
+    r"得到(?:了)?解决|解决了|修好了|换了新的|换好了|帮我(?:换|修|弄|装|处理)|赶(?:了)?过来|可好了|亮堂|焕然一新"
+)
+_REQUEST = re.compile(
+    r"希望|请|麻烦|尽快|能不能|能否|可否|怎么办|咋办|管管|管一管|建议|要求|盼|为什么|凭什么|[?？]"
+)
+
+
+def thanks_for_help(text: str) -> bool:
+    """Whether the message thanks or praises help already given and asks for nothing (see `_GRATITUDE`)."""
+    t = normalise(_AT.sub("", text))
+    clauses = [c for c in re.split(r"[。！!；;，,\n]", t) if c.strip()]
+    if not clauses or _REQUEST.search(t) or dangers(t):
+        return False
+    last = clauses[-1]
+    return bool(_GRATITUDE.search(last)) and not (_PROBLEM.search(last) and not _RESOLVED.search(last))
+
+
+# A complaint that ends by asking who handles it ("…差点让她跌倒。请问这究竟该哪个部门管理？") is a complaint:
+# the question is how to get the problem told above solved.
+_WHO_HANDLES = re.compile(
+    r"哪个部门|什么部门|哪些部门|谁管|谁来管|找谁|归谁|谁负责|有没有人管|该怎么管|什么政策"
+)
+
+
+def complaint_asking_who(text: str) -> bool:
+    """A problem told in its own sentence(s), then a question asking who deals with it."""
+    t = normalise(_AT.sub("", text))
+    m = _WHO_HANDLES.search(t)
+    if not m:
+        return False
+    head = t[: m.start()]
+    cut = max(head.rfind(p) for p in "。！？!?")
+    told = head[: cut + 1] if cut >= 0 else ""
+    return len(told) >= 12 and names_problem(told)
