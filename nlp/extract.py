@@ -361,7 +361,9 @@ _THING_STATE_RE = [
 _DANGER_RE = [(name, re.compile(rx)) for name, rx in _DANGER_WORDS]
 _WORRY_RE = [(name, re.compile(rx)) for name, rx in _WORRY_WORDS]
 # "物业好几天不见人", "师傅一直联系不上": staff not coming is a complaint, not a person missing
-_STAFF = re.compile(r"物业|物管|保安|师傅|工作人员|城管|社区|居委|维修|客服|快递|外卖|老板|房东|开发商|施工|领导|干部")
+_STAFF = re.compile(
+    r"物业|物管|保安|师傅|工作人员|城管|社区|居委|维修|客服|快递|外卖|老板|房东|开发商|施工|领导|干部"
+)
 # words that contain a danger word but mean something ordinary
 _BENIGN = re.compile(
     r"砸墙|烟头|油烟|煤烟|烟道|抽烟|吸烟|烟花|烟囱|烟酒|香烟|烟盒|炊烟|烟蒂|油烟机|淹水后|防火|灭火器|着火点"

@@ -79,7 +79,8 @@ def fresh() -> list[dict[str, Any]]:
 def test_fresh_set_is_labelled_sourced_new_and_never_trained_on(
     fresh: list[dict[str, Any]], real: list[dict[str, Any]], dev: list[dict[str, Any]], config: Config
 ) -> None:
-    """The held-out real set (issue 11 part 3): none of its messages is in the dev sets or any training file."""
+    """The held-out real set of issue 11 part 3 (part of the real dev set from part 4): none of its messages is in
+    the other sets or any training file."""
     assert len(fresh) >= 100 and len({r["text"] for r in fresh}) == len(fresh)
     assert {r["split"] for r in fresh} == {"fresh"}
     assert len({r["id"] for r in fresh}) == len(fresh)
@@ -145,22 +146,26 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
-# Floors a little under what was measured (docs/understanding.md). On the fresh set they are honestly below
-# the targets where the model is: its figures were printed once, after the last change to the model, and it
-# misses 5 of its 20 dangers.
-REAL_FLOORS = {"needs_ticket": 0.95, "intent": 0.89, "service_code": 0.85, "urgent_recall": 0.95}
-FRESH_FLOORS = {"needs_ticket": 0.94, "intent": 0.86, "service_code": 0.82, "urgent_recall": 0.70}
+# Floors a little under what was measured (docs/understanding.md, part 4). The real dev set is classify_real.jsonl
+# and classify_real_fresh.jsonl (311, read while improving the model); the held-out set is classify_real_fresh2.jsonl,
+# whose figures were printed once, after the last change to the model: there the floors are honestly below the
+# targets where the model is (it misses 12 of its 43 dangers).
+REAL_FLOORS = {"needs_ticket": 0.97, "intent": 0.92, "service_code": 0.87, "urgent_recall": 0.98}
+FRESH2_FLOORS = {"needs_ticket": 0.95, "intent": 0.85, "service_code": 0.72, "urgent_recall": 0.69}
 
 
 def test_accuracy_on_real_messages_never_trained_on(
-    real: list[dict[str, Any]], fresh: list[dict[str, Any]], config: Config
+    real: list[dict[str, Any]],
+    fresh: list[dict[str, Any]],
+    fresh2: list[dict[str, Any]],
+    config: Config,
 ) -> None:
-    """The real dev set (all of classify_real.jsonl, read while improving the model) and the fresh held-out set
-    (never read while improving it); neither is ever a training row."""
+    """The real dev set (read while improving the model) and the second fresh held-out set (never read while
+    improving it); none of them is ever a training row."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for name, rows, floor, alarms in (
-        ("real dev", real, REAL_FLOORS, 0.06),
-        ("fresh held-out", fresh, FRESH_FLOORS, 0.05),
+        ("real dev", [*real, *fresh], REAL_FLOORS, 0.05),
+        ("second fresh held-out", fresh2, FRESH2_FLOORS, 0.06),
     ):
         m = evaluate(model, rows)
         print(f"{name}:", {k: round(v, 3) for k, v in m.items()})
