@@ -228,9 +228,9 @@ _THING_STATE: list[tuple[str, str, str]] = [
     ),
     (
         "open_cover",
-        r"井盖|窨井|井口|马葫芦|古力盖|篦子|箅子|盖板|雨水口|下水道口|检查井|污水井|排水井|阴井",
+        r"井盖|窨井|井口|马葫芦|古力盖|篦子|箅子|盖板|雨水口|下水道口|检查井|污水井|排水井|阴井|化粪池|粪池|沼气池|井圈|井座",
         r"没了|不见|丢|被偷|被盗|被撬|缺失|失踪|整走|掀|翻|塌|碎|断|掉下|掉进|掉入|敞|开着|窟窿|大洞|黑洞|露出|少了|"
-        r"踩空|栽|缺了|没有盖|没盖|破损|损坏|坏了",
+        r"踩空|栽|缺了|没有盖|没盖|破损|损坏|坏了|残缺|不全|缺损|缺角|破洞|破了|裂开|碎裂|无盖|揭开|塌陷|缝隙",
     ),
     (
         "live_wire",
@@ -285,7 +285,53 @@ _DANGER_WORDS: list[tuple[str, str]] = [
         r"|砸伤|砸到人|掉下来.{0,4}砸",
     ),
     ("falling", r"倒下来|塌下来|砸下来|掉下来了|掉[了下]?[一两几]块|轰的一声"),
-    ("trapped", r"被困|困住|困在|出不来了"),
+    # any thing that fell onto people or their things, whatever the thing ("断下的雕塑砸在小广场上")
+    (
+        "falling",
+        r"砸(?:在|中|到|坏|烂|破|穿|裂|碎|弯|扁|伤|了)|(?:断|掉|坠|落|甩|飞|扔|抛|丢)(?:了)?下来|断下的|从天而降|天降"
+        r"|往下(?:扔|抛|丢|砸)"
+        r"|从(?:楼上|楼顶|顶楼|房顶|高空|天上|空中|高处|[\d一二三四五六七八九十几]+(?:楼|层))[^，。！？,!?]{0,8}(?:掉|落|坠|扔|抛|丢|砸)",
+    ),
+    (
+        "trapped",
+        r"被困|困住|困在|出不来了|按[^，。！？,!?]{0,6}(?:警铃|紧急呼叫|呼叫按钮|报警按钮|求救按钮|报警铃)",
+    ),
+    # water standing or spreading over the floor of a home, whatever let it in (rain, a pipe, a drain backing up)
+    (
+        "flood",
+        r"发大水|水漫金山|(?:家里|家中|屋里|屋内|室内|房间|客厅|卧室|厨房|卫生间|地板)[^，。！？,!?]{0,6}"
+        r"(?:全是水|都是水|到处是水|到处都是水|成了河|泡在水|被水泡|被水浸|水没过)"
+        r"|(?:水|污水|粪水|雨水|脏水|臭水)[^，。！？,!?]{0,10}(?:冲进|涌进|流进|灌进|漫进|淌进|冲到|流到|漫到|涌到|淌到|涌入|流入|灌入)"
+        r"[^，。！？,!?]{0,3}(?:我家|家里|屋里|屋内|室内|客厅|卧室|厨房|房间|家中)"
+        r"|(?:流|淌|漫|冒|返|弄)得(?:家里|屋里|满屋|一屋|一地|地板上|地上)[^，。！？,!?]{0,3}(?:到处|全|都)"
+        r"|泡在水里|舀水|淘水|往外舀",
+    ),
+]
+# Dangers where a worry is itself the report: someone may be trapped now, a person not seen or reached for days
+# (whatever their age), a thing overhead that may fall onto people. A missed danger is worse than a false alarm,
+# so these count even when said as a fear ("孩子会不会被关在电梯里？", "要是掉下来砸到人").
+_PERSON = r"(?:他|她|人|老人|老太太|老太|老头|老伯|老爷子|大爷|大妈|阿姨|奶奶|爷爷|婆婆|邻居)"
+_DAYS = (
+    r"(?:[两三四五六七八九十几多]+天|好几天|这几天|这两天|几天|多日|一周|一个星期|连续[^，。！？,!?]{0,3}天)"
+)
+_WORRY_WORDS: list[tuple[str, str]] = [
+    (
+        "trapped",
+        r"(?:会不会|是不是|是否|好像|可能|怀疑)[^，。！？,!?]{0,6}(?:被困|困在|关在|被关|卡在|夹在)[^，。！？,!?]{0,6}(?:电梯|轿厢|梯)"
+        r"|(?:电梯|轿厢)[^，。！？,!?]{0,10}里(?:面|边)?(?:好像|可能)?有人",
+    ),
+    (
+        "not_seen",
+        rf"{_DAYS}[^，。！？,!?]{{0,4}}(?:没|不|未)(?:有)?(?:见|看到|看见|见到|露面|出门|开门|开过门|下楼)(?:过)?{_PERSON}?"
+        rf"|(?:早晚|一直|始终|都)(?:没|不)(?:见到|看到|看见|见)(?:过)?{_PERSON}"
+        rf"|联系不上{_PERSON}|(?:一直|始终)联系不上|失联",
+    ),
+    (
+        "falling",
+        r"摇摇欲坠|悬在半空|吊在半空|挂在半空|随时(?:都)?(?:有|可能)?(?:会)?(?:掉|坠|倒|塌|砸)|快(?:要)?(?:掉|倒|塌)下来"
+        r"|(?:万一|要是|如果|假如|怕|担心|生怕|就怕)[^，。！？,!?]{0,10}(?:掉|砸|坠|倒|塌|落)(?:下来|下去|下)?[^，。！？,!?]{0,4}"
+        r"(?:砸到人|砸伤|伤人|砸到小孩|砸到孩子|砸在.{0,2}头|砸到头)",
+    ),
 ]
 _HYPOTHETICAL = re.compile(
     r"(?:万一|如果|若|倘若|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
@@ -313,9 +359,16 @@ _THING_STATE_RE = [
     for name, thing, state in _THING_STATE
 ]
 _DANGER_RE = [(name, re.compile(rx)) for name, rx in _DANGER_WORDS]
+_WORRY_RE = [(name, re.compile(rx)) for name, rx in _WORRY_WORDS]
+# "物业好几天不见人", "师傅一直联系不上": staff not coming is a complaint, not a person missing
+_STAFF = re.compile(
+    r"物业|物管|保安|师傅|工作人员|城管|社区|居委|维修|客服|快递|外卖|老板|房东|开发商|施工|领导|干部"
+)
 # words that contain a danger word but mean something ordinary
 _BENIGN = re.compile(
     r"砸墙|烟头|油烟|煤烟|烟道|抽烟|吸烟|烟花|烟囱|烟酒|香烟|烟盒|炊烟|烟蒂|油烟机|淹水后|防火|灭火器|着火点"
+    # a cable let down for charging, rubbish thrown down: not a thing falling onto people
+    r"|(?:电线|线缆|插排|插线板|充电线)[^，。！？,!?]{0,6}(?:扔|放|吊)下来|(?:扔|丢|抛)(?:下)?垃圾|垃圾袋|抽水马桶"
 )
 
 
@@ -351,6 +404,13 @@ def dangers(text: str) -> list[str]:
                 if _NEGATED.search(clause[: _state_start(m)]):
                     continue
                 if not _feared(clause, m.start(), m.end()):
+                    found.append(name)
+                    break
+        for name, rx in _WORRY_RE:
+            if name == "not_seen" and _STAFF.search(clause):
+                continue
+            for m in rx.finditer(clause):
+                if not _NEGATED.search(clause[: m.start()]):
                     found.append(name)
                     break
     return sorted(set(found))
@@ -474,3 +534,43 @@ def small_talk(text: str) -> str:
     if _THANKS_HEAD.match(t) and not names_problem(t):
         return "thanks"
     return ""
+
+
+# Thanks for a problem already solved ("没想到半小时他们就赶过来，帮我换了新的", "在政府帮助下，及时得到解决"):
+# the message ends on the help or the fix and asks for nothing, so it is talk, not a report.
+_GRATITUDE = re.compile(
+    rf"{_THANKS}|点赞|多亏|幸亏有|贴心|暖心|感动|福气|好评|"
+    r"得到(?:了)?解决|解决了|修好了|换了新的|换好了|帮我(?:换|修|弄|装|处理)|赶(?:了)?过来|可好了|亮堂|焕然一新"
+)
+_REQUEST = re.compile(
+    r"希望|请|麻烦|尽快|能不能|能否|可否|怎么办|咋办|管管|管一管|建议|要求|盼|为什么|凭什么|[?？]"
+)
+
+
+def thanks_for_help(text: str) -> bool:
+    """Whether the message thanks or praises help already given and asks for nothing (see `_GRATITUDE`)."""
+    t = normalise(_AT.sub("", text))
+    clauses = [c for c in re.split(r"[。！!；;，,\n]", t) if c.strip()]
+    if not clauses or _REQUEST.search(t) or dangers(t):
+        return False
+    last = clauses[-1]
+    return bool(_GRATITUDE.search(last)) and not (_PROBLEM.search(last) and not _RESOLVED.search(last))
+
+
+# A complaint that ends by asking who handles it ("…差点让她跌倒。请问这究竟该哪个部门管理？") is a complaint:
+# the question is how to get the problem told above solved.
+_WHO_HANDLES = re.compile(
+    r"哪个部门|什么部门|哪些部门|谁管|谁来管|找谁|归谁|谁负责|有没有人管|该怎么管|什么政策"
+)
+
+
+def complaint_asking_who(text: str) -> bool:
+    """A problem told in its own sentence(s), then a question asking who deals with it."""
+    t = normalise(_AT.sub("", text))
+    m = _WHO_HANDLES.search(t)
+    if not m:
+        return False
+    head = t[: m.start()]
+    cut = max(head.rfind(p) for p in "。！？!?")
+    told = head[: cut + 1] if cut >= 0 else ""
+    return len(told) >= 12 and names_problem(told)

@@ -79,7 +79,8 @@ def fresh() -> list[dict[str, Any]]:
 def test_fresh_set_is_labelled_sourced_new_and_never_trained_on(
     fresh: list[dict[str, Any]], real: list[dict[str, Any]], dev: list[dict[str, Any]], config: Config
 ) -> None:
-    """The held-out real set (issue 11 part 3): none of its messages is in the dev sets or any training file."""
+    """The held-out real set of issue 11 part 3 (part of the real dev set from part 4): none of its messages is in
+    the other sets or any training file."""
     assert len(fresh) >= 100 and len({r["text"] for r in fresh}) == len(fresh)
     assert {r["split"] for r in fresh} == {"fresh"}
     assert len({r["id"] for r in fresh}) == len(fresh)
@@ -100,6 +101,43 @@ def test_fresh_set_is_labelled_sourced_new_and_never_trained_on(
     assert not fresh_pages & {r["source"].get("url") for r in real}
 
 
+FRESH2 = ROOT / "tests" / "data" / "classify_real_fresh2.jsonl"
+
+
+@pytest.fixture(scope="module")
+def fresh2() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FRESH2.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_second_fresh_set_is_labelled_sourced_new_and_never_trained_on(
+    fresh2: list[dict[str, Any]],
+    fresh: list[dict[str, Any]],
+    real: list[dict[str, Any]],
+    dev: list[dict[str, Any]],
+    config: Config,
+) -> None:
+    """The held-out real set of issue 11 part 4: many dangers and ordinary reports, no text or page of the dev
+    sets, never a training row."""
+    assert len(fresh2) >= 120 and len({r["text"] for r in fresh2}) == len(fresh2)
+    assert {r["split"] for r in fresh2} == {"fresh2"} and len({r["id"] for r in fresh2}) == len(fresh2)
+    codes = {s.service_code for s in config.services.services}
+    for r in fresh2:
+        assert r["source"]["title"] and r["source"]["url"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] in ("normal", "urgent")
+    reports = [r for r in fresh2 if r["needs_ticket"]]
+    assert sum(r["urgency"] == "urgent" for r in reports) >= 35
+    assert sum(r["urgency"] == "normal" for r in reports) >= 60
+    assert {r["intent"] for r in fresh2} >= {"question", "chitchat"}
+    texts = {r["text"] for r in fresh2}
+    trained = {e.text for f in BUNDLED for e in read_examples(f)}
+    for other in (trained, {r["text"] for r in real}, {r["text"] for r in fresh}, {r["text"] for r in dev}):
+        assert not texts & other
+    pages = {r["source"]["url"] for r in fresh2}
+    assert not pages & {r["source"].get("url") for r in [*real, *fresh]}
+
+
 def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], config: Config) -> None:
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
@@ -108,22 +146,26 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
-# Floors a little under what was measured (docs/understanding.md). On the fresh set they are honestly below
-# the targets where the model is: its figures were printed once, after the last change to the model, and it
-# misses 5 of its 20 dangers.
-REAL_FLOORS = {"needs_ticket": 0.95, "intent": 0.89, "service_code": 0.85, "urgent_recall": 0.95}
-FRESH_FLOORS = {"needs_ticket": 0.94, "intent": 0.86, "service_code": 0.82, "urgent_recall": 0.70}
+# Floors a little under what was measured (docs/understanding.md, part 4). The real dev set is classify_real.jsonl
+# and classify_real_fresh.jsonl (311, read while improving the model); the held-out set is classify_real_fresh2.jsonl,
+# whose figures were printed once, after the last change to the model: there the floors are honestly below the
+# targets where the model is (it misses 12 of its 43 dangers).
+REAL_FLOORS = {"needs_ticket": 0.97, "intent": 0.92, "service_code": 0.87, "urgent_recall": 0.98}
+FRESH2_FLOORS = {"needs_ticket": 0.95, "intent": 0.85, "service_code": 0.72, "urgent_recall": 0.69}
 
 
 def test_accuracy_on_real_messages_never_trained_on(
-    real: list[dict[str, Any]], fresh: list[dict[str, Any]], config: Config
+    real: list[dict[str, Any]],
+    fresh: list[dict[str, Any]],
+    fresh2: list[dict[str, Any]],
+    config: Config,
 ) -> None:
-    """The real dev set (all of classify_real.jsonl, read while improving the model) and the fresh held-out set
-    (never read while improving it); neither is ever a training row."""
+    """The real dev set (read while improving the model) and the second fresh held-out set (never read while
+    improving it); none of them is ever a training row."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for name, rows, floor, alarms in (
-        ("real dev", real, REAL_FLOORS, 0.06),
-        ("fresh held-out", fresh, FRESH_FLOORS, 0.05),
+        ("real dev", [*real, *fresh], REAL_FLOORS, 0.05),
+        ("second fresh held-out", fresh2, FRESH2_FLOORS, 0.06),
     ):
         m = evaluate(model, rows)
         print(f"{name}:", {k: round(v, 3) for k, v in m.items()})
@@ -239,6 +281,60 @@ def test_urgency_is_danger_to_people_now(config: Config) -> None:
 )
 def test_danger_concepts_read_negation_and_new_phrasings(text: str, urgency: str) -> None:
     assert urgency_of(text) == urgency
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # issue 11 part 4: the concepts generalised, not the missed phrases (none of these is in a data set)
+        "小区门口那个化粪池盖子破了个大洞",  # a cover's word with any word of damage or absence
+        "小区里有个井盖缺损得厉害",
+        "三楼阳台上的晾衣杆断下来砸在人行道上",  # anything that fell onto people, whatever the thing
+        "家里厨房下水道往外冒水，地板上全是水",  # water spreading over a home's floor
+        "雨水顺着墙缝流进了我家卧室",
+        "孩子会不会被关在电梯里？5号楼电梯停了",  # a worry that someone is trapped
+        "货梯突然不动了，我们在里面一直按紧急呼叫按钮",  # pressing a lift's alarm
+        "对门的叔叔三天没开门了，敲门也没人应",  # a person not seen for days, no age word
+        "楼上窗台的花盆歪在外面，随时会掉下来",  # a thing that may fall onto people
+    ],
+)
+def test_danger_concepts_generalise_to_new_words(text: str) -> None:
+    assert urgency_of(text) == "urgent"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "物业好几天不见人影，电话也打不通",  # staff not coming is no person missing
+        "电梯坏了三天了，也没人来修",
+        "楼上卫生间漏水，天花板一直在滴",  # a drip is a leak, not a flood
+        "有人从窗户把电线扔下来给电动车充电",  # a cable let down, not a thing falling
+        "楼上有人往下扔垃圾袋，草坪上全是",
+    ],
+)
+def test_the_generalised_concepts_do_not_raise_these_alarms(text: str) -> None:
+    assert urgency_of(text) == "normal"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "service"),
+    [
+        # thanks for help already given asks for nothing: talk in `classify`, as in the chat
+        ("门口的路灯坏了半年，在领导留言板反映后，终于修好了", "chitchat", None),
+        # a problem told, then "该找谁管？": a complaint
+        ("小区里有人遛狗不拴绳，差点扑倒我家孩子。请问这归哪个部门管？", "complaint", "pets"),
+        # the owner of discoloured tap water: the supply network, unless the building's own part is named
+        ("这几天自来水放出来是黄的，烧开了还有沉淀", "complaint", "municipal_facility"),
+        ("楼顶水箱太久没洗，水龙头出来的水发黄", "complaint", "property_repair"),  # (held before too)
+        # a person not seen is the carers' matter
+        ("隔壁的阿姨这两天不见人了，电话也打不通", "hazard", "elderly_child_care"),
+    ],
+)
+def test_thanks_who_handles_it_and_the_owner_of_tap_water(
+    config: Config, text: str, intent: str, service: str | None
+) -> None:
+    c = load_classifier(config).classify(text)
+    assert (c.intent, c.service_code) == (intent, service)
 
 
 def test_a_letter_is_filed_by_the_problem_it_opens_with(config: Config) -> None:
