@@ -403,6 +403,8 @@ class App:
                 log.warning("%s did not stop within %.0f s; left behind", name, STOP_TIMEOUT)
             elif task.exception() is not None:
                 log.error("stopping %s failed: %r", name, task.exception())
+        if self.training is not None:
+            await self.training.settle(STOP_TIMEOUT)
         self.store.close()
         self.started = False
 

@@ -53,6 +53,13 @@ class BackgroundClassifier:
         if not self._ready.is_set():
             await asyncio.to_thread(self._ready.wait)
 
+    async def settle(self, timeout: float) -> None:
+        """Let a training still running finish (bounded) before the process exits: an interpreter that exits
+        while this thread is inside native code (scikit-learn, numpy) can abort with "terminate called without
+        an active exception" instead of its own exit code."""
+        if not self._ready.is_set():
+            await asyncio.to_thread(self._ready.wait, timeout)
+
     def health(self) -> dict[str, str]:
         if not self.ready:
             return {"status": "training"}
