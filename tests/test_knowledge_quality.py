@@ -1,7 +1,8 @@
 """Knowledge quality where it counts (issue 12): on documents the system was never tuned on (the untouched set),
 on the bundled sample asked in residents' own words, the issue's cases, whole answers, and residents asking
-at the same moment. Figures are floors a little under what docs/knowledge.md reports; none of these sets was
-used to fit anything."""
+at the same moment. Figures are floors a little under what docs/knowledge.md reports, asserted only where
+nothing was fitted on the set (the first residents' set joined the found decision's tuning data in part 3: only
+its ranking figures are floors here; the second residents' set is the held-out one)."""
 
 from __future__ import annotations
 
@@ -78,23 +79,35 @@ def test_the_untouched_set_is_what_the_issue_asks_for() -> None:
 
 def test_quality_on_documents_never_seen(untouched: KnowledgeService) -> None:
     r = evaluate(untouched, load_qa(UNTOUCHED / "questions.jsonl"), k=5)
-    # measured (docs/knowledge.md): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.859, refused 0.55
+    # measured (docs/knowledge.md, issue 12 part 3): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.894,
+    # refused 0.65
     assert r["hit@1"] >= 0.76 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.82
-    assert r["answered_rate"] >= 0.80
-    assert r["refusal_rate"] >= 0.45
+    assert r["answered_rate"] >= 0.84
+    assert r["refusal_rate"] >= 0.55
 
 
 def test_residents_words_about_the_bundled_sample(residents_report: dict[str, Any]) -> None:
     r = residents_report
-    # measured: hit@1 0.913, hit@5 0.978 — the right entry is found; the found decision is the weak part
+    # measured: hit@1 0.913, hit@5 0.978. The ranking was never fitted on this set (the found decision is, since
+    # issue 12 part 3, so its rates here are not a floor: see the held-out set below)
     assert r["hit@1"] >= 0.87 and r["hit@5"] >= 0.95
 
 
+def test_held_out_residents_words_about_the_bundled_sample(held_out_residents_report: dict[str, Any]) -> None:
+    r = held_out_residents_report
+    # measured once, after the last change (docs/knowledge.md): hit@1 0.821, hit@5 0.964, MRR 0.875,
+    # answered 0.607, refused 0.571
+    assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.92 and r["mrr"] >= 0.83
+    assert r["answered_rate"] >= 0.55 and r["refusal_rate"] >= 0.50
+
+
 @pytest.mark.xfail(
-    strict=True, reason="not reached: e5-small's cosine does not separate these (docs/knowledge.md)"
+    strict=True, reason="not reached: the decision's signals do not separate these (docs/knowledge.md)"
 )
-def test_residents_are_answered_and_refused_as_the_issue_asks(residents_report: dict[str, Any]) -> None:
-    r = residents_report
+def test_residents_are_answered_and_refused_as_the_issue_asks(
+    held_out_residents_report: dict[str, Any],
+) -> None:
+    r = held_out_residents_report
     assert r["answered_rate"] >= 0.9 and r["refusal_rate"] >= 0.9
 
 
@@ -102,7 +115,7 @@ def test_residents_are_answered_and_refused_as_the_issue_asks(residents_report: 
 
 
 @pytest.mark.xfail(
-    strict=True, reason="still refused: the right entry ranks first at cosine 0.869 (docs/knowledge.md)"
+    strict=True, reason="still refused: the right entry ranks first, lift 0.020, p 0.13 (docs/knowledge.md)"
 )
 def test_readme_example_is_answered_from_the_charging_station(kb: KnowledgeService) -> None:
     a = kb.answer("电瓶车能推上楼充电吗")
