@@ -1,19 +1,22 @@
-"""Fit the reranker and the found/not-found decision on the dev set, with cross-validated figures.
+"""Fit the reranker and the found/not-found decision on the tuning sets, with cross-validated figures.
 
     python -m knowledge.calibrate rerank   tests/data/knowledge_dev.jsonl [--index DIR]
-    python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl [--index DIR] [--repeats 10]
+    python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl \
+        tests/data/knowledge_sample_residents.jsonl [--index DIR] [--repeats 10] [--all] [--show]
 
 `rerank`: for every answerable question, the fused candidates (`knowledge.rerank.CANDIDATES`) with the
 reranker's features; hit@1/hit@5/MRR on a grid of the answer-type and guide weights against the fused order.
 
-`decision`: for every question, the features of its best passage after reranking (as
+`decision`: for every question of every given file, the features of its best passage after reranking (as
 `KnowledgeService.answer` sees them) and whether the question is answerable. A logistic regression
-(scikit-learn, standardised features, balanced class weights) is cross-validated (stratified 5-fold, repeated;
-and leave-one-out) for the share of answerable questions answered and of unanswerable ones refused, for each
-feature subset; then fitted on all questions and printed as the `DEFAULT_DECISION` constant. The decision's
-features are relative to the index they are computed on (the cosine's lift over the index's own background,
-coverage shares, answer types), so the fit carries to other documents; the untouched set checks that it does.
-Questions the FAQ answers are left out. Only ever run this on the dev set: the untouched set is for reporting.
+(scikit-learn, standardised features, balanced class weights) is cross-validated (stratified by file and
+class, 5-fold repeated, and leave-one-out) for the share of answerable questions answered and of unanswerable
+ones refused, overall and per file, for the compared feature sets (`COMPARED`, or every subset of up to three
+with --all); a question the answer-type veto refuses counts as refused. Then the used set is fitted on all
+questions and printed as the `DEFAULT_DECISION` constant. The features are relative to the index they are
+computed on, so the fit carries to other documents; the held-out sets check that it does. Questions the FAQ
+answers are left out. Only ever run this on the tuning sets (knowledge_dev.jsonl and
+knowledge_sample_residents.jsonl): knowledge_sample_residents2.jsonl and the untouched set are for reporting.
 """
 
 from __future__ import annotations
