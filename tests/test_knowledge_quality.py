@@ -153,7 +153,6 @@ def test_the_decision_features_are_relative_to_the_question_and_index(kb: Knowle
     ("question", "locator"),
     [
         ("快递员手机没电了哪儿能充", "骑手驿站"),
-        ("楼上漏水到我家，谈不拢找谁说理", "人民调解室"),
         ("自己测个血糖要花钱吗", "健康驿站"),
     ],
 )
