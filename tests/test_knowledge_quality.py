@@ -79,10 +79,10 @@ def test_the_untouched_set_is_what_the_issue_asks_for() -> None:
 
 def test_quality_on_documents_never_seen(untouched: KnowledgeService) -> None:
     r = evaluate(untouched, load_qa(UNTOUCHED / "questions.jsonl"), k=5)
-    # measured (docs/knowledge.md, issue 12 part 3): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.894,
+    # measured (docs/knowledge.md, issue 12 part 3): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.918,
     # refused 0.65
     assert r["hit@1"] >= 0.76 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.82
-    assert r["answered_rate"] >= 0.84
+    assert r["answered_rate"] >= 0.86
     assert r["refusal_rate"] >= 0.55
 
 
@@ -95,10 +95,10 @@ def test_residents_words_about_the_bundled_sample(residents_report: dict[str, An
 
 def test_held_out_residents_words_about_the_bundled_sample(held_out_residents_report: dict[str, Any]) -> None:
     r = held_out_residents_report
-    # measured once, after the last change (docs/knowledge.md): hit@1 0.821, hit@5 0.964, MRR 0.875,
-    # answered 0.607, refused 0.571
+    # measured after the last change (docs/knowledge.md; never tuned on): hit@1 0.821, hit@5 0.964, MRR 0.875,
+    # answered 0.607, refused 0.643
     assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.92 and r["mrr"] >= 0.83
-    assert r["answered_rate"] >= 0.55 and r["refusal_rate"] >= 0.50
+    assert r["answered_rate"] >= 0.55 and r["refusal_rate"] >= 0.57
 
 
 @pytest.mark.xfail(
@@ -115,7 +115,7 @@ def test_residents_are_answered_and_refused_as_the_issue_asks(
 
 
 @pytest.mark.xfail(
-    strict=True, reason="still refused: the right entry ranks first, lift 0.020, p 0.13 (docs/knowledge.md)"
+    strict=True, reason="still refused: the right entry ranks first, lift 0.020, p 0.17 (docs/knowledge.md)"
 )
 def test_readme_example_is_answered_from_the_charging_station(kb: KnowledgeService) -> None:
     a = kb.answer("电瓶车能推上楼充电吗")
