@@ -1,19 +1,22 @@
-"""Fit the reranker and the found/not-found decision on the dev set, with cross-validated figures.
+"""Fit the reranker and the found/not-found decision on the tuning sets, with cross-validated figures.
 
     python -m knowledge.calibrate rerank   tests/data/knowledge_dev.jsonl [--index DIR]
-    python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl [--index DIR] [--repeats 10]
+    python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl \
+        tests/data/knowledge_sample_residents.jsonl [--index DIR] [--repeats 10] [--all] [--show]
 
 `rerank`: for every answerable question, the fused candidates (`knowledge.rerank.CANDIDATES`) with the
 reranker's features; hit@1/hit@5/MRR on a grid of the answer-type and guide weights against the fused order.
 
-`decision`: for every question, the features of its best passage after reranking (as
+`decision`: for every question of every given file, the features of its best passage after reranking (as
 `KnowledgeService.answer` sees them) and whether the question is answerable. A logistic regression
-(scikit-learn, standardised features, balanced class weights) is cross-validated (stratified 5-fold, repeated;
-and leave-one-out) for the share of answerable questions answered and of unanswerable ones refused, for each
-feature subset; then fitted on all questions and printed as the `DEFAULT_DECISION` constant. The decision's
-features are relative to the index they are computed on (the cosine's lift over the index's own background,
-coverage shares, answer types), so the fit carries to other documents; the untouched set checks that it does.
-Questions the FAQ answers are left out. Only ever run this on the dev set: the untouched set is for reporting.
+(scikit-learn, standardised features, balanced class weights) is cross-validated (stratified by file and
+class, 5-fold repeated, and leave-one-out) for the share of answerable questions answered and of unanswerable
+ones refused, overall and per file, for the compared feature sets (`COMPARED`, or every subset of up to three
+with --all); a question the answer-type veto refuses counts as refused. Then the used set is fitted on all
+questions and printed as the `DEFAULT_DECISION` constant. The features are relative to the index they are
+computed on, so the fit carries to other documents; the held-out sets check that it does. Questions the FAQ
+answers are left out. Only ever run this on the tuning sets (knowledge_dev.jsonl and
+knowledge_sample_residents.jsonl): knowledge_sample_residents2.jsonl and the untouched set are for reporting.
 """
 
 from __future__ import annotations
@@ -28,7 +31,31 @@ import numpy as np
 from knowledge.evaluate import QAItem, is_hit, load_qa
 from knowledge.types import Citation
 
-CANDIDATE_FEATURES = ("lift", "margin", "coverage", "focus", "type", "novelty")
+CANDIDATE_FEATURES = (
+    "lift",
+    "novelty",
+    "margin",
+    "coverage",
+    "focus",
+    "type",
+    "agree",
+    "lead",
+    "peak",
+    "soft_focus",
+)
+# feature sets compared by `decision` (every subset of up to three with --all)
+COMPARED = (
+    ("lift", "novelty"),
+    ("lift", "agree"),
+    ("lift", "lead"),
+    ("lift", "peak"),
+    ("lift", "soft_focus"),
+    ("lift", "type"),
+    ("lift", "lead", "peak"),
+    ("lift", "agree", "lead", "peak"),
+    ("lift", "lead", "peak", "soft_focus"),
+    ("lift", "agree", "lead", "peak", "soft_focus", "novelty"),
+)
 
 
 def _open(index: str | None) -> Any:
@@ -47,14 +74,17 @@ def _cite(h: Any) -> Citation:
 # --- decision ------------------------------------------------------------------------------------------------
 
 
-def collect(qa: Path, index: str | None) -> tuple[list[str], list[dict[str, float]], np.ndarray]:
-    from knowledge.decide import features
+def collect(
+    qa: list[Path], index: str | None
+) -> tuple[list[str], list[dict[str, float]], np.ndarray, np.ndarray]:
+    """Every question's decision features, whether it is answerable, and which of the files it came from."""
+    from knowledge.decide import features, type_missing
 
-    items = load_qa(qa)
+    items = [(n, it) for n, path in enumerate(qa) for it in load_qa(path)]
     service = _open(index)
-    qs, fs, ys = [], [], []
+    qs, fs, ys, sets = [], [], [], []
     try:
-        for it in items:
+        for n, it in items:
             if service.faq.match(it.question, it.community) is not None:
                 continue
             hits = service.retrieve(it.question, it.community, k=5)
@@ -62,11 +92,14 @@ def collect(qa: Path, index: str | None) -> tuple[list[str], list[dict[str, floa
                 continue
             ix = service.index
             fs.append(features(it.question, hits, ix.lexicon, ix.vocabulary(), ix.background()))
+            if type_missing(it.question, hits[0].chunk):
+                fs[-1]["veto"] = 1.0  # refused before the model, as `KnowledgeService.answerable` does
             qs.append(it.question)
             ys.append(int(it.answerable))
+            sets.append(n)
     finally:
         service.close()
-    return qs, fs, np.asarray(ys, dtype=int)
+    return qs, fs, np.asarray(ys, dtype=int), np.asarray(sets, dtype=int)
 
 
 def model(c: float = 1.0):  # type: ignore[no-untyped-def]
@@ -82,44 +115,71 @@ def rates(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(pred[y == 1].mean()), float(1 - pred[y == 0].mean())
 
 
-def cross_validated(x: np.ndarray, y: np.ndarray, repeats: int, c: float = 1.0) -> dict[str, float]:
+def cross_validated(
+    x: np.ndarray,
+    y: np.ndarray,
+    repeats: int,
+    c: float = 1.0,
+    sets: np.ndarray | None = None,
+    veto: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Answered share of answerable and refused share of unanswerable questions, predicted by models that did
+    not see them (stratified 5-fold, repeated, and leave-one-out), over all questions and per file. A vetoed
+    question is refused whatever the model says."""
     from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold, cross_val_predict
 
-    answered, refused = [], []
-    for train, test in RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(x, y):
-        pred = model(c).fit(x[train], y[train]).predict(x[test])
-        answered.append(pred[y[test] == 1].sum())
-        refused.append((pred[y[test] == 0] == 0).sum())
-    loo = cross_val_predict(model(c), x, y, cv=LeaveOneOut(), n_jobs=1)
-    a_loo, r_loo = rates(y, loo)
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    return {
-        "answered_5fold": float(np.sum(answered)) / (n1 * repeats),
-        "refused_5fold": float(np.sum(refused)) / (n0 * repeats),
-        "answered_loo": a_loo,
-        "refused_loo": r_loo,
-    }
+    sets = np.zeros(len(y), dtype=int) if sets is None else sets
+    veto = np.zeros(len(y), dtype=bool) if veto is None else veto
+    strata = y * (sets.max() + 1) + sets
+    share = np.zeros(len(y))
+    for train, test in RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(
+        x, strata
+    ):
+        share[test] += model(c).fit(x[train], y[train]).predict(x[test]) / repeats
+    share[veto] = 0.0
+    loo = cross_val_predict(model(c), x, y, cv=LeaveOneOut(), n_jobs=1).astype(float)
+    loo[veto] = 0.0
+    out = {}
+    for name, mask in [("all", np.ones(len(y), dtype=bool))] + [
+        (f"set{s}", sets == s) for s in np.unique(sets) if len(np.unique(sets)) > 1
+    ]:
+        out[f"answered_5fold_{name}"] = float(share[mask & (y == 1)].mean())
+        out[f"refused_5fold_{name}"] = float(1 - share[mask & (y == 0)].mean())
+        out[f"answered_loo_{name}"] = float(loo[mask & (y == 1)].mean())
+        out[f"refused_loo_{name}"] = float(1 - loo[mask & (y == 0)].mean())
+    return out
+
+
+def _line(name: str, cv: dict[str, float], sets: int) -> str:
+    parts = [f"{name:44s}"]
+    for s in ["all"] + [f"set{i}" for i in range(sets if sets > 1 else 0)]:
+        parts.append(
+            f"{s}: 5-fold {cv[f'answered_5fold_{s}']:.3f}/{cv[f'refused_5fold_{s}']:.3f} "
+            f"LOO {cv[f'answered_loo_{s}']:.3f}/{cv[f'refused_loo_{s}']:.3f}"
+        )
+    return " | ".join(parts)
 
 
 def fit_decision(args: argparse.Namespace) -> int:
     from knowledge.decide import FEATURES
 
-    qs, fs, y = collect(args.qa, args.index)
-    print(f"{len(y)} questions: {int(y.sum())} answerable, {int((1 - y).sum())} unanswerable")
+    qs, fs, y, sets = collect(args.qa, args.index)
+    veto = np.asarray([f.get("veto", 0.0) > 0 for f in fs])
+    for n, path in enumerate(args.qa):
+        m = sets == n
+        print(f"set{n} {path}: {int(y[m].sum())} answerable, {int((1 - y[m]).sum())} unanswerable")
+    print("answered share of answerable / refused share of unanswerable, cross-validated:")
     names = list(CANDIDATE_FEATURES)
-    x_all = np.asarray([[f[n] for n in names] for f in fs], dtype=float)
-    for n in range(1, min(3, len(names)) + 1):
-        for cols in itertools.combinations(range(len(names)), n):
-            cv = cross_validated(x_all[:, list(cols)], y, args.repeats)
-            name = "+".join(names[i] for i in cols)
-            print(
-                f"{name:36s} 5-fold x{args.repeats}: answered {cv['answered_5fold']:.3f} "
-                f"refused {cv['refused_5fold']:.3f} | LOO: answered {cv['answered_loo']:.3f} "
-                f"refused {cv['refused_loo']:.3f}"
-            )
+    compared = (
+        [c for k in range(1, 4) for c in itertools.combinations(names, k)] if args.all else list(COMPARED)
+    )
+    for cols in compared:
+        x_c = np.asarray([[f[n] for n in cols] for f in fs], dtype=float)
+        cv = cross_validated(x_c, y, args.repeats, sets=sets, veto=veto)
+        print(_line("+".join(cols), cv, len(args.qa)))
     x = np.asarray([[f[n] for n in FEATURES] for f in fs], dtype=float)
-    cv = cross_validated(x, y, args.repeats)
-    print(f"\nused ({'+'.join(FEATURES)}): {cv}")
+    cv = cross_validated(x, y, args.repeats, sets=sets, veto=veto)
+    print("\nused: " + _line("+".join(FEATURES), cv, len(args.qa)))
     final = model().fit(x, y)
     scaler, lr = final[0], final[1]
     print("fitted on all questions:")
@@ -177,7 +237,7 @@ def fit_rerank(args: argparse.Namespace) -> int:
     each cell on the dev set, to pick a weight from the region where they cost nothing."""
     service = _open(args.index)
     try:
-        x, y, g = rerank_data(load_qa(args.qa), service)
+        x, y, g = rerank_data([it for path in args.qa for it in load_qa(path)], service)
     finally:
         service.close()
     print(f"{len(np.unique(g))} answerable questions, {len(y)} candidates, {int(y.sum())} right ones")
@@ -193,9 +253,10 @@ def fit_rerank(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m knowledge.calibrate")
     ap.add_argument("what", choices=("decision", "rerank"))
-    ap.add_argument("qa", type=Path)
+    ap.add_argument("qa", type=Path, nargs="+")
     ap.add_argument("--index", default=None)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--all", action="store_true", help="compare every subset of up to three features")
     ap.add_argument("--show", action="store_true", help="print every question's features and probability")
     args = ap.parse_args(argv)
     return fit_decision(args) if args.what == "decision" else fit_rerank(args)

@@ -8,16 +8,17 @@ uses signals that are relative to the index they are computed on:
 - `lift`: the e5 cosine between the question and the best passage, minus the index's own background (the
   mean best cosine that everyday questions no knowledge answers reach in it: `HybridIndex.background`,
   recomputed from the documents actually ingested whenever they change);
-- `novelty`: the share of the question's content words that occur nowhere in the whole index (none of the
-  word's or its standard term's character bigrams is missing from the corpus): a question about a 游泳池 or a
-  健康证 asks about something the knowledge never mentions, however close its nearest passage scores.
+- `lead`: the best passage's lead over the second after reranking, as a share of its score;
+- `peak`: how far the best passage's cosine stands out of the question's own dense pool (a z-score);
+- `soft_focus`: the question's words that the passage's head does not name, found in its text, or near one of
+  its words in the static word table distilled from e5 (nlp/data/term_vectors.npz).
 
-They are combined by a logistic regression fitted on the dev set (`python -m knowledge.calibrate decision`,
-which also reports cross-validated figures for every subset of the other measured signals: `margin`,
-`coverage`, `focus`, `type`, `guide`, none of which helped under cross-validation); the fitted weights are
-the constants below, so answering needs no scikit-learn. One rule comes before the model: a question that
-asks for a time limit, a schedule, an amount or a phone number is refused when the best passage has none
-(`type_missing`). docs/knowledge.md has the figures.
+They are combined by a logistic regression fitted on the dev set and the first residents' set (`python -m
+knowledge.calibrate decision`, which reports cross-validated figures, overall and per set, for the measured
+alternatives: `novelty`, `margin`, `coverage`, `focus`, `type`, `agree` (all three views rank it first)); the
+fitted weights are the constants below, so answering needs no scikit-learn. One rule comes before the model: a
+question that asks for a time limit, a schedule, an amount or a phone number is refused when the best passage
+has none (`type_missing`). docs/knowledge.md has the figures.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import jieba
+import numpy as np
 
 from knowledge.chunks import Chunk
 from knowledge.index import Hit
 from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types, type_match
 from knowledge.text import STOPWORDS, Lexicon, bigrams
+from nlp.semantic import TermVectors, term_vectors
 
-FEATURES = ("lift", "novelty")
+FEATURES = ("lift", "lead", "peak", "soft_focus")
 BACKGROUND_FALLBACK = 0.84  # e5-small's usual background cosine, used only for an index with no chunks
 
 
@@ -102,6 +105,49 @@ def focus(question: str, chunk: Chunk, lexicon: Lexicon) -> float:
     return sum(_contains(w, body, lexicon) for w in rest) / len(rest)
 
 
+def _word_vector(word: str, vectors: TermVectors) -> np.ndarray | None:
+    """A word's unit vector from the distilled table, its characters' mean when the table lacks the word."""
+    i = vectors.index.get(word)
+    if i is not None:
+        v = vectors.vectors[i]
+    else:
+        ids = [vectors.index[c] for c in word if c in vectors.index]
+        if not ids:
+            return None
+        v = vectors.vectors[ids].mean(axis=0)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else None
+
+
+def soft_focus(question: str, chunk: Chunk, lexicon: Lexicon) -> float:
+    """`focus` with near words: each question word the passage's head does not name counts 1 when the passage
+    has it, else its best cosine with one of the passage's words in the static word table distilled from e5
+    (nlp/data/term_vectors.npz). A word or its lexicon term the head names is left out, one the text has counts
+    1, as in `focus`. A colloquial word (雨伞, 热饭) then counts for the passage's own (修伞, 微波炉热饭) without a
+    lexicon entry for it, and an aspect the passage never touches (医保卡 at 助老食堂) stays low. Without the
+    table it is `focus`."""
+    vectors = term_vectors()
+    if vectors is None:
+        return focus(question, chunk, lexicon)
+    head = " ".join((chunk.title, chunk.context, chunk.locator)).lower()
+    rest = [w for w in content_words(question) if _contains(w, head, lexicon) < 1.0]
+    if not rest:
+        return 1.0
+    text = chunk.text.lower()
+    found = [_word_vector(w, vectors) for w in set(jieba.lcut(text)) if w.strip()]
+    passage = np.asarray([v for v in found if v is not None])
+    got = 0.0
+    for w in rest:
+        variants = (w, *lexicon.expansions(w))  # the lexicon's standard term counts as the word itself
+        if any(v in text for v in variants):
+            got += 1.0
+            continue
+        near = [v for v in (_word_vector(x, vectors) for x in variants) if v is not None]
+        if near and len(passage):
+            got += max(0.0, max(float((passage @ v).max()) for v in near))
+    return got / len(rest)
+
+
 def features(
     question: str,
     hits: Sequence[Hit],
@@ -112,7 +158,10 @@ def features(
     top = hits[0]
     others = [h.dense for h in hits[1:]]
     margin = top.dense - max(others) if others else 0.05
-    agree = float(top.bm25_rank == 0 and top.dense_rank == 0)
+    # all three views (dense, BM25 words, BM25 bigrams) put the passage first
+    agree = float(top.dense_rank == 0 and top.bm25_rank == 0 and top.bigram_rank == 0)
+    # the best passage's lead over the second after reranking, as a share of its own score
+    lead = (top.rerank - hits[1].rerank) / top.rerank if len(hits) > 1 and top.rerank > 0 else 0.0
     level = (background or {}).get("all", BACKGROUND_FALLBACK)
     return {
         "dense": top.dense,
@@ -122,6 +171,9 @@ def features(
         "focus": focus(question, top.chunk, lexicon),
         "type": type_match(question_types(question), passage_types(top.chunk.text, top.chunk.kind)),
         "agree": agree,
+        "lead": lead,
+        "peak": top.peak,
+        "soft_focus": soft_focus(question, top.chunk, lexicon),
         "novelty": novelty(question, vocabulary, lexicon),
         "guide": float(top.chunk.kind in ("entry", "section")),
     }
@@ -162,12 +214,15 @@ class Decision:
         return self.probability(f) >= self.cutoff
 
 
-# Fitted on tests/data/knowledge_dev.jsonl by `python -m knowledge.calibrate decision` (docs/knowledge.md).
-# Both features are relative to the index they are computed on (the lift over its own background, the share
-# of words it never uses), so the same constants apply to whatever documents a community ingests.
+# Fitted on tests/data/knowledge_dev.jsonl + tests/data/knowledge_sample_residents.jsonl by `python -m
+# knowledge.calibrate decision` (docs/knowledge.md). Every feature is relative to the index it is computed on
+# (the lift over its own background, the lead over the next candidate, the cosine's standing in the question's
+# own pool, word coverage), so the same constants apply to whatever documents a community ingests. `peak` gets
+# a negative weight next to `lift` (they correlate, 0.5): at the same lift, a question whose whole pool sits
+# low (an isolated match) is less often answered by it than one on a topic with many close passages.
 DEFAULT_DECISION = Decision(
-    mean=(0.048869, 0.375169),
-    scale=(0.023653, 0.299108),
-    coef=(2.367900, -0.580626),
-    intercept=1.515409,
+    mean=(0.047135, 0.156960, 3.501635, 0.601243),
+    scale=(0.021883, 0.137108, 1.443492, 0.190027),
+    coef=(1.977979, 0.715569, -0.769868, 0.644280),
+    intercept=0.960804,
 )

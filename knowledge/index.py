@@ -81,6 +81,10 @@ class Hit:
     bm25: float  # BM25 score, 0 when no query term matched
     dense_rank: int | None = None
     bm25_rank: int | None = None
+    bigram_rank: int | None = None  # rank in the character-bigram BM25 view
+    # how far the chunk's cosine stands out of the question's own dense pool (z-score over the `POOL` best):
+    # relative to what this question reaches in this index, not to an absolute cosine level
+    peak: float = 0.0
     rerank: float = 0.0  # the reranker's score, when it ran
 
 
@@ -394,6 +398,10 @@ class HybridIndex:
                 fused[cid] = fused.get(cid, 0.0) + weight * (s - lo) / span
         dense_of = {cid: (r, s) for r, (cid, s) in enumerate(dense)}
         bm25_of = {cid: (r, s) for r, (cid, s) in enumerate(sparse)}
+        bigram_of = {cid: r for r, (cid, _) in enumerate(chars)}
+        pool_scores = np.asarray([s for _, s in dense], dtype=float)
+        pool_mean = float(pool_scores.mean()) if len(pool_scores) else 0.0
+        pool_std = float(pool_scores.std()) if len(pool_scores) > 1 else 0.0
         order = sorted(fused, key=lambda c: fused[c], reverse=True)[:n]
         chunks = self.meta.chunks(order)
         # a chunk only BM25 found still gets its true dense similarity: the reranker and the decision need it
@@ -413,6 +421,8 @@ class HybridIndex:
                 bm25=bm25_of.get(c, (0, 0.0))[1],
                 dense_rank=dense_of[c][0] if c in dense_of and dense_of[c][0] < len(dense) else None,
                 bm25_rank=bm25_of[c][0] if c in bm25_of else None,
+                bigram_rank=bigram_of.get(c),
+                peak=(dense_of[c][1] - pool_mean) / pool_std if c in dense_of and pool_std > 0 else 0.0,
             )
             for c in order
             if c in chunks

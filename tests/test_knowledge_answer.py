@@ -50,10 +50,11 @@ def test_retrieval_quality_on_the_dev_set(dev_report: dict[str, Any]) -> None:
 
 
 def test_unanswerable_questions_are_refused(dev_report: dict[str, Any]) -> None:
-    # in-sample guard; measured with the decision (knowledge.decide: lift + novelty, the type veto): refused
-    # 0.966, answered 0.848 (cross-validated 5-fold: refused 0.959, answered 0.848)
-    assert dev_report["refusal_rate"] >= 0.88
-    assert dev_report["answered_rate"] >= 0.82  # ... and answerable ones are not refused wholesale
+    # in-sample guard; measured with the decision (knowledge.decide: lift, lead, peak, soft focus, the type
+    # veto; fitted on this set and the first residents' set): refused 0.966, answered 0.829 (cross-validated
+    # 5-fold on this set's questions: refused 0.952, answered 0.815)
+    assert dev_report["refusal_rate"] >= 0.90
+    assert dev_report["answered_rate"] >= 0.78  # ... and answerable ones are not refused wholesale
 
 
 def test_answer_is_short_and_cites_the_article(kb: KnowledgeService) -> None:

@@ -1,7 +1,8 @@
 """Knowledge quality where it counts (issue 12): on documents the system was never tuned on (the untouched set),
 on the bundled sample asked in residents' own words, the issue's cases, whole answers, and residents asking
-at the same moment. Figures are floors a little under what docs/knowledge.md reports; none of these sets was
-used to fit anything."""
+at the same moment. Figures are floors a little under what docs/knowledge.md reports, asserted only where
+nothing was fitted on the set (the first residents' set joined the found decision's tuning data in part 3: only
+its ranking figures are floors here; the second residents' set is the held-out one)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ import pytest
 
 from bot.knowledge_loading import answer_off_loop
 from knowledge.chunks import Chunk
+from knowledge.decide import features, focus, soft_focus
 from knowledge.embeddings import QueryBatcher
 from knowledge.evaluate import evaluate, load_qa
 from knowledge.extractive import OMITTED, extract_passage
 from knowledge.index import Hit
 from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types
 from knowledge.service import KnowledgeService, open_knowledge, where_to_go
+from knowledge.text import Lexicon
 from knowledge.types import Answer
 from tests.knowledge_support import ROOT, close_shared, root_config, shared_sample
 
 UNTOUCHED = ROOT / "tests" / "data" / "untouched"
-RESIDENTS = ROOT / "tests" / "data" / "knowledge_sample_residents.jsonl"
+RESIDENTS = ROOT / "tests" / "data" / "knowledge_sample_residents.jsonl"  # tuning data since issue 12 (kb3)
+RESIDENTS2 = ROOT / "tests" / "data" / "knowledge_sample_residents2.jsonl"  # held out: never tuned on
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,11 @@ def residents_report(kb: KnowledgeService) -> dict[str, Any]:
     return evaluate(kb, load_qa(RESIDENTS), k=5)
 
 
+@pytest.fixture(scope="module")
+def held_out_residents_report(kb: KnowledgeService) -> dict[str, Any]:
+    return evaluate(kb, load_qa(RESIDENTS2), k=5)
+
+
 # --- quality on data nothing was fitted on -------------------------------------------------------------------
 
 
@@ -63,27 +72,42 @@ def test_the_untouched_set_is_what_the_issue_asks_for() -> None:
     assert len({i.source for i in items if i.source}) >= 5
     residents = load_qa(RESIDENTS)
     assert sum(i.answerable for i in residents) >= 40 and sum(not i.answerable for i in residents) >= 10
+    held_out = load_qa(RESIDENTS2)
+    assert sum(i.answerable for i in held_out) >= 38 and sum(not i.answerable for i in held_out) >= 12
+    assert not {i.question for i in held_out} & {i.question for i in residents}
 
 
 def test_quality_on_documents_never_seen(untouched: KnowledgeService) -> None:
     r = evaluate(untouched, load_qa(UNTOUCHED / "questions.jsonl"), k=5)
-    # measured (docs/knowledge.md): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.859, refused 0.55
+    # measured (docs/knowledge.md, issue 12 part 3): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.918,
+    # refused 0.65
     assert r["hit@1"] >= 0.76 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.82
-    assert r["answered_rate"] >= 0.80
-    assert r["refusal_rate"] >= 0.45
+    assert r["answered_rate"] >= 0.86
+    assert r["refusal_rate"] >= 0.55
 
 
 def test_residents_words_about_the_bundled_sample(residents_report: dict[str, Any]) -> None:
     r = residents_report
-    # measured: hit@1 0.913, hit@5 0.978 — the right entry is found; the found decision is the weak part
+    # measured: hit@1 0.913, hit@5 0.978. The ranking was never fitted on this set (the found decision is, since
+    # issue 12 part 3, so its rates here are not a floor: see the held-out set below)
     assert r["hit@1"] >= 0.87 and r["hit@5"] >= 0.95
 
 
+def test_held_out_residents_words_about_the_bundled_sample(held_out_residents_report: dict[str, Any]) -> None:
+    r = held_out_residents_report
+    # measured after the last change (docs/knowledge.md; never tuned on): hit@1 0.821, hit@5 0.964, MRR 0.875,
+    # answered 0.607, refused 0.643
+    assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.92 and r["mrr"] >= 0.83
+    assert r["answered_rate"] >= 0.55 and r["refusal_rate"] >= 0.57
+
+
 @pytest.mark.xfail(
-    strict=True, reason="not reached: e5-small's cosine does not separate these (docs/knowledge.md)"
+    strict=True, reason="not reached: the decision's signals do not separate these (docs/knowledge.md)"
 )
-def test_residents_are_answered_and_refused_as_the_issue_asks(residents_report: dict[str, Any]) -> None:
-    r = residents_report
+def test_residents_are_answered_and_refused_as_the_issue_asks(
+    held_out_residents_report: dict[str, Any],
+) -> None:
+    r = held_out_residents_report
     assert r["answered_rate"] >= 0.9 and r["refusal_rate"] >= 0.9
 
 
@@ -91,11 +115,59 @@ def test_residents_are_answered_and_refused_as_the_issue_asks(residents_report: 
 
 
 @pytest.mark.xfail(
-    strict=True, reason="still refused: the right entry ranks first at cosine 0.869 (docs/knowledge.md)"
+    strict=True, reason="still refused: the right entry ranks first, lift 0.020, p 0.17 (docs/knowledge.md)"
 )
 def test_readme_example_is_answered_from_the_charging_station(kb: KnowledgeService) -> None:
     a = kb.answer("电瓶车能推上楼充电吗")
     assert a.found and a.citations[0].locator == "电动自行车集中充电站"
+
+
+def _entry(name: str, text: str) -> Chunk:
+    return Chunk(text=f"{name}\n{text}", source="目录.csv", title="服务目录", locator=name, kind="entry")
+
+
+def test_soft_focus_counts_near_words_and_not_missing_aspects() -> None:
+    lexicon = Lexicon({})
+    repair = _entry("便民维修点", "地点：南门西侧\n说明：志愿者提供小家电维修、修伞、磨刀、配钥匙等服务")
+    station = _entry("骑手驿站", "地点：南门东侧平房\n说明：提供饮水、微波炉热饭、手机和电动车充电、休息座椅")
+    # 雨伞 is not in the entry, 修伞 is: exact focus misses it, the distilled word table does not
+    assert focus("雨伞坏了哪里能修", repair, lexicon) == 0.0
+    assert soft_focus("雨伞坏了哪里能修", repair, lexicon) > 0.35
+    assert soft_focus("骑手驿站能热饭吗", station, lexicon) == 1.0
+    # naming the entry is not answering: an aspect the entry never touches stays low
+    assert soft_focus("骑手驿站能刷医保卡吗", station, lexicon) < 0.3
+
+
+def test_the_decision_features_are_relative_to_the_question_and_index(kb: KnowledgeService) -> None:
+    hits = kb.retrieve("快递员手机没电了哪儿能充", k=5)
+    top = hits[0]
+    assert top.chunk.locator == "骑手驿站"
+    assert top.bigram_rank is not None and top.peak > 1.0  # stands out of the question's own dense pool
+    f = features(
+        "快递员手机没电了哪儿能充", hits, kb.index.lexicon, kb.index.vocabulary(), kb.index.background()
+    )
+    assert 0.0 < f["lead"] < 1.0 and f["peak"] == top.peak
+
+
+@pytest.mark.parametrize(
+    ("question", "locator"),
+    [
+        ("快递员手机没电了哪儿能充", "骑手驿站"),
+        ("自己测个血糖要花钱吗", "健康驿站"),
+    ],
+)
+def test_colloquial_questions_answered_by_their_entry(
+    kb: KnowledgeService, question: str, locator: str
+) -> None:
+    # refused by the lift + novelty decision although the entry ranked first (residents' words, tuning set)
+    a = kb.answer(question)
+    assert a.found and a.citations[0].locator == locator
+
+
+@pytest.mark.parametrize("question", ["骑手驿站能洗澡吗", "四点半课堂管不管晚饭"])
+def test_questions_that_only_name_an_entry_are_refused(kb: KnowledgeService, question: str) -> None:
+    # answered by the lift + novelty decision: the entry is named, what is asked is not in it
+    assert not kb.answer(question).found
 
 
 def test_dog_licence_where_is_never_answered_from_social_assistance(kb: KnowledgeService) -> None:
