@@ -394,7 +394,9 @@ _FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得
 _RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|恢复|清理|救出)|修好了|没事了")
 # A fire put out ("用水把火给灭了", "火被扑灭") was a fire: it is over only when the message also says no one is at
 # risk ("没有人员伤亡", "人都没事"); otherwise it is a fire report like any other.
-_FIRE_OUT = re.compile(r"(?:把|将)火(?:给)?(?:扑)?灭|火(?:势)?(?:被|已|已经|终于|很快|才)?(?:给)?(?:扑灭|灭了|熄灭|浇灭)|扑灭(?:了)?")
+_FIRE_OUT = re.compile(
+    r"(?:把|将)火(?:给)?(?:扑)?灭|火(?:势)?(?:被|已|已经|终于|很快|马上|才|给|就)*(?:扑灭|灭了|熄灭|浇灭)|扑灭(?:了)?"
+)
 _NO_ONE_AT_RISK = re.compile(
     r"(?:无|没有|没|未)(?:造成)?(?:任何)?(?:人员)?(?:伤亡|人受伤|受伤)|没人受伤|(?:人|大家)(?:都)?没事|幸无伤亡|(?:已经|已)(?:全部)?(?:疏散|撤离)"
 )
@@ -465,10 +467,10 @@ def dangers(text: str) -> list[str]:
     """The kinds of danger to people now that the message describes ('fire', 'open_cover', 'trapped' ...)."""
     t = canonical(_BENIGN.sub(lambda m: "□" * len(m.group(0)), normalise(text)))
     found: list[str] = []
+    fire_over = False
     if _FIRE_OUT.search(t):
-        if _NO_ONE_AT_RISK.search(t):  # put out, and no one at risk: over
-            t = _FIRE_OUT.sub(lambda m: "□" * len(m.group(0)), t)
-        else:
+        fire_over = bool(_NO_ONE_AT_RISK.search(t))  # put out, and no one at risk: the fire is over
+        if not fire_over:
             found.append("fire")
     for clause in re.split(r"(?<=[。！？!?\n；;])", t):
         if not clause.strip() or _RESOLVED.search(clause):
@@ -487,7 +489,7 @@ def dangers(text: str) -> list[str]:
                 if not _NEGATED.search(clause[: m.start()]):
                     found.append(name)
                     break
-    return sorted(set(found))
+    return sorted(set(found) - ({"fire"} if fire_over else set()))
 
 
 def urgency_of(text: str) -> str:

@@ -317,6 +317,47 @@ def test_the_generalised_concepts_do_not_raise_these_alarms(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        # issue 11 part 5: Chinese as written, not phrase lists (none of these is in a data set)
+        "隔壁仓库着了火",  # an aspect particle inside the verb-object 着火
+        "三楼厨房起了一场大火",  # and a measure word
+        "楼梯间冒着烟",
+        "小区门口的路灯杆倒了下来",  # a complement after 了
+        "小区门口的地面陷了下去",
+        "开着车路过，车轮突然沉了下去",  # subsidence said of the car
+        "那段路面一下子垮了",  # a head character with the thing it happens to
+        "天花板的石膏接连掉了好几片",  # pieces counted
+        "花盆摔碎了，碎片溅到路人身上",  # fragments
+        "台风过后那棵大树靠在了三楼的窗户上",  # a tree leaning on a house
+        "下水道又堵了，脏东西都漫到卧室里",  # what spreads into a room is water, named or not
+        "楼道的配电箱在滴水",  # water in the electrics
+        "万一雨水灌进配电箱就麻烦了",  # and as a condition
+        "天天从楼下过，就怕外墙瓷砖往下掉",  # a named overhead thing, feared to fall
+        "火已经扑灭了，但楼道里全是烟，老人还在楼上",  # put out, and someone still at risk
+        "楼梯扶手断了，老人受了轻伤",  # someone hurt
+    ],
+)
+def test_danger_concepts_read_chinese_as_written(text: str) -> None:
+    assert urgency_of(text) == "urgent"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "厨房着火，火很快被扑灭了，没有人员伤亡",  # a fire out and no one at risk is over
+        "楼道里乱拉电线，极易引起火灾",  # a danger as what something may cause
+        "流浪狗太多，有咬伤人的危险",  # a danger named as a risk
+        "一旦电动车在楼道里充电时爆炸，后果不堪设想",  # a condition further before the danger
+        "楼上卫生间漏水，一直渗到我家天花板",  # a leak that seeps is not a flood
+        "楼下有人丢了好几块钱",  # pieces of money are not pieces falling
+    ],
+)
+def test_the_part_5_concepts_do_not_raise_these_alarms(text: str) -> None:
+    assert urgency_of(text) == "normal"
+
+
+@pytest.mark.parametrize(
     ("text", "intent", "service"),
     [
         # thanks for help already given asks for nothing: talk in `classify`, as in the chat
