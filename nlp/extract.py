@@ -245,6 +245,24 @@ _THING_STATE: list[tuple[str, str, str]] = [
         r"倒了|倒下|倒伏|刮倒|被风|吹断|折断|断了|断落|砸|掉下|掉落|坠落|坠下|脱落|落下|摇摇欲坠|快倒|要倒|"
         r"歪着|倾斜|挂在半空|斜挂|悬在半空|吊在半空|晃得|往下掉",
     ),
+    # a concept's head character with the thing it happens to: 塌/垮/坍/陷/沉 of a road, a car, a ceiling, a wall
+    (
+        "collapse",
+        r"路面|路基|地面|地砖|人行道|马路|道路|车子|车轮|前轮|后轮|轮胎|楼板|天花板|吊顶|顶棚|屋顶|房顶|房子|围墙|墙体|阳台|台阶|桥面",
+        r"塌(?!实)|垮|坍|陷(?!入困|害)|下沉|沉下|往下沉|悬空|掏空|空了",
+    ),
+    # a tree or a pole leaning on, or pressing on, a roof, a car, a wire or a house
+    (
+        "falling",
+        r"大树|树枝|树干|枝杈|枝干|树冠|树|电线杆|电杆|线杆|灯杆|广告牌|招牌",
+        r"压在|压着|压到|压住|压塌|靠在|倚在|倚靠|搭在|倒在|倒向|倾倒|歪倒|悬在|架在",
+    ),
+    # water in or on the electrics: a meter box that leaks, a socket that took water, a wire carrying water
+    (
+        "wet_electrics",
+        r"电表箱|电表|配电箱|配电柜|配电房|配电室|电箱|电柜|电闸|插座|插排|插线板|电线|电缆|电源线|变压器|线路",
+        r"漏水|进水|渗水|积水|带着水|带水|泡水|泡在水|浸水|浸泡|淋湿|被雨淋|被淋|水滴|滴水|滴着水|湿透|有水|被水",
+    ),
     (
         "hole",
         r"坑|洞|窟窿|缺口",
@@ -261,7 +279,7 @@ _THING_STATE: list[tuple[str, str, str]] = [
 _DANGER_WORDS: list[tuple[str, str]] = [
     (
         "fire",
-        r"着火|起火|失火|火灾|火苗|明火|火光|烧起来|烧着了|烧了起来|着起来|冒烟|浓烟|黑烟|烟雾|烟[好很特别太]*大"
+        r"着火|(?<!引)起火|失火|火灾|火苗|明火|火光|烧起来|烧着了|烧了起来|着起来|冒烟|浓烟|黑烟|烟雾|烟[好很特别太]*大"
         r"|焦糊味|烧焦|冒火星|冒火花|打火花|火花四溅|爆炸|炸了|火情",
     ),
     (
@@ -272,7 +290,7 @@ _DANGER_WORDS: list[tuple[str, str]] = [
     (
         "collapse",
         r"塌陷|塌了|坍塌|塌方|塌下|地陷|陷下去|下陷|路面下沉|塌个|塌出|空洞|冲空|掏空|要塌|倒塌"
-        r"|裂缝[^，。！？,!?]{0,6}(?:越来越|变大|倾斜)|不敢住",
+        r"|裂缝[^，。！？,!?]{0,6}(?:越来越|变大|倾斜)|不敢住|垮塌|垮了|坍了|塌掉|塌落|(?:陷|沉)下去|陷进去|陷进了",
     ),
     (
         "flood",
@@ -282,9 +300,17 @@ _DANGER_WORDS: list[tuple[str, str]] = [
     (
         "hurt",
         r"咬伤|(?:狗|犬)[^，。！？,!?]{0,6}(?P<s1>咬)|(?:狗|犬)[^。！？!?]{0,12}(?P<s2>追着咬|咬了|咬到|咬住)|咬了一口|咬人|流血|受伤了|有人受伤|有人摔倒|昏迷|晕倒|救命|快来人"
-        r"|砸伤|砸到人|掉下来.{0,4}砸",
+        r"|砸伤|砸到人|掉下来.{0,4}砸"
+        # someone hurt, said of the person or a body part ("驾驶员头部受了伤", "两个人的腿部受了轻伤")
+        r"|(?:人|者|驾驶员|司机|孩子|小孩|老人|头|头部|腿|腿部|手|手臂|脸|身上|额头)[^，。！？,!?]{0,3}受伤",
     ),
     ("falling", r"倒下来|塌下来|砸下来|掉下来了|掉[了下]?[一两几]块|轰的一声"),
+    # pieces that fell or flew, counted ("接连丢了好几块", "掉了两块") or as fragments ("碎片直接飞到旁边的店里")
+    (
+        "falling",
+        r"(?:掉|丢|落|扔|抛|甩|砸)(?:了|下|下来)?(?:好|接连)?(?:[一两三四五几十]|\d)+(?:块|片|根)(?![钱元])"
+        r"|(?:碎片|碎块|碎渣|残片|碎石|碎砖|碎玻璃|玻璃碴)[^，。！？,!?]{0,8}(?:飞|溅|砸|崩)",
+    ),
     # any thing that fell onto people or their things, whatever the thing ("断下的雕塑砸在小广场上")
     (
         "falling",
@@ -304,6 +330,10 @@ _DANGER_WORDS: list[tuple[str, str]] = [
         r"|(?:水|污水|粪水|雨水|脏水|臭水)[^，。！？,!?]{0,10}(?:冲进|涌进|流进|灌进|漫进|淌进|冲到|流到|漫到|涌到|淌到|涌入|流入|灌入)"
         r"[^，。！？,!?]{0,3}(?:我家|家里|屋里|屋内|室内|客厅|卧室|厨房|房间|家中)"
         r"|(?:流|淌|漫|冒|返|弄)得(?:家里|屋里|满屋|一屋|一地|地板上|地上)[^，。！？,!?]{0,3}(?:到处|全|都)"
+        # the water follows the sentence: what flows, spreads or rises into a room is water, named or not
+        # ("严重的时候都流到客厅、卧室里去了"); a leak that seeps or drips (渗到, 漏到) is not a flood
+        r"|(?:流|漫|淹|灌|涌|淌|冲)(?:到|进|入|满)(?:了)?(?:我家|家里|屋里|屋内|室内|客厅|卧室|厨房|房间|家中|床上|床底|一楼住户)"
+        r"|淹(?:到|过|没)(?:了)?(?:膝盖|小腿|大腿|腰|床|沙发|车轮)"
         r"|泡在水里|舀水|淘水|往外舀",
     ),
 ]
@@ -330,25 +360,46 @@ _WORRY_WORDS: list[tuple[str, str]] = [
         "falling",
         r"摇摇欲坠|悬在半空|吊在半空|挂在半空|随时(?:都)?(?:有|可能)?(?:会)?(?:掉|坠|倒|塌|砸)|快(?:要)?(?:掉|倒|塌)下来"
         r"|(?:万一|要是|如果|假如|怕|担心|生怕|就怕)[^，。！？,!?]{0,10}(?:掉|砸|坠|倒|塌|落)(?:下来|下去|下)?[^，。！？,!?]{0,4}"
-        r"(?:砸到人|砸伤|伤人|砸到小孩|砸到孩子|砸在.{0,2}头|砸到头)",
+        r"(?:砸到人|砸伤|伤人|砸到小孩|砸到孩子|砸在.{0,2}头|砸到头)"
+        # a named thing overhead, feared to fall ("就怕瓷砖往下掉"): tiles, glass, signs, trees, ice
+        r"|(?:怕|担心|生怕|害怕|万一|随时|会不会)[^，。！？,!?]{0,6}"
+        r"(?:瓷砖|墙砖|外墙|墙皮|墙体|玻璃|广告牌|招牌|树枝|大树|空调外机|外机|花盆|冰溜子|冰锥|冰凌|冰柱|砖头|石块|水泥块|雕塑|电线杆|围墙)"
+        r"[^，。！？,!?]{0,6}(?:往下掉|掉下来|掉下|掉落|坠落|砸|落下|倒下|倒塌|塌下来)",
+    ),
+    # water reaching live electrics, even as a condition ("万一雨水灌进配电箱"): the water is there, or about to be
+    (
+        "wet_electrics",
+        r"(?:万一|如果|要是|假如|一旦)[^，。！？,!?]{0,6}(?:水|雨水|雨)[^，。！？,!?]{0,6}(?:漫|灌|流|渗|进|淹|泡|淋)"
+        r"[^，。！？,!?]{0,4}(?:电表箱|配电箱|配电柜|电箱|插座|插排|电线|电缆|电闸|变压器)",
     ),
 ]
 _HYPOTHETICAL = re.compile(
-    r"(?:万一|如果|若|倘若|要是|假如|担心|害怕|怕|以防|防止|会不会|是否|容易|可能会|哪天|随时可能|一旦|不然|否则)[^，。！？,!?]{0,8}$"
+    r"(?:万一|如果|若|倘若|要是|假如|一旦)[^，。！？,!?]{0,16}$"
+    r"|(?:担心|害怕|怕|以防|以免|免得|避免|防止|会不会|是否|容易|可能会|哪天|随时可能|不然|否则|遇到|遇)[^，。！？,!?]{0,8}$"
 )
+# a danger as what something may cause ("容易引发火灾", "引起爆炸"): supposed; "引发了火灾" is told
+_CAUSE = re.compile(r"(?:引发|引起|导致|造成|酿成|诱发)$")
 # what would follow if it happened ("掉下来不得了", "真着火了消防车都进不来"): the danger is supposed, not told
 _CONSEQUENCE = re.compile(
     r"^[^，。！？,!?]{0,6}?(?:就|可|那|那就)?(?:不得了|麻烦了|就完了|不堪设想|出大事|是迟早的事|迟早[^，。！？,!?]{0,4}事)"
 )
 # a danger named as a risk ("存在火灾隐患", "有触电风险", "起火的危险"): it may happen, it is not happening
-_RISK = re.compile(r"^(?:的)?(?:隐患|风险|危险|可能|苗头)")
+_RISK = re.compile(r"^(?:人|他人|行人)?(?:的)?(?:隐患|风险|危险|可能|苗头)")
 _COUNTERFACTUAL = re.compile(r"真(?:要|的要)?$")
 # the rhetorical "is it waiting until the tree falls?" ("要等树倒了才管", "难道要等出了人命"): supposed, not told
 _WAIT_UNTIL = re.compile(r"(?:要等|非要等|等到)[^，。！？,!?]{0,8}$")
 # a state denied just before it ("不咬人", "没漏电", "没有冒烟"): the danger is said not to be there
 _NEGATED = re.compile(r"(?:不|没|没有|未|并未|无)$")
 _FEAR_INSIDE = re.compile(r"万一|如果|要是|假如|担心|害怕|怕|不得了|以防|会不会|是否|可能会|哪天|随时|一旦")
-_RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|扑灭|灭了|恢复|清理|救出)|修好了|没事了")
+_RESOLVED = re.compile(r"(?:已经|已)(?:修好|修复|处理|解决|补上|换了|恢复|清理|救出)|修好了|没事了")
+# A fire put out ("用水把火给灭了", "火被扑灭") was a fire: it is over only when the message also says no one is at
+# risk ("没有人员伤亡", "人都没事"); otherwise it is a fire report like any other.
+_FIRE_OUT = re.compile(
+    r"(?:把|将)火(?:给)?(?:扑)?灭|火(?:势)?(?:被|已|已经|终于|很快|马上|才|给|就)*(?:扑灭|灭了|熄灭|浇灭)|扑灭(?:了)?"
+)
+_NO_ONE_AT_RISK = re.compile(
+    r"(?:无|没有|没|未)(?:造成)?(?:任何)?(?:人员)?(?:伤亡|人受伤|受伤)|没人受伤|(?:人|大家)(?:都)?没事|幸无伤亡|(?:已经|已)(?:全部)?(?:疏散|撤离)"
+)
 _THING_STATE_RE = [
     (
         name,
@@ -378,6 +429,7 @@ def _feared(clause: str, start: int, end: int) -> bool:
         _HYPOTHETICAL.search(clause[:start])
         or _WAIT_UNTIL.search(clause[:start])
         or _COUNTERFACTUAL.search(clause[:start])
+        or _CAUSE.search(clause[:start])
         or _FEAR_INSIDE.search(clause[start:end])
         or _CONSEQUENCE.search(clause[end:])
         or _RISK.search(clause[end:])
@@ -392,10 +444,34 @@ def _state_start(m: re.Match[str]) -> int:
     return m.start()
 
 
+# Aspect particles, measure words and complements inside a verb-object danger ("着了火", "起了一场大火", "冒着黑烟",
+# "塌了下来", "倒了下来", "陷了进去", "受了轻伤"): read as the bare compound, so one vocabulary covers the ways of
+# saying it instead of a phrase list for each.
+_ASPECT: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"([着起失])(?:了|过)(?:一场|一把|场|把)?(?:大|小|熊熊)?火"), r"\1火"),
+    (re.compile(r"冒(?:着|了|出|起)(?:了)?(?:一股|股|阵阵|一阵|滚滚)?(?:浓|黑|白|青)?烟"), "冒烟"),
+    (re.compile(r"([塌倒掉砸坠落断垮陷沉滚飞])(?:了|着)(下来|下去|进去|起来|进来)"), r"\1\2"),
+    (re.compile(r"烧(?:了|着)起来"), "烧起来"),
+    (re.compile(r"受(?:了)?(?:点|些)?(?:轻|重)?伤"), "受伤"),
+]
+
+
+def canonical(text: str) -> str:
+    """The danger compounds of a text without their aspect particles and measure words (see `_ASPECT`)."""
+    for rx, repl in _ASPECT:
+        text = rx.sub(repl, text)
+    return text
+
+
 def dangers(text: str) -> list[str]:
     """The kinds of danger to people now that the message describes ('fire', 'open_cover', 'trapped' ...)."""
-    t = _BENIGN.sub(lambda m: "□" * len(m.group(0)), normalise(text))
+    t = canonical(_BENIGN.sub(lambda m: "□" * len(m.group(0)), normalise(text)))
     found: list[str] = []
+    fire_over = False
+    if _FIRE_OUT.search(t):
+        fire_over = bool(_NO_ONE_AT_RISK.search(t))  # put out, and no one at risk: the fire is over
+        if not fire_over:
+            found.append("fire")
     for clause in re.split(r"(?<=[。！？!?\n；;])", t):
         if not clause.strip() or _RESOLVED.search(clause):
             continue
@@ -413,7 +489,7 @@ def dangers(text: str) -> list[str]:
                 if not _NEGATED.search(clause[: m.start()]):
                     found.append(name)
                     break
-    return sorted(set(found))
+    return sorted(set(found) - ({"fire"} if fire_over else set()))
 
 
 def urgency_of(text: str) -> str:

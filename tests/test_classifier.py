@@ -138,6 +138,45 @@ def test_second_fresh_set_is_labelled_sourced_new_and_never_trained_on(
     assert not pages & {r["source"].get("url") for r in [*real, *fresh]}
 
 
+FRESH3 = ROOT / "tests" / "data" / "classify_real_fresh3.jsonl"
+
+
+@pytest.fixture(scope="module")
+def fresh3() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FRESH3.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_third_fresh_set_is_labelled_sourced_new_and_never_trained_on(
+    fresh3: list[dict[str, Any]],
+    fresh2: list[dict[str, Any]],
+    fresh: list[dict[str, Any]],
+    real: list[dict[str, Any]],
+    dev: list[dict[str, Any]],
+    config: Config,
+) -> None:
+    """The held-out real set of issue 11 part 5: at least 40 dangers and 55 ordinary reports, questions and thanks,
+    no text or page of the other sets, never a training row."""
+    assert len(fresh3) >= 110 and len({r["text"] for r in fresh3}) == len(fresh3)
+    assert {r["split"] for r in fresh3} == {"fresh3"} and len({r["id"] for r in fresh3}) == len(fresh3)
+    codes = {s.service_code for s in config.services.services}
+    for r in fresh3:
+        assert r["source"]["title"] and r["source"]["url"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] == ("urgent" if r["intent"] == "hazard" else "normal")
+    reports = [r for r in fresh3 if r["needs_ticket"]]
+    assert sum(r["urgency"] == "urgent" for r in reports) >= 40
+    assert sum(r["urgency"] == "normal" for r in reports) >= 55
+    assert {r["intent"] for r in fresh3} >= {"question", "chitchat"}
+    texts = {r["text"] for r in fresh3}
+    trained = {e.text for f in BUNDLED for e in read_examples(f)}
+    others = [*real, *fresh, *fresh2, *dev]
+    for other in (trained, {r["text"] for r in others}):
+        assert not texts & other
+    pages = {r["source"]["url"] for r in fresh3}
+    assert not pages & {r["source"].get("url") for r in [*real, *fresh, *fresh2]}
+
+
 def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], config: Config) -> None:
     """Trained without a single dev message: floors measured on data the model was not fitted on."""
     m = held_out(config, dev)
@@ -146,26 +185,27 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
     assert m["urgent_recall"] >= 0.95 and m["false_alarms"] <= 0.06
 
 
-# Floors a little under what was measured (docs/understanding.md, part 4). The real dev set is classify_real.jsonl
-# and classify_real_fresh.jsonl (311, read while improving the model); the held-out set is classify_real_fresh2.jsonl,
-# whose figures were printed once, after the last change to the model: there the floors are honestly below the
-# targets where the model is (it misses 12 of its 43 dangers).
-REAL_FLOORS = {"needs_ticket": 0.97, "intent": 0.92, "service_code": 0.87, "urgent_recall": 0.98}
-FRESH2_FLOORS = {"needs_ticket": 0.95, "intent": 0.85, "service_code": 0.72, "urgent_recall": 0.69}
+# Floors a little under what was measured (docs/understanding.md, part 5). The real dev set is classify_real.jsonl,
+# classify_real_fresh.jsonl and classify_real_fresh2.jsonl (438, read while improving the model); the held-out set is
+# classify_real_fresh3.jsonl, whose figures were printed once, after the last change to the model: there the floors
+# are honestly below the targets where the model is (it misses 15 of its 44 dangers).
+REAL_FLOORS = {"needs_ticket": 0.97, "intent": 0.92, "service_code": 0.83, "urgent_recall": 0.98}
+FRESH3_FLOORS = {"needs_ticket": 0.94, "intent": 0.82, "service_code": 0.70, "urgent_recall": 0.63}
 
 
 def test_accuracy_on_real_messages_never_trained_on(
     real: list[dict[str, Any]],
     fresh: list[dict[str, Any]],
     fresh2: list[dict[str, Any]],
+    fresh3: list[dict[str, Any]],
     config: Config,
 ) -> None:
-    """The real dev set (read while improving the model) and the second fresh held-out set (never read while
+    """The real dev set (read while improving the model) and the third fresh held-out set (never read while
     improving it); none of them is ever a training row."""
     model = train([e for f in BUNDLED for e in read_examples(f)], config)
     for name, rows, floor, alarms in (
-        ("real dev", [*real, *fresh], REAL_FLOORS, 0.05),
-        ("second fresh held-out", fresh2, FRESH2_FLOORS, 0.06),
+        ("real dev", [*real, *fresh, *fresh2], REAL_FLOORS, 0.04),
+        ("third fresh held-out", fresh3, FRESH3_FLOORS, 0.05),
     ):
         m = evaluate(model, rows)
         print(f"{name}:", {k: round(v, 3) for k, v in m.items()})
@@ -313,6 +353,47 @@ def test_danger_concepts_generalise_to_new_words(text: str) -> None:
     ],
 )
 def test_the_generalised_concepts_do_not_raise_these_alarms(text: str) -> None:
+    assert urgency_of(text) == "normal"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # issue 11 part 5: Chinese as written, not phrase lists (none of these is in a data set)
+        "隔壁仓库着了火",  # an aspect particle inside the verb-object 着火
+        "三楼厨房起了一场大火",  # and a measure word
+        "楼梯间冒着烟",
+        "小区门口的路灯杆倒了下来",  # a complement after 了
+        "小区门口的地面陷了下去",
+        "开着车路过，车轮突然沉了下去",  # subsidence said of the car
+        "那段路面一下子垮了",  # a head character with the thing it happens to
+        "天花板的石膏接连掉了好几片",  # pieces counted
+        "花盆摔碎了，碎片溅到路人身上",  # fragments
+        "台风过后那棵大树靠在了三楼的窗户上",  # a tree leaning on a house
+        "下水道又堵了，脏东西都漫到卧室里",  # what spreads into a room is water, named or not
+        "楼道的配电箱在滴水",  # water in the electrics
+        "万一雨水灌进配电箱就麻烦了",  # and as a condition
+        "天天从楼下过，就怕外墙瓷砖往下掉",  # a named overhead thing, feared to fall
+        "火已经扑灭了，但楼道里全是烟，老人还在楼上",  # put out, and someone still at risk
+        "楼梯扶手断了，老人受了轻伤",  # someone hurt
+    ],
+)
+def test_danger_concepts_read_chinese_as_written(text: str) -> None:
+    assert urgency_of(text) == "urgent"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "厨房着火，火很快被扑灭了，没有人员伤亡",  # a fire out and no one at risk is over
+        "楼道里乱拉电线，极易引起火灾",  # a danger as what something may cause
+        "流浪狗太多，有咬伤人的危险",  # a danger named as a risk
+        "一旦电动车在楼道里充电时爆炸，后果不堪设想",  # a condition further before the danger
+        "楼上卫生间漏水，一直渗到我家天花板",  # a leak that seeps is not a flood
+        "楼下有人丢了好几块钱",  # pieces of money are not pieces falling
+    ],
+)
+def test_the_part_5_concepts_do_not_raise_these_alarms(text: str) -> None:
     assert urgency_of(text) == "normal"
 
 
