@@ -357,7 +357,7 @@ class Backend:
             return r
 
     def get_request(self, request_id: str) -> ServiceRequest:
-        if not request_id.isdigit() or len(request_id) > 18:
+        if not _is_id(request_id):
             raise Open311Error(404, f"service_request_id {request_id!r} not found")
         with self.sessions() as s:
             r = s.get(ServiceRequest, int(request_id))
@@ -543,9 +543,7 @@ def create_backend_app(
         be.check_jurisdiction(jurisdiction_id)
         q = select(ServiceRequest)
         if service_request_id:  # ids given: the other parameters are ignored (the spec)
-            ids = [
-                int(i) for i in service_request_id.split(",") if i.strip().isdigit() and len(i.strip()) <= 18
-            ]
+            ids = [int(i) for i in service_request_id.split(",") if _is_id(i.strip())]
             q = q.where(ServiceRequest.id.in_(ids)).order_by(ServiceRequest.id)
         else:
             start, end = _parse_dt("start_date", start_date), _parse_dt("end_date", end_date)
@@ -639,7 +637,7 @@ def create_backend_app(
         responses={200: {"content": {"image/jpeg": {}}}},
     )
     async def media(media_id: Annotated[str, Path(max_length=18)]) -> Response:
-        if not media_id.isdigit():
+        if not _is_id(media_id):
             raise Open311Error(404, "media not found")
         with be.sessions() as s:
             m = s.get(Media, int(media_id))
@@ -649,6 +647,12 @@ def create_backend_app(
 
     app.include_router(api, prefix=prefix)
     return app
+
+
+def _is_id(text: str) -> bool:
+    """A row id as a client may name it: ASCII digits only (str.isdigit() also takes "²" and "٣", which int()
+    refuses), at most 18 of them (a 64-bit integer)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _by_key(sessions: sessionmaker[Session], key: str) -> ServiceRequest | None:

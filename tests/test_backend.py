@@ -176,6 +176,11 @@ def test_the_specs_error_answers(client: TestClient, fmt: str) -> None:
     assert errors(post(client, fmt, lat="91", long="0"))[0] == 400
     assert errors(post(client, fmt, lat="nan", long="0"))[0] == 400
     assert errors(client.get(f"/open311/v2/requests/424242.{fmt}"))[0] == 404
+    # digits int() refuses although str.isdigit() takes them (found by the fuzz test): not found, not a 500
+    for odd in ("²", "٣", "１"):
+        assert errors(client.get(f"/open311/v2/requests/{odd}.{fmt}"))[0] == 404
+        assert client.get(f"/open311/v2/media/{odd}").status_code == 404
+        assert client.get(f"/open311/v2/requests.{fmt}?service_request_id={odd}").status_code == 200
     assert errors(client.get(f"/open311/v2/services.{fmt}?jurisdiction_id=elsewhere"))[0] == 404
     assert errors(client.get(f"/open311/v2/requests.{fmt}?start_date=yesterday"))[0] == 400
     assert errors(client.get(f"/open311/v2/requests.{fmt}?status=pending"))[0] == 400

@@ -629,7 +629,11 @@ def router(wb: Workbench) -> APIRouter:
     async def answer(got: tuple[Signed, FormData] = Form) -> Response:
         user, form = got
         wb.allowed(user, "knowledge")
-        ids = {int(x) for x in form.getlist("gap") if isinstance(x, str) and x.isdigit() and len(x) < 10}
+        ids = {
+            int(x)
+            for x in form.getlist("gap")
+            if isinstance(x, str) and x.isascii() and x.isdigit() and len(x) < 10
+        }
         questions = [q for q in _text(form, "questions", 4000).splitlines() if q.strip()]
         answer_text = _text(form, "answer", 1500)
         community = _text(form, "community", 64)
