@@ -276,9 +276,14 @@ class Router:
 
     # --- policies ----------------------------------------------------------------------------------
 
+    @property
+    def _names(self) -> tuple[str, ...]:
+        """The bot's name and aliases: what people call it when they @ it or quote it."""
+        return (self.config.bot.name, *self.config.bot.aliases)
+
     def _addressed(self, msg: Message, policy: GroupPolicy) -> tuple[bool, str]:
         text = msg.text.strip()
-        names = [self.config.bot.name, *self.config.bot.aliases]
+        names = self._names
         for n in names:  # a typed "@家门口助手" counts as a mention even if the channel did not mark it
             if text.startswith("@" + n):
                 return True, text[len(n) + 1 :].strip(" ,，:：")
@@ -336,16 +341,12 @@ class Router:
     def _mentions_others(self, msg: Message) -> bool:
         if any(m not in self.accounts for m in msg.mentions):
             return True
-        names = (self.config.bot.name, *self.config.bot.aliases)
-        return any(not n.startswith(names) for n in _TYPED_MENTION.findall(msg.text))
+        return any(not n.startswith(self._names) for n in _TYPED_MENTION.findall(msg.text))
 
     def _quotes_bot(self, msg: Message, now: datetime) -> bool:
         """Whether the quoted text is something the bot said in this group lately (its `deliveries`)."""
         quoted = msg.quoted.strip()
-        for n in (
-            self.config.bot.name,
-            *self.config.bot.aliases,
-        ):  # "家门口助手：…" where the channel kept it
+        for n in self._names:  # "家门口助手：…" where the channel kept it
             if quoted.startswith((n + "：", n + ":")):
                 quoted = quoted[len(n) + 1 :]
         quoted = _quote_key(quoted)
