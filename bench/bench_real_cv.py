@@ -41,9 +41,7 @@ from nlp.classifier import (  # noqa: E402
     read_examples,
     train,
 )
-from nlp.classifier import (
-    source_page as page,
-)
+from nlp.classifier import source_page as page  # noqa: E402
 
 MAX_FALSE_ALARMS = 0.04  # inner-CV false alarms allowed when choosing a cut-off (the target is < 5%)
 URGENT_GRID = [round(0.30 + 0.05 * i, 2) for i in range(14)]  # 0.30 .. 0.95

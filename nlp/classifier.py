@@ -11,7 +11,8 @@
   (classify_varied.jsonl: short chat), the hand-written letters (classify_letters.jsonl: residents' letters and
   group messages, questions typed as searches, thanks stories, written from the services' owner rules), the
   owner-boundary letters (classify_owners.jsonl: the labelling rules' boundaries, consequences after the
-  problem), a community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
+  problem), the real labelled messages (tests/data/classify_real*.jsonl, weighted REAL_WEIGHT, measured out of fold:
+  `out_of_fold`), a community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
   (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained in about a second and saved in the
   data directory as plain arrays (no pickle), loaded at the next start while its inputs are unchanged;
 - rules: slash commands are commands, ticket look-ups are questions (answered by handlers/status.py).

@@ -152,9 +152,11 @@ def test_held_out_accuracy_on_the_synthetic_set(dev: list[dict[str, Any]], confi
 # Since issue 11 part 7 the real messages are training rows, so they are measured out of fold only: a grouped 3-fold
 # CV (whole source pages per fold), each fold by a model trained on the generated files and the other folds' real
 # rows (docs/understanding.md part 7 has the 5-fold table). Floors a little under what was measured.
-OOF_FLOORS = {"needs_ticket": 0.95, "intent": 0.86, "service_code": 0.77, "urgent_recall": 0.84}
-FRESH3_FLOORS = {"needs_ticket": 0.94, "intent": 0.80, "service_code": 0.72, "urgent_recall": 0.68}
-FRESH4_FLOORS = {"needs_ticket": 0.92, "intent": 0.77, "service_code": 0.60, "urgent_recall": 0.58}
+# Measured: pooled .971 / .909 / .809 / .859 / .036; third fresh .966 / .839 / .762 / .727 / .049; fourth fresh
+# .956 / .791 / .693 / .660 / .024 (needs_ticket / intent / service / urgent recall / false alarms).
+OOF_FLOORS = {"needs_ticket": 0.96, "intent": 0.89, "service_code": 0.79, "urgent_recall": 0.83}
+FRESH3_FLOORS = {"needs_ticket": 0.94, "intent": 0.81, "service_code": 0.73, "urgent_recall": 0.69}
+FRESH4_FLOORS = {"needs_ticket": 0.93, "intent": 0.76, "service_code": 0.66, "urgent_recall": 0.62}
 
 
 def test_out_of_fold_accuracy_on_real_messages(
@@ -188,7 +190,9 @@ def test_out_of_fold_accuracy_on_real_messages(
 @pytest.mark.parametrize(
     ("text", "intent", "service"),
     [
-        ("3号楼门口井盖松了，差点摔了", "hazard", "municipal_facility"),
+        # a loose but closed cover is an ordinary report (tests/data/README.md), and a report's kind follows its
+        # urgency since issue 11 part 7: a complaint, no longer a hazard
+        ("3号楼门口井盖松了，差点摔了", "complaint", "municipal_facility"),
         # a resident asking after a ticket is a question: answered unprompted, by handlers/status.py
         ("查询工单 #123", "question", None),
         ("我的工单", "question", None),
