@@ -7,8 +7,9 @@
 - classifier: latency p50/p95 per message, one message at a time, over the synthetic dev set and the real set,
   and messages per second through the router (store, policy, handlers, desk), each beside the previous
   classifier (nlp/classifier_baseline.py) measured in the same run on the same messages; its accuracy on
-  the real dev set (tests/data/classify_real.jsonl, classify_real_fresh.jsonl and classify_real_fresh2.jsonl,
-  never trained on; the held-out set classify_real_fresh3.jsonl is not read here); the time to train it and to load it saved.
+  the real dev set (tests/data/classify_real.jsonl, classify_real_fresh.jsonl and classify_real_fresh2.jsonl;
+  since issue 11 part 7 they are training rows, so this figure is in-sample: the honest one is out of fold,
+  bench/bench_real_cv.py); the time to train it and to load it saved.
 """
 
 from __future__ import annotations
