@@ -42,6 +42,9 @@ CANDIDATE_FEATURES = (
     "lead",
     "peak",
     "soft_focus",
+    "ask_size",
+    "subject_match",
+    "ask_coverage",
 )
 # feature sets compared by `decision` (every subset of up to three with --all)
 COMPARED = (
@@ -55,6 +58,10 @@ COMPARED = (
     ("lift", "agree", "lead", "peak"),
     ("lift", "lead", "peak", "soft_focus"),
     ("lift", "agree", "lead", "peak", "soft_focus", "novelty"),
+    ("lift", "lead", "peak", "soft_focus", "ask_coverage"),
+    ("lift", "lead", "peak", "soft_focus", "ask_size"),
+    ("lift", "lead", "peak", "soft_focus", "subject_match"),
+    ("lift", "lead", "peak", "soft_focus", "ask_size", "subject_match", "ask_coverage"),
 )
 
 
