@@ -13,7 +13,11 @@ uses signals that are relative to the index they are computed on:
 - `soft_focus`: the question's words that the passage's head does not name, found in its text, or near one of
   its words in the static word table distilled from e5 (nlp/data/term_vectors.npz).
 
-They are combined by a logistic regression fitted on the dev set and the first residents' set (`python -m
+- `ask_size`, `subject_match` (`ask_split`): the question's content words less the general question words,
+  split into those near the passage's head (its subject) and the rest (the ask). Measured in issue 12 part 4
+  and not in use (`ASK_DECISION`): better under cross-validation, worse on the untouched set.
+
+The first four are combined by a logistic regression fitted on the dev set and the first residents' set (`python -m
 knowledge.calibrate decision`, which reports cross-validated figures, overall and per set, for the measured
 alternatives: `novelty`, `margin`, `coverage`, `focus`, `type`, `agree` (all three views rank it first)); the
 fitted weights are the constants below, so answering needs no scikit-learn. One rule comes before the model: a
@@ -43,7 +47,9 @@ from knowledge.rerank import (
 from knowledge.text import STOPWORDS, Lexicon, bigrams
 from nlp.semantic import TermVectors, term_vectors
 
-FEATURES = ("lift", "lead", "peak", "soft_focus", "ask_size", "subject_match")
+FEATURES = ("lift", "lead", "peak", "soft_focus")  # the decision in use (DEFAULT_DECISION)
+# issue 12 part 4: better under cross-validation on the tuning sets, worse on the untouched set (ASK_DECISION)
+ASK_FEATURES = (*FEATURES, "ask_size", "subject_match")
 BACKGROUND_FALLBACK = 0.84  # e5-small's usual background cosine, used only for an index with no chunks
 
 
@@ -211,7 +217,10 @@ def features(
     lexicon: Lexicon,
     vocabulary: Set[str] = frozenset(),
     background: Mapping[str, float] | None = None,
+    ask: bool = True,
 ) -> dict[str, float]:
+    """The decision's candidate features of the best passage; `ask=False` skips `ask_split` (2 ms), which only
+    `ASK_DECISION` reads."""
     top = hits[0]
     others = [h.dense for h in hits[1:]]
     margin = top.dense - max(others) if others else 0.05
@@ -233,7 +242,7 @@ def features(
         "soft_focus": soft_focus(question, top.chunk, lexicon),
         "novelty": novelty(question, vocabulary, lexicon),
         "guide": float(top.chunk.kind in ("entry", "section")),
-        **ask_split(question, top.chunk, lexicon),
+        **(ask_split(question, top.chunk, lexicon) if ask else {}),
     }
 
 
@@ -253,18 +262,19 @@ def type_missing(question: str, chunk: Chunk) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A logistic model over standardised `FEATURES`; found when its probability reaches `cutoff`."""
+    """A logistic model over standardised features (`names`); found when its probability reaches `cutoff`."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
     cutoff: float = 0.5
+    names: tuple[str, ...] = FEATURES
 
     def probability(self, f: dict[str, float]) -> float:
         z = self.intercept + sum(
             c * (f[name] - m) / s
-            for name, m, s, c in zip(FEATURES, self.mean, self.scale, self.coef, strict=True)
+            for name, m, s, c in zip(self.names, self.mean, self.scale, self.coef, strict=True)
         )
         return 1.0 / (1.0 + math.exp(-z))
 
@@ -279,8 +289,21 @@ class Decision:
 # a negative weight next to `lift` (they correlate, 0.5): at the same lift, a question whose whole pool sits
 # low (an isolated match) is less often answered by it than one on a topic with many close passages.
 DEFAULT_DECISION = Decision(
+    mean=(0.047135, 0.156960, 3.501635, 0.601243),
+    scale=(0.021883, 0.137108, 1.443492, 0.190027),
+    coef=(1.977979, 0.715569, -0.769868, 0.644280),
+    intercept=0.960804,
+)
+
+# Issue 12 part 4, measured and NOT in use (docs/knowledge.md): `ASK_FEATURES`, fitted on the dev set and both
+# residents' sets. Cross-validated on them it answers and refuses more (0.726/0.807 -> 0.777/0.843), but on the
+# untouched regulations it answers fewer (0.918 -> 0.835, refused 0.650 -> 0.700) and it refuses a tuning-set
+# entry question (自己测个血糖要花钱吗). `ask_size` gets a positive weight: at the same lift a question that asks
+# more than it names is more often answerable. Pass it as `KnowledgeService(decision=ASK_DECISION)` to try it.
+ASK_DECISION = Decision(
     mean=(0.046391, 0.156395, 3.530697, 0.580163, 2.587669, 0.394119),
     scale=(0.021120, 0.132263, 1.415237, 0.187908, 1.280041, 0.174308),
     coef=(0.961629, 0.643812, -0.380326, 0.630928, 1.306051, 0.790039),
     intercept=0.727793,
+    names=ASK_FEATURES,
 )
