@@ -2,7 +2,7 @@
 
     python -m knowledge.calibrate rerank   tests/data/knowledge_dev.jsonl [--index DIR]
     python -m knowledge.calibrate decision tests/data/knowledge_dev.jsonl \
-        tests/data/knowledge_sample_residents.jsonl [--index DIR] [--repeats 10] [--all] [--show]
+        tests/data/knowledge_sample_residents.jsonl tests/data/knowledge_sample_residents2.jsonl [--index DIR] [--repeats 10] [--all] [--show]
 
 `rerank`: for every answerable question, the fused candidates (`knowledge.rerank.CANDIDATES`) with the
 reranker's features; hit@1/hit@5/MRR on a grid of the answer-type and guide weights against the fused order.
@@ -15,8 +15,10 @@ ones refused, overall and per file, for the compared feature sets (`COMPARED`, o
 with --all); a question the answer-type veto refuses counts as refused. Then the used set is fitted on all
 questions and printed as the `DEFAULT_DECISION` constant. The features are relative to the index they are
 computed on, so the fit carries to other documents; the held-out sets check that it does. Questions the FAQ
-answers are left out. Only ever run this on the tuning sets (knowledge_dev.jsonl and
-knowledge_sample_residents.jsonl): knowledge_sample_residents2.jsonl and the untouched set are for reporting.
+answers are left out. Only ever run this on the tuning sets: knowledge_dev.jsonl,
+knowledge_sample_residents.jsonl and, since issue 12 part 4, knowledge_sample_residents2.jsonl (it was held out
+and run twice in part 3, so it joined the tuning data). The untouched set (tests/data/untouched/) and the newer
+held-out residents' set are for reporting only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ CANDIDATE_FEATURES = (
     "lead",
     "peak",
     "soft_focus",
+    "ask_size",
+    "subject_match",
+    "ask_coverage",
 )
 # feature sets compared by `decision` (every subset of up to three with --all)
 COMPARED = (
@@ -55,6 +60,10 @@ COMPARED = (
     ("lift", "agree", "lead", "peak"),
     ("lift", "lead", "peak", "soft_focus"),
     ("lift", "agree", "lead", "peak", "soft_focus", "novelty"),
+    ("lift", "lead", "peak", "soft_focus", "ask_coverage"),
+    ("lift", "lead", "peak", "soft_focus", "ask_size"),
+    ("lift", "lead", "peak", "soft_focus", "subject_match"),
+    ("lift", "lead", "peak", "soft_focus", "ask_size", "subject_match", "ask_coverage"),
 )
 
 
@@ -161,7 +170,7 @@ def _line(name: str, cv: dict[str, float], sets: int) -> str:
 
 
 def fit_decision(args: argparse.Namespace) -> int:
-    from knowledge.decide import FEATURES
+    from knowledge.decide import ASK_FEATURES, FEATURES
 
     qs, fs, y, sets = collect(args.qa, args.index)
     veto = np.asarray([f.get("veto", 0.0) > 0 for f in fs])
@@ -177,18 +186,19 @@ def fit_decision(args: argparse.Namespace) -> int:
         x_c = np.asarray([[f[n] for n in cols] for f in fs], dtype=float)
         cv = cross_validated(x_c, y, args.repeats, sets=sets, veto=veto)
         print(_line("+".join(cols), cv, len(args.qa)))
-    x = np.asarray([[f[n] for n in FEATURES] for f in fs], dtype=float)
-    cv = cross_validated(x, y, args.repeats, sets=sets, veto=veto)
-    print("\nused: " + _line("+".join(FEATURES), cv, len(args.qa)))
-    final = model().fit(x, y)
-    scaler, lr = final[0], final[1]
-    print("fitted on all questions:")
-    print("DEFAULT_DECISION = Decision(")
-    print(f"    mean=({', '.join(f'{v:.6f}' for v in scaler.mean_)}),")
-    print(f"    scale=({', '.join(f'{v:.6f}' for v in scaler.scale_)}),")
-    print(f"    coef=({', '.join(f'{v:.6f}' for v in lr.coef_[0])}),")
-    print(f"    intercept={lr.intercept_[0]:.6f},")
-    print(")")
+    for used, const in ((FEATURES, "DEFAULT_DECISION"), (ASK_FEATURES, "ASK_DECISION")):
+        x = np.asarray([[f[n] for n in used] for f in fs], dtype=float)
+        cv = cross_validated(x, y, args.repeats, sets=sets, veto=veto)
+        print(f"\n{const}: " + _line("+".join(used), cv, len(args.qa)))
+        final = model().fit(x, y)
+        scaler, lr = final[0], final[1]
+        print("fitted on all questions:")
+        print(f"{const} = Decision(")
+        print(f"    mean=({', '.join(f'{v:.6f}' for v in scaler.mean_)}),")
+        print(f"    scale=({', '.join(f'{v:.6f}' for v in scaler.scale_)}),")
+        print(f"    coef=({', '.join(f'{v:.6f}' for v in lr.coef_[0])}),")
+        print(f"    intercept={lr.intercept_[0]:.6f},")
+        print(")")
     if args.show:
         p = final.predict_proba(x)[:, 1]
         for q, row, yy, pp in sorted(zip(qs, x, y, p, strict=True), key=lambda t: t[3]):

@@ -13,7 +13,11 @@ uses signals that are relative to the index they are computed on:
 - `soft_focus`: the question's words that the passage's head does not name, found in its text, or near one of
   its words in the static word table distilled from e5 (nlp/data/term_vectors.npz).
 
-They are combined by a logistic regression fitted on the dev set and the first residents' set (`python -m
+- `ask_size`, `subject_match` (`ask_split`): the question's content words less the general question words,
+  split into those near the passage's head (its subject) and the rest (the ask). Measured in issue 12 part 4
+  and not in use (`ASK_DECISION`): better under cross-validation, worse on the untouched set.
+
+The first four are combined by a logistic regression fitted on the dev set and the first residents' set (`python -m
 knowledge.calibrate decision`, which reports cross-validated figures, overall and per set, for the measured
 alternatives: `novelty`, `margin`, `coverage`, `focus`, `type`, `agree` (all three views rank it first)); the
 fitted weights are the constants below, so answering needs no scikit-learn. One rule comes before the model: a
@@ -32,11 +36,20 @@ import numpy as np
 
 from knowledge.chunks import Chunk
 from knowledge.index import Hit
-from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types, type_match
+from knowledge.rerank import (
+    QUESTION_TYPES,
+    asks_amount,
+    gives_amount,
+    passage_types,
+    question_types,
+    type_match,
+)
 from knowledge.text import STOPWORDS, Lexicon, bigrams
 from nlp.semantic import TermVectors, term_vectors
 
-FEATURES = ("lift", "lead", "peak", "soft_focus")
+FEATURES = ("lift", "lead", "peak", "soft_focus")  # the decision in use (DEFAULT_DECISION)
+# issue 12 part 4: better under cross-validation on the tuning sets, worse on the untouched set (ASK_DECISION)
+ASK_FEATURES = (*FEATURES, "ask_size", "subject_match")
 BACKGROUND_FALLBACK = 0.84  # e5-small's usual background cosine, used only for an index with no chunks
 
 
@@ -148,13 +161,66 @@ def soft_focus(question: str, chunk: Chunk, lexicon: Lexicon) -> float:
     return got / len(rest)
 
 
+# general question words (几点, 多少钱, 开门 ...): what kind of answer is asked, not what it is about
+_CUES = tuple(sorted({c for cues in QUESTION_TYPES.values() for c in cues}, key=len, reverse=True))
+
+
+def _vectors_of(text: str, vectors: TermVectors) -> np.ndarray:
+    found = [_word_vector(w, vectors) for w in set(jieba.lcut(text)) if w.strip()]
+    return np.asarray([v for v in found if v is not None])
+
+
+def _nearness(
+    word: str, text: str, words: np.ndarray, lexicon: Lexicon, vectors: TermVectors | None
+) -> float:
+    """1 when the text has the word or its standard term, else its best cosine with one of the text's words in
+    the distilled word table (0 without the table)."""
+    variants = (word, *lexicon.expansions(word))
+    if any(v in text for v in variants):
+        return 1.0
+    if vectors is None or not len(words):
+        return 0.0
+    near = [v for v in (_word_vector(x, vectors) for x in variants) if v is not None]
+    return max(0.0, max((float((words @ v).max()) for v in near), default=0.0))
+
+
+def ask_split(question: str, chunk: Chunk, lexicon: Lexicon) -> dict[str, float]:
+    """What is asked vs what it is about. The question's content words, less the general question words,
+    are split by how near each is to the passage's head (law title, chapter, article or entry name: exactly,
+    through the lexicon, or by near word in the distilled table): `subject_match` is their mean nearness to
+    the head, `ask_size` the weight of the rest (the sum of one minus that nearness), `ask_coverage` how well
+    the passage's text covers the rest. "助老食堂吃饭能开发票吗" names its entry (high subject match) and asks
+    about 发票; "想借个电钻打几个孔" names no head at all. Measured in docs/knowledge.md (issue 12 part 4)."""
+    vectors = term_vectors()
+    head = " ".join((chunk.title, chunk.context, chunk.locator)).lower()
+    body = chunk.text.lower()
+    ask = [w for w in content_words(question) if not any(w in c or c in w for c in _CUES)]
+    if not ask:
+        return {"ask_size": 0.0, "subject_match": 0.0, "ask_coverage": 1.0}
+    empty = np.zeros((0, 1))
+    hv = _vectors_of(head, vectors) if vectors is not None else empty
+    bv = _vectors_of(body, vectors) if vectors is not None else empty
+    subject = [_nearness(w, head, hv, lexicon, vectors) for w in ask]
+    weights = [1.0 - s for s in subject]
+    size = sum(weights)
+    covered = sum(wt * _nearness(w, body, bv, lexicon, vectors) for w, wt in zip(ask, weights, strict=True))
+    return {
+        "ask_size": size,
+        "subject_match": sum(subject) / len(subject),
+        "ask_coverage": covered / size if size > 1e-6 else 1.0,
+    }
+
+
 def features(
     question: str,
     hits: Sequence[Hit],
     lexicon: Lexicon,
     vocabulary: Set[str] = frozenset(),
     background: Mapping[str, float] | None = None,
+    ask: bool = True,
 ) -> dict[str, float]:
+    """The decision's candidate features of the best passage; `ask=False` skips `ask_split` (2 ms), which only
+    `ASK_DECISION` reads."""
     top = hits[0]
     others = [h.dense for h in hits[1:]]
     margin = top.dense - max(others) if others else 0.05
@@ -176,6 +242,7 @@ def features(
         "soft_focus": soft_focus(question, top.chunk, lexicon),
         "novelty": novelty(question, vocabulary, lexicon),
         "guide": float(top.chunk.kind in ("entry", "section")),
+        **(ask_split(question, top.chunk, lexicon) if ask else {}),
     }
 
 
@@ -195,18 +262,19 @@ def type_missing(question: str, chunk: Chunk) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A logistic model over standardised `FEATURES`; found when its probability reaches `cutoff`."""
+    """A logistic model over standardised features (`names`); found when its probability reaches `cutoff`."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
     cutoff: float = 0.5
+    names: tuple[str, ...] = FEATURES
 
     def probability(self, f: dict[str, float]) -> float:
         z = self.intercept + sum(
             c * (f[name] - m) / s
-            for name, m, s, c in zip(FEATURES, self.mean, self.scale, self.coef, strict=True)
+            for name, m, s, c in zip(self.names, self.mean, self.scale, self.coef, strict=True)
         )
         return 1.0 / (1.0 + math.exp(-z))
 
@@ -225,4 +293,17 @@ DEFAULT_DECISION = Decision(
     scale=(0.021883, 0.137108, 1.443492, 0.190027),
     coef=(1.977979, 0.715569, -0.769868, 0.644280),
     intercept=0.960804,
+)
+
+# Issue 12 part 4, measured and NOT in use (docs/knowledge.md): `ASK_FEATURES`, fitted on the dev set and both
+# residents' sets. Cross-validated on them it answers and refuses more (0.726/0.807 -> 0.777/0.843), but on the
+# untouched regulations it answers fewer (0.918 -> 0.835, refused 0.650 -> 0.700) and it refuses a tuning-set
+# entry question (自己测个血糖要花钱吗). `ask_size` gets a positive weight: at the same lift a question that asks
+# more than it names is more often answerable. Pass it as `KnowledgeService(decision=ASK_DECISION)` to try it.
+ASK_DECISION = Decision(
+    mean=(0.046391, 0.156395, 3.530697, 0.580163, 2.587669, 0.394119),
+    scale=(0.021120, 0.132263, 1.415237, 0.187908, 1.280041, 0.174308),
+    coef=(0.961629, 0.643812, -0.380326, 0.630928, 1.306051, 0.790039),
+    intercept=0.727793,
+    names=ASK_FEATURES,
 )

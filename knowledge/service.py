@@ -133,7 +133,9 @@ class KnowledgeService:
         ix = self.index
         if type_missing(question, hits[0].chunk):
             return False
-        return self.decision.found(features(question, hits, ix.lexicon, ix.vocabulary(), ix.background()))
+        ask = "ask_size" in self.decision.names or "subject_match" in self.decision.names
+        f = features(question, hits, ix.lexicon, ix.vocabulary(), ix.background(), ask=ask)
+        return self.decision.found(f)
 
     def _compose(
         self, question: str, hits: Sequence[Hit], community: str | None

