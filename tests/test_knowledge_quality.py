@@ -32,7 +32,10 @@ from tests.knowledge_support import ROOT, close_shared, root_config, shared_samp
 
 UNTOUCHED = ROOT / "tests" / "data" / "untouched"
 RESIDENTS = ROOT / "tests" / "data" / "knowledge_sample_residents.jsonl"  # tuning data since issue 12 (kb3)
-RESIDENTS2 = ROOT / "tests" / "data" / "knowledge_sample_residents2.jsonl"  # held out: never tuned on
+RESIDENTS2 = (
+    ROOT / "tests" / "data" / "knowledge_sample_residents2.jsonl"
+)  # tuning data since issue 12 part 4
+RESIDENTS3 = ROOT / "tests" / "data" / "knowledge_sample_residents3.jsonl"  # held out: never tuned on
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,13 @@ def residents_report(kb: KnowledgeService) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def held_out_residents_report(kb: KnowledgeService) -> dict[str, Any]:
+def residents2_report(kb: KnowledgeService) -> dict[str, Any]:
     return evaluate(kb, load_qa(RESIDENTS2), k=5)
+
+
+@pytest.fixture(scope="module")
+def held_out_residents_report(kb: KnowledgeService) -> dict[str, Any]:
+    return evaluate(kb, load_qa(RESIDENTS3), k=5)
 
 
 # --- quality on data nothing was fitted on -------------------------------------------------------------------
@@ -72,9 +80,13 @@ def test_the_untouched_set_is_what_the_issue_asks_for() -> None:
     assert len({i.source for i in items if i.source}) >= 5
     residents = load_qa(RESIDENTS)
     assert sum(i.answerable for i in residents) >= 40 and sum(not i.answerable for i in residents) >= 10
-    held_out = load_qa(RESIDENTS2)
-    assert sum(i.answerable for i in held_out) >= 38 and sum(not i.answerable for i in held_out) >= 12
-    assert not {i.question for i in held_out} & {i.question for i in residents}
+    residents2 = load_qa(RESIDENTS2)
+    assert sum(i.answerable for i in residents2) >= 38 and sum(not i.answerable for i in residents2) >= 12
+    held_out = load_qa(RESIDENTS3)
+    assert sum(i.answerable for i in held_out) >= 60 and sum(not i.answerable for i in held_out) >= 15
+    earlier = [*residents, *residents2, *load_qa(ROOT / "tests" / "data" / "knowledge_dev.jsonl")]
+    assert not {i.question for i in held_out} & {i.question for i in earlier}
+    assert not {i.question for i in residents2} & {i.question for i in residents}
 
 
 def test_quality_on_documents_never_seen(untouched: KnowledgeService) -> None:
@@ -93,12 +105,19 @@ def test_residents_words_about_the_bundled_sample(residents_report: dict[str, An
     assert r["hit@1"] >= 0.87 and r["hit@5"] >= 0.95
 
 
+def test_more_residents_words_about_the_bundled_sample(residents2_report: dict[str, Any]) -> None:
+    r = residents2_report
+    # measured: hit@1 0.821, hit@5 0.964, MRR 0.875 (ranking never fitted on this set; the found decision's data since
+    # issue 12 part 4, so its rates are not a floor here)
+    assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.92 and r["mrr"] >= 0.83
+
+
 def test_held_out_residents_words_about_the_bundled_sample(held_out_residents_report: dict[str, Any]) -> None:
     r = held_out_residents_report
-    # measured after the last change (docs/knowledge.md; never tuned on): hit@1 0.821, hit@5 0.964, MRR 0.875,
-    # answered 0.607, refused 0.643
-    assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.92 and r["mrr"] >= 0.83
-    assert r["answered_rate"] >= 0.55 and r["refusal_rate"] >= 0.57
+    # the third residents' set, run once after the last change (bench/results/knowledge-residents3-once-20261201.txt;
+    # never tuned on): hit@1 0.814, hit@5 0.930, MRR 0.869, answered 0.709, refused 0.385
+    assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.83
+    assert r["answered_rate"] >= 0.65 and r["refusal_rate"] >= 0.33
 
 
 @pytest.mark.xfail(
