@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import labelled  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from nlp.classifier import BUNDLED, URGENT_CUTOFF, read_examples, train  # noqa: E402
 from nlp.extract import dangers  # noqa: E402
@@ -43,8 +43,7 @@ GATES = [
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
-    path = ROOT / "tests" / "data" / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return labelled.rows(ROOT, name)
 
 
 def _report(name: str, pred: np.ndarray, truth: np.ndarray) -> str:

@@ -1,6 +1,6 @@
 """Grouped K-fold cross-validation over the real labelled messages (issue 11 part 7).
 
-The five real files (tests/data/classify_real*.jsonl) are split into folds by source page (one page's rows never
+The five real files (nlp/data/real/classify_real*.jsonl) are split into folds by source page (one page's rows never
 straddle train and test), with dangers spread roughly evenly. In each fold the classifier is trained on the bundled
 training files plus the real rows of the other folds (each weighted `--weights`), and the held-out fold is measured
 with `nlp.classifier.evaluate`. The urgency cut-off (and the cut-off at which the urgency model may turn a question or

@@ -9,7 +9,7 @@ Real sets are measured with the model trained on all bundled files (none of thei
 synthetic set held out (`nlp.classifier.held_out`). A held-out set is named with `--held-out FILE` and read only
 by this one run.
 
-    .venv/bin/python bench/bench_three_models.py --earlier main --held-out classify_real_fresh3.jsonl
+    .venv/bin/python bench/bench_three_models.py --earlier main --held-out classify_real_fresh5.jsonl
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import labelled  # noqa: E402
+
 DEV_FILES = ("classify_real.jsonl", "classify_real_fresh.jsonl", "classify_real_fresh2.jsonl")
 KEYS = ("needs_ticket", "intent", "service_code", "urgent_recall", "false_alarms")
 
 
 def _rows(root: Path, name: str) -> list[dict[str, Any]]:
-    path = root / "tests" / "data" / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return labelled.rows(root, name)
 
 
 def measure(root: Path, held_out_file: str | None, misses: bool) -> dict[str, Any]:
@@ -91,9 +92,13 @@ def main() -> None:
                 tar.extractall(tmp, filter="data")
             here = Path(__file__).resolve()
             (Path(tmp) / "bench").mkdir(exist_ok=True)
-            (Path(tmp) / "bench" / here.name).write_text(here.read_text(encoding="utf-8"), encoding="utf-8")
+            for script in (here, here.parent / "labelled.py"):
+                (Path(tmp) / "bench" / script.name).write_text(
+                    script.read_text(encoding="utf-8"), encoding="utf-8"
+                )
             for f in (*DEV_FILES, *([args.held_out] if args.held_out else [])):  # the same rows for both
-                (Path(tmp) / "tests" / "data" / f).write_bytes((ROOT / "tests" / "data" / f).read_bytes())
+                target = labelled.data_file(Path(tmp), f)
+                target.write_bytes(labelled.data_file(ROOT, f).read_bytes())
             cmd = [sys.executable, str(Path(tmp) / "bench" / here.name), "--json"]
             if args.held_out:
                 cmd += ["--held-out", args.held_out]

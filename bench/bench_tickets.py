@@ -7,7 +7,7 @@
 - classifier: latency p50/p95 per message, one message at a time, over the synthetic dev set and the real set,
   and messages per second through the router (store, policy, handlers, desk), each beside the previous
   classifier (nlp/classifier_baseline.py) measured in the same run on the same messages; its accuracy on
-  the real dev set (tests/data/classify_real.jsonl, classify_real_fresh.jsonl and classify_real_fresh2.jsonl;
+  the real dev set (nlp/data/real/classify_real.jsonl, classify_real_fresh.jsonl and classify_real_fresh2.jsonl;
   since issue 11 part 7 they are training rows, so this figure is in-sample: the honest one is out of fold,
   bench/bench_real_cv.py); the time to train it and to load it saved.
 """
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import labelled  # noqa: E402
 from tests.reports import PROBLEMS  # noqa: E402
 
 
@@ -37,8 +38,7 @@ def _percentile(xs: Sequence[float], p: float) -> float:
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
-    text = (ROOT / "tests" / "data" / name).read_text("utf-8")
-    return [json.loads(x) for x in text.splitlines() if x.strip()]
+    return labelled.rows(ROOT, name)
 
 
 def _latencies(model: Any, texts: Sequence[str]) -> list[float]:
@@ -54,7 +54,7 @@ def classifier_figures(config: Any, base: Any, base_train_s: float, quick: bool 
     import nlp.classifier as classifier_module
     from nlp.classifier import evaluate, load_classifier
 
-    # the real dev set (438, issue 11 part 5); the held-out classify_real_fresh3.jsonl is not read here
+    # the real dev set (438, issue 11 part 5); the held-out classify_real_fresh5.jsonl is not read here
     real = (
         _rows("classify_real.jsonl")
         + _rows("classify_real_fresh.jsonl")

@@ -11,7 +11,7 @@
   (classify_varied.jsonl: short chat), the hand-written letters (classify_letters.jsonl: residents' letters and
   group messages, questions typed as searches, thanks stories, written from the services' owner rules), the
   owner-boundary letters (classify_owners.jsonl: the labelling rules' boundaries, consequences after the
-  problem), the real labelled messages (tests/data/classify_real*.jsonl, weighted REAL_WEIGHT, measured out of fold:
+  problem), the real labelled messages (nlp/data/real/classify_real*.jsonl, weighted REAL_WEIGHT, measured out of fold:
   `out_of_fold`), a community's own file (config/classify_extra.jsonl) and the staff's corrections exported by `doorstep train`
   (DATA_DIR/classify_corrections.jsonl, weighted CORRECTION_WEIGHT); trained in about a second and saved in the
   data directory as plain arrays (no pickle), loaded at the next start while its inputs are unchanged;
@@ -69,7 +69,7 @@ LETTERS_FILE = DATA / "classify_letters.jsonl"
 OWNERS_FILE = DATA / "classify_owners.jsonl"
 # The real labelled messages (tests/data/README.md): training rows since issue 11 part 7, measured out of fold by
 # grouped cross-validation (bench/bench_real_cv.py, docs/understanding.md part 7)
-REAL_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
+REAL_DIR = DATA / "real"
 REAL_FILES = tuple(
     REAL_DIR / f"classify_real{suffix}.jsonl" for suffix in ("", "_fresh", "_fresh2", "_fresh3", "_fresh4")
 )
