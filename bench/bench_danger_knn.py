@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench import labelled  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from nlp.classifier import BUNDLED, URGENT_CUTOFF, read_examples, train  # noqa: E402
+from nlp.classifier import GENERATED_FILES, URGENT_CUTOFF, read_examples, train  # noqa: E402
 from nlp.extract import dangers  # noqa: E402
 from nlp.semantic import term_vectors  # noqa: E402
 
@@ -60,7 +60,9 @@ def main() -> None:
     args = ap.parse_args()
     dev = [r for f in DEV_FILES for r in _rows(f) if r["needs_ticket"]]
     config = load_config(ROOT / "config" / "doorstep.yaml")
-    examples = [e for f in BUNDLED for e in read_examples(f)]
+    examples = [
+        e for f in GENERATED_FILES for e in read_examples(f)
+    ]  # its pools are real rows: never trained on
     model = train(examples, config)
     vectors = term_vectors()
     assert vectors is not None, "the word table (nlp/data/term_vectors.npz) is needed"

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 from bot.config import load_config  # noqa: E402
 from core.intent import Classification  # noqa: E402
 from nlp.classifier import (  # noqa: E402
-    BUNDLED,
+    GENERATED_FILES,
     REAL_FILES,
     URGENT_CUTOFF,
     Example,
@@ -39,6 +39,7 @@ from nlp.classifier import (  # noqa: E402
     evaluate,
     grouped_folds,
     read_examples,
+    real_example,
     train,
 )
 from nlp.classifier import source_page as page  # noqa: E402
@@ -57,21 +58,6 @@ def real_rows(files: Sequence[Path] = REAL_FILES) -> list[dict[str, Any]]:
             if line.strip():
                 out.append({**json.loads(line), "file": name})
     return out
-
-
-def as_examples(rows: Sequence[dict[str, Any]], weight: float) -> list[Example]:
-    """Real rows as training rows: intent, and for reports the owner and the labelled urgency."""
-    return [
-        Example(
-            r["text"],
-            r["intent"],
-            r["service_code"] if r["needs_ticket"] else None,
-            "real",
-            r.get("urgency", "normal") if r["needs_ticket"] else None,
-            weight,
-        )
-        for r in rows
-    ]
 
 
 class Fixed:
@@ -129,7 +115,7 @@ class Outcomes:
 
 
 def fit(config: Any, base: list[Example], rows: Sequence[dict[str, Any]], weight: float) -> TrainedClassifier:
-    return train([*base, *as_examples(rows, weight)], config)
+    return train([*base, *(real_example(r, weight) for r in rows)], config)
 
 
 def choose(
@@ -191,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     start = time.perf_counter()
     config = load_config(ROOT / "config" / "doorstep.yaml")
-    base = [e for f in BUNDLED if f not in REAL_FILES for e in read_examples(f)]  # never a real row
+    base = [e for f in GENERATED_FILES for e in read_examples(f)]  # never a real row
     rows = real_rows()
     fold = grouped_folds(rows, args.folds)
     lines = [

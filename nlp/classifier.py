@@ -77,7 +77,8 @@ REAL_WEIGHT = (
     3.0  # a real message counts as this many training rows (chosen by the grouped CV: 1, 3, 5 tried)
 )
 # the training files that ship with the code: the generated and hand-written ones, then the real messages
-BUNDLED = (TRAIN_FILE, VARIED_FILE, LETTERS_FILE, OWNERS_FILE, *REAL_FILES)
+GENERATED_FILES = (TRAIN_FILE, VARIED_FILE, LETTERS_FILE, OWNERS_FILE)
+BUNDLED = (*GENERATED_FILES, *REAL_FILES)
 SERVICE_TERMS = DATA / "service_terms.yaml"
 CORRECTIONS_NAME = "classify_corrections.jsonl"
 REPORT_INTENTS: tuple[Intent, ...] = ("complaint", "hazard")
@@ -128,21 +129,28 @@ def read_examples(path: Path) -> list[Example]:
             if d.get("intent") not in INTENTS:
                 raise ValueError(f"{path}:{n}: unknown intent {d.get('intent')!r}")
             source = d.get("source", "train")
-            if isinstance(source, dict):  # a real message names its page: a real row, weighted REAL_WEIGHT
-                source = "real"
-            weight = {"correction": CORRECTION_WEIGHT, "real": REAL_WEIGHT}.get(source, 1.0)
-            report = d["intent"] in REPORT_INTENTS
+            if isinstance(source, dict):  # a real message names its page
+                out.append(real_example(d))
+                continue
             out.append(
                 Example(
                     d["text"],
                     d["intent"],
                     d.get("service_code"),
                     source,
-                    d.get("urgency") if report or source != "real" else None,
-                    weight,
+                    d.get("urgency"),
+                    CORRECTION_WEIGHT if source == "correction" else 1.0,
                 )
             )
     return out
+
+
+def real_example(d: dict[str, Any], weight: float = REAL_WEIGHT) -> Example:
+    """A real labelled message as a training row: its intent, and for a report its owner and labelled urgency."""
+    report = d["intent"] in REPORT_INTENTS
+    return Example(
+        d["text"], d["intent"], d.get("service_code"), "real", d.get("urgency") if report else None, weight
+    )
 
 
 # Who was asked and did nothing ("物业不管", "向物业反映", "城管也不管") says nothing about whose thing is broken: the
@@ -832,22 +840,11 @@ def out_of_fold(
 ) -> dict[str, Any]:
     """The real rows measured out of fold: each fold by a model trained on the generated files plus the other folds'
     real rows (whole pages per fold, `grouped_folds`). Returns text -> Classification, for `evaluate`."""
-    generated = [e for f in BUNDLED if f not in REAL_FILES for e in read_examples(f)]
+    generated = [e for f in GENERATED_FILES for e in read_examples(f)]
     fold = grouped_folds(rows, folds)
     answers: dict[str, Any] = {}
     for k in range(folds):
-        train_rows = [r for r, g in zip(rows, fold, strict=True) if g != k]
-        real = [
-            Example(
-                r["text"],
-                r["intent"],
-                r["service_code"],
-                "real",
-                r["urgency"] if r["needs_ticket"] else None,
-                weight,
-            )
-            for r in train_rows
-        ]
+        real = [real_example(r, weight) for r, g in zip(rows, fold, strict=True) if g != k]
         model = train([*generated, *real], config)
         answers.update(
             {r["text"]: model.classify(r["text"]) for r, g in zip(rows, fold, strict=True) if g == k}

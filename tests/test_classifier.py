@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from bot.config import Config
 from core.intent import INTENTS
 from nlp.classifier import (
     BUNDLED,
+    GENERATED_FILES,
     REAL_DIR,
     REAL_FILES,
     evaluate,
@@ -51,14 +53,23 @@ def test_dev_set_is_big_varied_and_labelled(dev: list[dict[str, Any]], config: C
 REAL = REAL_FILES[0]  # nlp/data/real/: the real messages ship with the classifier as training rows
 
 
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _assert_labelled(rows: list[dict[str, Any]], config: Config) -> None:
+    """Sourced, and labelled by the rules of tests/data/README.md."""
+    codes = {s.service_code for s in config.services.services}
+    for r in rows:
+        assert r["source"]["title"]
+        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
+        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+        assert r["urgency"] in ("normal", "urgent")
+
+
 @pytest.fixture(scope="module")
 def real() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-# the generated and hand-written training files; the real messages are training rows too (issue 11 part 7), always
-# measured out of fold
-GENERATED = [f for f in BUNDLED if f not in REAL_FILES]
+    return _rows(REAL)
 
 
 def test_real_set_is_labelled_sourced_and_not_in_the_generated_files(
@@ -66,13 +77,8 @@ def test_real_set_is_labelled_sourced_and_not_in_the_generated_files(
 ) -> None:
     assert len(real) >= 200 and len({r["text"] for r in real}) == len(real)
     assert {r["split"] for r in real} == {"dev", "heldout"}
-    codes = {s.service_code for s in config.services.services}
-    for r in real:
-        assert r["source"]["title"]
-        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
-        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
-        assert r["urgency"] in ("normal", "urgent")
-    trained = {e.text for f in GENERATED for e in read_examples(f)}
+    _assert_labelled(real, config)
+    trained = {e.text for f in GENERATED_FILES for e in read_examples(f)}
     assert not trained & {r["text"] for r in real}
     assert REAL in BUNDLED
 
@@ -88,29 +94,24 @@ FRESH_SETS = [
 ]
 
 
-def _rows(name: str) -> list[dict[str, Any]]:
-    path = REAL_DIR / name if (REAL_DIR / name).exists() else DATA / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def fresh() -> list[dict[str, Any]]:
-    return _rows(FRESH_SETS[0][0])
+    return _rows(REAL_DIR / FRESH_SETS[0][0])
 
 
 @pytest.fixture(scope="module")
 def fresh2() -> list[dict[str, Any]]:
-    return _rows(FRESH_SETS[1][0])
+    return _rows(REAL_DIR / FRESH_SETS[1][0])
 
 
 @pytest.fixture(scope="module")
 def fresh3() -> list[dict[str, Any]]:
-    return _rows(FRESH_SETS[2][0])
+    return _rows(REAL_DIR / FRESH_SETS[2][0])
 
 
 @pytest.fixture(scope="module")
 def fresh4() -> list[dict[str, Any]]:
-    return _rows(FRESH_SETS[3][0])
+    return _rows(REAL_DIR / FRESH_SETS[3][0])
 
 
 @pytest.mark.parametrize("k", range(len(FRESH_SETS)), ids=[s[1] for s in FRESH_SETS])
@@ -120,16 +121,11 @@ def test_each_fresh_set_is_labelled_sourced_and_new(
     """Many dangers and ordinary reports, sourced, none of its messages or pages in an earlier set, its messages in
     no generated training file."""
     name, split, least, dangers, ordinary = FRESH_SETS[k]
-    rows = _rows(name)
-    earlier = [*real, *(r for n, *_ in FRESH_SETS[:k] for r in _rows(n))]
+    rows = _rows(REAL_DIR / name)
+    earlier = [*real, *(r for n, *_ in FRESH_SETS[:k] for r in _rows(REAL_DIR / n))]
     assert len(rows) >= least and len({r["text"] for r in rows}) == len(rows)
     assert {r["split"] for r in rows} == {split} and len({r["id"] for r in rows}) == len(rows)
-    codes = {s.service_code for s in config.services.services}
-    for r in rows:
-        assert r["source"]["title"]
-        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
-        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
-        assert r["urgency"] in ("normal", "urgent")
+    _assert_labelled(rows, config)
     reports = [r for r in rows if r["needs_ticket"]]
     assert sum(r["urgency"] == "urgent" for r in reports) >= dangers
     assert sum(r["urgency"] == "normal" for r in reports) >= ordinary
@@ -139,7 +135,7 @@ def test_each_fresh_set_is_labelled_sourced_and_new(
 
 def _assert_new(rows: list[dict[str, Any]], earlier: list[dict[str, Any]], dev: list[dict[str, Any]]) -> None:
     texts = {r["text"] for r in rows}
-    trained = {e.text for f in GENERATED for e in read_examples(f)}
+    trained = {e.text for f in GENERATED_FILES for e in read_examples(f)}
     for other in (trained, {r["text"] for r in earlier}, {r["text"] for r in dev}):
         assert not texts & other
     pages = {r["source"]["url"] for r in rows if r["source"].get("url")}
@@ -149,7 +145,7 @@ def _assert_new(rows: list[dict[str, Any]], earlier: list[dict[str, Any]], dev: 
 # The fifth fresh set (issue 11 part 7): collected and labelled after part 6 by someone who never ran a classifier,
 # committed before any classifier read it, never a training row; run once after the last change to the model
 # (bench/results/classify-fresh5-once-20261201.txt): .955 / .780 / .719 / .684 / .088. Floors a little under that.
-FRESH5 = "classify_real_fresh5.jsonl"
+FRESH5 = DATA / "classify_real_fresh5.jsonl"
 FRESH5_FLOORS = {"needs_ticket": 0.94, "intent": 0.76, "service_code": 0.70, "urgent_recall": 0.66}
 
 
@@ -164,14 +160,10 @@ def test_the_fifth_fresh_set_is_labelled_new_and_never_trained_on(
     rows = fresh5
     assert len(rows) >= 130 and len({r["text"] for r in rows}) == len(rows)
     assert {r["split"] for r in rows} == {"fresh5"}
-    codes = {s.service_code for s in config.services.services}
-    for r in rows:
-        assert r["source"]["title"] and r["urgency"] in ("normal", "urgent")
-        assert r["needs_ticket"] == (r["intent"] in ("complaint", "hazard"))
-        assert (r["service_code"] in codes) if r["needs_ticket"] else r["service_code"] is None
+    _assert_labelled(rows, config)
     assert sum(r["urgency"] == "urgent" for r in rows) >= 55
-    assert DATA / FRESH5 not in BUNDLED and DATA / FRESH5 not in training_files(config)
-    _assert_new(rows, [*real, *(r for n, *_ in FRESH_SETS for r in _rows(n))], dev)
+    assert FRESH5 not in BUNDLED and FRESH5 not in training_files(config)
+    _assert_new(rows, [*real, *(r for n, *_ in FRESH_SETS for r in _rows(REAL_DIR / n))], dev)
 
 
 def test_accuracy_on_the_fifth_fresh_set_never_trained_on(
