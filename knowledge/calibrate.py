@@ -198,11 +198,13 @@ def fit_decision(args: argparse.Namespace) -> int:
         print(f"    scale=({', '.join(f'{v:.6f}' for v in scaler.scale_)}),")
         print(f"    coef=({', '.join(f'{v:.6f}' for v in lr.coef_[0])}),")
         print(f"    intercept={lr.intercept_[0]:.6f},")
+        if used != FEATURES:
+            print(f"    names={used!r},")
         print(")")
-    if args.show:
-        p = final.predict_proba(x)[:, 1]
-        for q, row, yy, pp in sorted(zip(qs, x, y, p, strict=True), key=lambda t: t[3]):
-            print(f"{pp:.3f} {'A' if yy else 'U'} " + " ".join(f"{v:.3f}" for v in row) + f"  {q}")
+        if args.show and used == FEATURES:  # each question's probability under the decision in use
+            p = final.predict_proba(x)[:, 1]
+            for q, row, yy, pp in sorted(zip(qs, x, y, p, strict=True), key=lambda t: t[3]):
+                print(f"{pp:.3f} {'A' if yy else 'U'} " + " ".join(f"{v:.3f}" for v in row) + f"  {q}")
     return 0
 
 

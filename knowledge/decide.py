@@ -161,6 +161,8 @@ def soft_focus(question: str, chunk: Chunk, lexicon: Lexicon) -> float:
     return got / len(rest)
 
 
+ASK_SPLIT_FEATURES = ("ask_size", "subject_match", "ask_coverage")  # what `ask_split` computes
+
 # general question words (几点, 多少钱, 开门 ...): what kind of answer is asked, not what it is about
 _CUES = tuple(sorted({c for cues in QUESTION_TYPES.values() for c in cues}, key=len, reverse=True))
 
@@ -270,6 +272,11 @@ class Decision:
     intercept: float
     cutoff: float = 0.5
     names: tuple[str, ...] = FEATURES
+
+    @property
+    def reads_ask_split(self) -> bool:
+        """Whether `features` must run `ask_split` (2 ms a question) for this decision."""
+        return not set(self.names).isdisjoint(ASK_SPLIT_FEATURES)
 
     def probability(self, f: dict[str, float]) -> float:
         z = self.intercept + sum(

@@ -133,8 +133,9 @@ class KnowledgeService:
         ix = self.index
         if type_missing(question, hits[0].chunk):
             return False
-        ask = "ask_size" in self.decision.names or "subject_match" in self.decision.names
-        f = features(question, hits, ix.lexicon, ix.vocabulary(), ix.background(), ask=ask)
+        f = features(
+            question, hits, ix.lexicon, ix.vocabulary(), ix.background(), ask=self.decision.reads_ask_split
+        )
         return self.decision.found(f)
 
     def _compose(
