@@ -1,8 +1,9 @@
-"""The found decision in use and the measured alternative (`ASK_DECISION`) on one question set, same index, one run.
+"""The found decision in use (`ASK_DECISION`) and the earlier one (`PART3_DECISION`) on one question set, same index, one run.
 
     PYTHONPATH=. .venv/bin/python bench/bench_decisions.py tests/data/knowledge_sample_residents3.jsonl
 
-Used once for the held-out residents' set of issue 12 part 4 (bench/results/knowledge-residents3-once-20261201.txt).
+Used once for the held-out residents' set of issue 12 part 4 (bench/results/knowledge-residents3-once-20261201.txt)
+and once for the fourth (part 5).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from knowledge.decide import ASK_DECISION, DEFAULT_DECISION  # noqa: E402
+from knowledge.decide import ASK_DECISION, PART3_DECISION  # noqa: E402
 from knowledge.evaluate import evaluate, load_qa  # noqa: E402
 from tests.knowledge_support import close_shared, shared_sample  # noqa: E402
 
@@ -29,8 +30,8 @@ def main() -> None:
     items = load_qa(args.questions)
     try:
         for name, decision in (
-            ("part 3 (in use)", DEFAULT_DECISION),
-            ("ASK_DECISION (part 4, not in use)", ASK_DECISION),
+            ("part 3 (in use until part 5)", PART3_DECISION),
+            ("ASK_DECISION (in use since part 5)", ASK_DECISION),
         ):
             kb.decision = decision
             report = evaluate(kb, items, k=5)

@@ -13,7 +13,8 @@ reranker's features; hit@1/hit@5/MRR on a grid of the answer-type and guide weig
 class, 5-fold repeated, and leave-one-out) for the share of answerable questions answered and of unanswerable
 ones refused, overall and per file, for the compared feature sets (`COMPARED`, or every subset of up to three
 with --all); a question the answer-type veto refuses counts as refused. Then the used set is fitted on all
-questions and printed as the `DEFAULT_DECISION` constant. The features are relative to the index they are
+questions and printed as constants: `PART3_DECISION` (four features) and `ASK_DECISION` (six; the decision in
+use since issue 12 part 5, `DEFAULT_DECISION`). The features are relative to the index they are
 computed on, so the fit carries to other documents; the held-out sets check that it does. Questions the FAQ
 answers are left out. Only ever run this on the tuning sets: knowledge_dev.jsonl,
 knowledge_sample_residents.jsonl and, since issue 12 part 4, knowledge_sample_residents2.jsonl (it was held out
@@ -170,7 +171,7 @@ def _line(name: str, cv: dict[str, float], sets: int) -> str:
 
 
 def fit_decision(args: argparse.Namespace) -> int:
-    from knowledge.decide import ASK_FEATURES, FEATURES
+    from knowledge.decide import ASK_FEATURES, DEFAULT_DECISION, FEATURES
 
     qs, fs, y, sets = collect(args.qa, args.index)
     veto = np.asarray([f.get("veto", 0.0) > 0 for f in fs])
@@ -186,7 +187,7 @@ def fit_decision(args: argparse.Namespace) -> int:
         x_c = np.asarray([[f[n] for n in cols] for f in fs], dtype=float)
         cv = cross_validated(x_c, y, args.repeats, sets=sets, veto=veto)
         print(_line("+".join(cols), cv, len(args.qa)))
-    for used, const in ((FEATURES, "DEFAULT_DECISION"), (ASK_FEATURES, "ASK_DECISION")):
+    for used, const in ((FEATURES, "PART3_DECISION"), (ASK_FEATURES, "ASK_DECISION")):
         x = np.asarray([[f[n] for n in used] for f in fs], dtype=float)
         cv = cross_validated(x, y, args.repeats, sets=sets, veto=veto)
         print(f"\n{const}: " + _line("+".join(used), cv, len(args.qa)))
@@ -201,7 +202,9 @@ def fit_decision(args: argparse.Namespace) -> int:
         if used != FEATURES:
             print(f"    names={used!r},")
         print(")")
-        if args.show and used == FEATURES:  # each question's probability under the decision in use
+        if (
+            args.show and used == DEFAULT_DECISION.names
+        ):  # each question's probability under the decision in use
             p = final.predict_proba(x)[:, 1]
             for q, row, yy, pp in sorted(zip(qs, x, y, p, strict=True), key=lambda t: t[3]):
                 print(f"{pp:.3f} {'A' if yy else 'U'} " + " ".join(f"{v:.3f}" for v in row) + f"  {q}")

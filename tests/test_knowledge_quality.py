@@ -91,11 +91,11 @@ def test_the_untouched_set_is_what_the_issue_asks_for() -> None:
 
 def test_quality_on_documents_never_seen(untouched: KnowledgeService) -> None:
     r = evaluate(untouched, load_qa(UNTOUCHED / "questions.jsonl"), k=5)
-    # measured (docs/knowledge.md, issue 12 part 3): hit@1 0.800, hit@5 0.941, MRR 0.858, answered 0.918,
-    # refused 0.65
+    # measured (docs/knowledge.md): hit@1 0.800, hit@5 0.941, MRR 0.858; with the decision in use since issue 12
+    # part 5 (ASK_DECISION) answered 0.835, refused 0.700 (part 3's decision: 0.918 / 0.650)
     assert r["hit@1"] >= 0.76 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.82
-    assert r["answered_rate"] >= 0.86
-    assert r["refusal_rate"] >= 0.55
+    assert r["answered_rate"] >= 0.80
+    assert r["refusal_rate"] >= 0.60
 
 
 def test_residents_words_about_the_bundled_sample(residents_report: dict[str, Any]) -> None:
@@ -115,9 +115,10 @@ def test_more_residents_words_about_the_bundled_sample(residents2_report: dict[s
 def test_held_out_residents_words_about_the_bundled_sample(held_out_residents_report: dict[str, Any]) -> None:
     r = held_out_residents_report
     # the third residents' set, run once after the last change (bench/results/knowledge-residents3-once-20261201.txt;
-    # never tuned on): hit@1 0.814, hit@5 0.930, MRR 0.869, answered 0.709, refused 0.385
+    # never tuned on): hit@1 0.814, hit@5 0.930, MRR 0.870; with the decision in use since issue 12 part 5
+    # (ASK_DECISION) answered 0.907, refused 0.346 (part 3's decision: 0.709 / 0.385)
     assert r["hit@1"] >= 0.78 and r["hit@5"] >= 0.90 and r["mrr"] >= 0.83
-    assert r["answered_rate"] >= 0.65 and r["refusal_rate"] >= 0.33
+    assert r["answered_rate"] >= 0.86 and r["refusal_rate"] >= 0.30
 
 
 @pytest.mark.xfail(
@@ -172,7 +173,8 @@ def test_the_decision_features_are_relative_to_the_question_and_index(kb: Knowle
     ("question", "locator"),
     [
         ("快递员手机没电了哪儿能充", "骑手驿站"),
-        ("自己测个血糖要花钱吗", "健康驿站"),
+        # ("自己测个血糖要花钱吗", "健康驿站") was answered by part 3's decision; the decision in use since part 5
+        # refuses it (a tuning-set question, counted among its errors in docs/knowledge.md)
     ],
 )
 def test_colloquial_questions_answered_by_their_entry(
