@@ -9,7 +9,7 @@ pair (false alarms <= MAX_FALSE_ALARMS of the inner ordinary reports) with the h
 Printed: pooled out-of-fold figures and per file, against the current model (bundled files only, never trained on
 any real row), and the service confusions of the third and fourth fresh sets.
 
-    .venv/bin/python bench/bench_real_cv.py [--folds 5] [--weights 1 3 5] [--out bench/results/real-cv.txt]
+    .venv/bin/python bench/bench_real_cv.py [--folds 5] [--weights 1 3 5] [--urgency-c 0.3] [--out bench/results/real-cv.txt]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 from bot.config import load_config  # noqa: E402
 from core.intent import Classification  # noqa: E402
+from nlp import classifier  # noqa: E402
 from nlp.classifier import (  # noqa: E402
     GENERATED_FILES,
     REAL_FILES,
@@ -173,15 +174,18 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--inner", type=int, default=3)
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 3.0, 5.0])
+    ap.add_argument("--urgency-c", type=float, help="the urgency head's inverse L2 strength (default: URGENCY_C)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.urgency_c is not None:  # read by `train` at call time, so every fit below uses it
+        classifier.URGENCY_C = args.urgency_c
     start = time.perf_counter()
     config = load_config(ROOT / "config" / "doorstep.yaml")
     base = [e for f in GENERATED_FILES for e in read_examples(f)]  # never a real row
     rows = real_rows()
     fold = grouped_folds(rows, args.folds)
     lines = [
-        f"grouped {args.folds}-fold CV over {len(rows)} real rows ({len({page(r) for r in rows})} pages); "
+        f"urgency C {classifier.URGENCY_C:g}; grouped {args.folds}-fold CV over {len(rows)} real rows ({len({page(r) for r in rows})} pages); "
         f"dangers per fold {[sum(r['urgency'] == 'urgent' for r, g in zip(rows, fold, strict=True) if g == f) for f in range(args.folds)]}"
     ]
     current = train(base, config)
