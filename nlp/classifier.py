@@ -71,7 +71,8 @@ OWNERS_FILE = DATA / "classify_owners.jsonl"
 # grouped cross-validation (bench/bench_real_cv.py, docs/understanding.md part 7)
 REAL_DIR = DATA / "real"
 REAL_FILES = tuple(
-    REAL_DIR / f"classify_real{suffix}.jsonl" for suffix in ("", "_fresh", "_fresh2", "_fresh3", "_fresh4")
+    REAL_DIR / f"classify_real{suffix}.jsonl"
+    for suffix in ("", "_fresh", "_fresh2", "_fresh3", "_fresh4", "_fresh5", "_train6")
 )
 REAL_WEIGHT = (
     3.0  # a real message counts as this many training rows (chosen by the grouped CV: 1, 3, 5 tried)
