@@ -174,7 +174,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--inner", type=int, default=3)
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 3.0, 5.0])
-    ap.add_argument("--urgency-c", type=float, help="the urgency head's inverse L2 strength (default: URGENCY_C)")
+    ap.add_argument(
+        "--urgency-c", type=float, help="the urgency head's inverse L2 strength (default: URGENCY_C)"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.urgency_c is not None:  # read by `train` at call time, so every fit below uses it

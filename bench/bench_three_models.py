@@ -9,7 +9,7 @@ Real sets are measured with the model trained on all bundled files (none of thei
 synthetic set held out (`nlp.classifier.held_out`). A held-out set is named with `--held-out FILE` and read only
 by this one run.
 
-    .venv/bin/python bench/bench_three_models.py --earlier main --held-out classify_real_fresh5.jsonl
+    .venv/bin/python bench/bench_three_models.py --earlier main --held-out classify_real_fresh6.jsonl
 """
 
 from __future__ import annotations

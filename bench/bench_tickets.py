@@ -54,7 +54,7 @@ def classifier_figures(config: Any, base: Any, base_train_s: float, quick: bool 
     import nlp.classifier as classifier_module
     from nlp.classifier import evaluate, load_classifier
 
-    # the real dev set (438, issue 11 part 5); the held-out classify_real_fresh5.jsonl is not read here
+    # the real dev set (438, issue 11 part 5); the held-out classify_real_fresh6.jsonl is not read here
     real = (
         _rows("classify_real.jsonl")
         + _rows("classify_real_fresh.jsonl")
