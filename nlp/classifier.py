@@ -72,7 +72,7 @@ OWNERS_FILE = DATA / "classify_owners.jsonl"
 REAL_DIR = DATA / "real"
 REAL_FILES = tuple(
     REAL_DIR / f"classify_real{suffix}.jsonl"
-    for suffix in ("", "_fresh", "_fresh2", "_fresh3", "_fresh4", "_fresh5", "_train6")
+    for suffix in ("", "_fresh", "_fresh2", "_fresh3", "_fresh4", "_fresh5", "_train6", "_fresh6")
 )
 REAL_WEIGHT = (
     3.0  # a real message counts as this many training rows (chosen by the grouped CV: 1, 3, 5 tried)
