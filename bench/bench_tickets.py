@@ -116,7 +116,9 @@ def _null_channel() -> Any:
 
         async def stop(self) -> None: ...
 
-        async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+        async def send_text(
+            self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+        ) -> None:
             self.sent += 1
 
         async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None: ...

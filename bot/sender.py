@@ -160,7 +160,7 @@ class ThrottledSender:
             if r.image is not None:
                 await ch.send_image(r.group, r.image, r.image_name or "image.png")
             if r.text:
-                await ch.send_text(r.group, r.text, r.mentions)
+                await ch.send_text(r.group, r.text, r.mentions, in_reply_to=r.in_reply_to)
         except Exception as e:  # a platform failure must not kill the worker
             err = f"{type(e).__name__}: {e}"
             log.warning("send to %s/%s failed (attempt %d): %s", channel, r.group, item.attempts, err)

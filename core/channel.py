@@ -37,8 +37,11 @@ class BaseChannel(ABC):
     async def stop(self) -> None: ...
 
     @abstractmethod
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
-        """Say `text` in `group`, @-mentioning the given sender ids."""
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
+        """Say `text` in `group`, @-mentioning the given sender ids; `in_reply_to` is the id of the message it
+        answers (empty when the bot speaks on its own), for platforms whose replies belong to a message."""
 
     @abstractmethod
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None: ...

@@ -67,7 +67,9 @@ class SpoolChannel(BaseChannel):
         if self._task:
             self._task.cancel()
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         line = {"group": group, "text": text, "mentions": list(mentions), "t": time.time()}
         with self.sent_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")

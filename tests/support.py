@@ -41,7 +41,9 @@ class RecordingChannel(BaseChannel):
     async def stop(self) -> None:
         self.inbox = None
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise ConnectionError("platform refused the send")

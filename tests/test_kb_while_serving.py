@@ -71,7 +71,9 @@ class Askers:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        questions = ["物业费怎么交", "业主大会怎么召开", "低保怎么申请", "居委会是干什么的"]
+        # questions the sample answers (the decision in use since issue 12 part 5 refuses "居委会是干什么的", one of
+        # its counted errors: docs/knowledge.md), so any reply without a source is a failure of serving, not of judging
+        questions = ["物业费怎么交", "业主大会怎么召开", "低保怎么申请", "助老食堂几点开饭"]
         n = 0
         try:
             while not self.stop.is_set():

@@ -34,7 +34,9 @@ class TimedChannel(RecordingChannel):
         self.times: list[tuple[str, datetime, str]] = []
         self.fail_group: dict[str, int] = {}  # group -> how many sends to it fail
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         if self.fail_group.get(group, 0) > 0:
             self.fail_group[group] -= 1
             raise ConnectionError("platform refused the send")
@@ -278,7 +280,9 @@ class CrashingChannel(TimedChannel):
         super().__init__(clock)
         self.crash_after = crash_after
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         await super().send_text(group, text, mentions)
         if text.startswith("【社区通知】") and len(self.notices()) >= self.crash_after:
             raise asyncio.CancelledError  # like SIGKILL: no except clause runs, the sender never reports

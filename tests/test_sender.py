@@ -22,7 +22,9 @@ class TimedChannel(RecordingChannel):
         self.clock = clock
         self.times: list[tuple[str, float]] = []
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         await super().send_text(group, text, mentions)
         self.times.append((group, self.clock.now().timestamp()))
 

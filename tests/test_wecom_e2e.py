@@ -7,6 +7,7 @@ backend is the built-in one on a loopback port, and time is the test's StepClock
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,6 +156,26 @@ async def test_staff_question_in_a_wecom_group_gets_a_cited_stream_reply(fake: F
     with rig.app.store.session() as s:
         row = s.scalars(select(InboundMessage).where(InboundMessage.channel == "wecom_bot")).one()
     assert row.sender == "s_li" and row.group_id == STAFF_CHAT  # the WeCom user is the staff member
+
+
+async def test_what_the_bot_says_on_its_own_never_takes_the_stream_of_a_question(
+    fake: FakeWecom, rig: Rig
+) -> None:
+    """A new group's greeting (or a notice, an alert) raced the answer for the question's stream and won whenever
+    the answer took a little longer: the staff member saw the greeting where the answer belonged."""
+    rid = await fake.push("@家门口助手 电动自行车能在楼道里充电吗？", userid="lishuji", chatid=STAFF_CHAT)
+
+    async def opened() -> None:
+        while not rig.bot._open.get(STAFF_CHAT):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(opened(), 20)
+    await rig.bot.send_text(
+        STAFF_CHAT, "【通知】明天9点到12点停水"
+    )  # said on its own, while the question waits
+    content = await finished_stream(fake, rid, rig)
+    assert "来源：《进程测试社区指南》" in content and "停水" not in content, content
+    assert any("停水" in json.dumps(p, ensure_ascii=False) for p in fake.pushed)  # sent proactively instead
 
 
 async def test_a_long_answer_is_streamed_in_steps_each_replacing_the_last(fake: FakeWecom, rig: Rig) -> None:

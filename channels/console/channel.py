@@ -62,7 +62,9 @@ class ConsoleChannel(BaseChannel):
             if line.strip():
                 await self.say(line.strip())
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         at = " ".join(f"@{m}" for m in mentions)
         print(f"[{group}] 家门口助手: {at + ' ' if at else ''}{text}", file=self.out, flush=True)
 

@@ -164,7 +164,9 @@ class SimulatorChannel(BaseChannel):
         await self._inbox(msg)  # the app's inbox only queues: the HTTP answer does not wait for the handler
         return mid
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         at = " ".join(f"@{self.names.get(m, m)}" for m in mentions)
         shown = f"{at} {text}" if at else text
         self._append(

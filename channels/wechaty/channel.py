@@ -974,7 +974,9 @@ class WechatyChannel(BaseChannel):
             raise ChannelError(f"no WeChat room or contact is known for group {group!r}")
         return conv
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         conv = await self._conversation(group)
         mention_ids = [m for m in mentions if m and m != self.self_id] if "@" in conv else []
         if mention_ids:  # WeChat shows a mention only when the text carries "@name" too

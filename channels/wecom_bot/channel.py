@@ -6,9 +6,11 @@ every channel. What the bot says back answers that message with a stream reply: 
 frame (each frame replaces the content) and the stream finishes within the message's lifetime; a reply with no
 open stream (an urgent alert, a summary, an answer later than the lifetime) is a proactive `aibot_send_msg`.
 
-Pairing a reply with its message: replies to a conversation come in the order its messages were handled (the
-app routes one group's messages one at a time), so the oldest open stream of the conversation is answered
-first; a stream nobody answered within its lifetime is dropped and later replies are sent proactively.
+Pairing a reply with its message: a reply names the message it answers (`in_reply_to`, the Sender passes it), and
+fills that message's stream; what the bot says on its own (a new group's greeting, a notice, an alert) is sent
+proactively, so it never takes a stream meant for an answer (it did when the two raced). A second reply to one
+message, or one later than the stream's lifetime, is sent proactively too. Callback mode cannot speak first: there a
+reply with no open stream of its own fills the oldest open stream of the conversation.
 
 Modes: `long_connection` (the default; no public URL) and `callback` (routes.py serves the URL; it can only
 answer, so proactive sends need the long connection).
@@ -55,6 +57,7 @@ class _Open:
     req_id: str
     received: datetime
     stream_id: str
+    message_id: str  # the Message.id it answers
 
 
 def stream_steps(text: str, frames: int = MAX_FRAMES) -> list[str]:
@@ -147,7 +150,9 @@ class WecomBotChannel(BaseChannel):
         now = self.clock.now()
         if self.conn is not None or stream_id:
             q = self._open.setdefault(group, deque())
-            q.append(_Open(cb.req_id, cb.received or now, stream_id or f"ds-{cb.msgid[-24:]}"))
+            q.append(
+                _Open(cb.req_id, cb.received or now, stream_id or f"ds-{cb.msgid[-24:]}", f"wecom:{cb.msgid}")
+            )
         sender, name = self.staff.get(cb.userid, (f"wecom:{cb.userid}", ""))
         text, _ = self._text(cb.text)
         attachments: list[Attachment] = []
@@ -191,19 +196,31 @@ class WecomBotChannel(BaseChannel):
 
     # --- sending
 
-    def _take_open(self, group: str) -> _Open | None:
+    def _take_open(self, group: str, in_reply_to: str) -> _Open | None:
+        """The open stream this reply fills: the stream of the message it answers. What the bot says on its own
+        (a greeting, a notice, an alert: no `in_reply_to`) never takes a stream meant for an answer, except in
+        callback mode, which cannot speak first and so answers the oldest open stream."""
         q = self._open.get(group)
+        if not q:
+            return None
         now = self.clock.now()
-        while q:
-            o = q.popleft()
-            if now - o.received < self.lifetime:
-                return o
+        for stale in [o for o in q if now - o.received >= self.lifetime]:
+            q.remove(stale)
             log.info("a WeCom stream in %s was not answered within its lifetime; dropped", group)
-        return None
+        found: _Open | None
+        if in_reply_to:
+            found = next((o for o in q if o.message_id == in_reply_to), None)
+        else:
+            found = q[0] if q and self.callback is not None else None
+        if found is not None:
+            q.remove(found)
+        return found
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         if self.callback is not None:
-            o = self._take_open(group)
+            o = self._take_open(group, in_reply_to) or self._take_open(group, "")
             if o is None:
                 raise ChannelError(
                     "callback mode can only answer a message; use the long connection to speak first"
@@ -211,7 +228,7 @@ class WecomBotChannel(BaseChannel):
             self.streams.fill(o.stream_id, text)  # WeCom's next refresh callback reads it
             return
         assert self.conn is not None
-        o = self._take_open(group)
+        o = self._take_open(group, in_reply_to)
         try:
             if o is not None:
                 try:

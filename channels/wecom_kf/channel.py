@@ -172,7 +172,9 @@ class WecomKfChannel(BaseChannel):
 
     # --- sending
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         _, kfid, user = (group.split(":", 2) + ["", ""])[:3]
         if not group.startswith("kf:") or not user:
             raise ChannelError(f"{group!r} is not a 微信客服 conversation")

@@ -61,7 +61,9 @@ class EchoChannel(BaseChannel):
         assert self._joined is not None
         await self._joined(group, self.name)
 
-    async def send_text(self, group: str, text: str, mentions: Sequence[str] = ()) -> None:
+    async def send_text(
+        self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
+    ) -> None:
         self.said.append((group, text, tuple(mentions)))
 
     async def send_image(self, group: str, image: bytes, name: str = "image.png") -> None:
