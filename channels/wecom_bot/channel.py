@@ -196,10 +196,10 @@ class WecomBotChannel(BaseChannel):
 
     # --- sending
 
-    def _take_open(self, group: str, in_reply_to: str) -> _Open | None:
+    def _take_open(self, group: str, in_reply_to: str, *, any_open: bool) -> _Open | None:
         """The open stream this reply fills: the stream of the message it answers. What the bot says on its own
-        (a greeting, a notice, an alert: no `in_reply_to`) never takes a stream meant for an answer, except in
-        callback mode, which cannot speak first and so answers the oldest open stream."""
+        (a greeting, a notice, an alert: no `in_reply_to`) takes none, unless `any_open` (callback mode, which
+        cannot speak first): then a reply with no stream of its own fills the oldest open one."""
         q = self._open.get(group)
         if not q:
             return None
@@ -207,11 +207,9 @@ class WecomBotChannel(BaseChannel):
         for stale in [o for o in q if now - o.received >= self.lifetime]:
             q.remove(stale)
             log.info("a WeCom stream in %s was not answered within its lifetime; dropped", group)
-        found: _Open | None
-        if in_reply_to:
-            found = next((o for o in q if o.message_id == in_reply_to), None)
-        else:
-            found = q[0] if q and self.callback is not None else None
+        found = next((o for o in q if in_reply_to and o.message_id == in_reply_to), None)
+        if found is None and any_open and q:
+            found = q[0]
         if found is not None:
             q.remove(found)
         return found
@@ -220,7 +218,7 @@ class WecomBotChannel(BaseChannel):
         self, group: str, text: str, mentions: Sequence[str] = (), in_reply_to: str = ""
     ) -> None:
         if self.callback is not None:
-            o = self._take_open(group, in_reply_to) or self._take_open(group, "")
+            o = self._take_open(group, in_reply_to, any_open=True)
             if o is None:
                 raise ChannelError(
                     "callback mode can only answer a message; use the long connection to speak first"
@@ -228,7 +226,7 @@ class WecomBotChannel(BaseChannel):
             self.streams.fill(o.stream_id, text)  # WeCom's next refresh callback reads it
             return
         assert self.conn is not None
-        o = self._take_open(group, in_reply_to)
+        o = self._take_open(group, in_reply_to, any_open=False)
         try:
             if o is not None:
                 try:
