@@ -1,11 +1,11 @@
 """Hub chunks in the first stage: does subtracting a chunk's "hubness" from its fused score put the right passage first?
 
-    PYTHONPATH=. .venv/bin/python bench/bench_hubness.py tests/data/knowledge_dev.jsonl tests/data/knowledge_sample_residents*.jsonl
+    PYTHONPATH=. .venv/bin/python bench/bench_hubness.py tests/data/knowledge_dev.jsonl tests/data/knowledge_sample_residents{,2,3,4,5,6}.jsonl
 
 A few short sections of the bundled sample (办事指南 失物招领, 居住证明开具, 门禁卡补办) rank first for questions about
 other entries. Two hub penalties are measured over the 20 fused candidates of each answerable question: the chunk's mean
 cosine with the index's background questions, and CSLS (its mean cosine with its 10 nearest chunks). Only for tuning
-sets (the held-out ones are run by bench_decisions once); results in docs/knowledge.md (issue 12, part 7).
+sets: never residents7 or a later held-out set (those are run by bench_decisions once); results in docs/knowledge.md (issue 12, part 7).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 from knowledge.evaluate import is_hit, load_qa  # noqa: E402
 from knowledge.index import BACKGROUND_QUESTIONS  # noqa: E402
+from knowledge.rerank import CANDIDATES  # noqa: E402
 from knowledge.service import _citation  # noqa: E402
 from tests.knowledge_support import close_shared, shared_sample  # noqa: E402
 
@@ -44,14 +45,15 @@ def collect(files: list[Path]) -> tuple[list[tuple[str, list[Cand]]], dict[str, 
         for it in load_qa(f):
             if not it.answerable:
                 continue
+            hits = idx.candidates(it.question, it.community, CANDIDATES)
             cands = [
                 {
                     "id": h.chunk.id,
                     "fused": h.score,
-                    "right": is_hit(it, _citation(h)),
-                    "name": _citation(h).locator,
+                    "right": is_hit(it, c),
+                    "name": f"{c.source} {c.locator}",
                 }
-                for h in idx.candidates(it.question, it.community, 20)
+                for h, c in ((h, _citation(h)) for h in hits)
             ]
             if any(c["right"] for c in cands):
                 rows.append((f.name, cands))
